@@ -1,0 +1,50 @@
+"""Depthwise-separable ASPP neck (the encoder part of mmseg's DepthwiseSeparableASPPHead)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from nrdseg.models.blocks import ConvBNReLU, SeparableConvBNReLU
+
+#: Dilations of the official NRD encoder (output stride 32) and of the usual dilated d8 one.
+NRD_DILATIONS = (1, 3, 6, 9)
+D8_DILATIONS = (1, 12, 24, 36)
+
+
+class SeparableASPP(nn.Module):
+    """Image pooling + 1x1 + depthwise-separable atrous 3x3 branches, fused by a 3x3 conv."""
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        channels: int = 512,
+        dilations: Sequence[int] = NRD_DILATIONS,
+    ) -> None:
+        super().__init__()
+        self.out_channels = channels
+        self.image_pool = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), ConvBNReLU(in_channels, channels, kernel_size=1)
+        )
+        branches = []
+        for dilation in dilations:
+            if dilation == 1:
+                branches.append(ConvBNReLU(in_channels, channels, kernel_size=1))
+            else:
+                branches.append(SeparableConvBNReLU(in_channels, channels, dilation=dilation))
+        self.branches = nn.ModuleList(branches)
+        self.bottleneck = ConvBNReLU((len(dilations) + 1) * channels, channels, kernel_size=3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pool_norm = self.image_pool[1][1]
+        if self.training and x.shape[0] == 1 and not isinstance(pool_norm, nn.SyncBatchNorm):
+            raise ValueError(
+                "training needs at least 2 images per batch: the ASPP image-pooling branch "
+                "normalizes one value per image (use SyncBN across processes, or batch >= 2)"
+            )
+        pooled = self.image_pool(x).expand(-1, -1, x.shape[2], x.shape[3])
+        outs = [pooled] + [branch(x) for branch in self.branches]
+        return self.bottleneck(torch.cat(outs, dim=1))

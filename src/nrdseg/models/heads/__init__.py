@@ -1,0 +1,8 @@
+"""Decoder heads, one file each. Every decoder maps (encoder output, stride-4 features) to logits."""
+
+from nrdseg.models.heads.bilinear import BilinearHead
+from nrdseg.models.heads.deeplabv3plus import DeepLabV3PlusHead
+from nrdseg.models.heads.fcn import FCNHead
+from nrdseg.models.heads.nrd import NRDHead
+
+__all__ = ["BilinearHead", "DeepLabV3PlusHead", "FCNHead", "NRDHead"]

@@ -1,0 +1,85 @@
+"""NRD: a controller generates, per stride-32 cell, a tiny MLP that decodes its label patch."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nrdseg.models.blocks import ConvBNReLU, resize
+from nrdseg.ops.dynamic_mlp import mlp_param_count, patch_coordinates, per_patch_mlp
+
+
+class NRDHead(nn.Module):
+    """Dynamic neural representational decoder (Zhang et al., NeurIPS 2021).
+
+    The controller (3x3 conv + BN + ReLU, 1x1 conv) turns each cell of the encoder output
+    into the N parameters of g_theta: (coords + guidance) -> C_r -> C_r -> classes. g_theta
+    runs on the s x s block of the stride-4 map that the cell covers, so the logits come
+    out at s times the encoder's resolution (stride 4 for s = 8 on a stride-32 encoder).
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        low_level_channels: int,
+        num_classes: int,
+        controller_channels: int = 512,
+        rep_channels: int = 16,
+        guidance_channels: int = 16,
+        guidance_hidden: int = 48,
+        upsample_factor: int = 8,
+        use_guidance: bool = True,
+        use_coords: bool = True,
+    ) -> None:
+        super().__init__()
+        if not (use_guidance or use_coords):
+            raise ValueError("NRD needs at least one input: use_guidance or use_coords")
+        self.num_classes = num_classes
+        self.rep_channels = rep_channels
+        self.upsample_factor = upsample_factor
+        self.use_coords = use_coords
+        self.mlp_in_channels = (2 if use_coords else 0) + (guidance_channels if use_guidance else 0)
+        self.num_params = mlp_param_count(
+            in_channels=self.mlp_in_channels,
+            hidden_channels=rep_channels,
+            num_classes=num_classes,
+        )
+        self.controller = nn.Sequential(
+            ConvBNReLU(in_channels, controller_channels, kernel_size=3),
+            nn.Conv2d(controller_channels, self.num_params, kernel_size=1),
+        )
+        self.guidance = (
+            nn.Sequential(
+                ConvBNReLU(low_level_channels, guidance_hidden, kernel_size=3),
+                nn.Conv2d(guidance_hidden, guidance_channels, kernel_size=1),
+            )
+            if use_guidance
+            else None
+        )
+        self.input_norm = nn.BatchNorm2d(self.mlp_in_channels)
+        self._init_controller()
+
+    def _init_controller(self) -> None:
+        """Xavier-normal scaled by 1/N so that the generated MLPs start near zero."""
+        last = self.controller[-1]
+        nn.init.xavier_normal_(last.weight)
+        with torch.no_grad():
+            last.weight.div_(self.num_params)
+        nn.init.zeros_(last.bias)
+
+    def forward(self, x: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
+        params = self.controller(x)
+        batch, _, cells_h, cells_w = params.shape
+        s = self.upsample_factor
+        size = (cells_h * s, cells_w * s)
+        inputs = []
+        if self.use_coords:
+            coords = patch_coordinates(s, device=x.device, dtype=params.dtype)
+            inputs.append(coords.repeat(1, cells_h, cells_w).expand(batch, -1, -1, -1))
+        if self.guidance is not None:
+            inputs.append(resize(self.guidance(low_level), size))
+        mlp_input = self.input_norm(torch.cat(inputs, dim=1))
+        return per_patch_mlp(
+            mlp_input, params, hidden_channels=self.rep_channels, num_classes=self.num_classes
+        )

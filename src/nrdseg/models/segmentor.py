@@ -1,0 +1,154 @@
+"""Encoder (backbone + neck) + decoder + auxiliary head, with the loss and any-size inference."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nrdseg.models.blocks import resize
+from nrdseg.models.inputs import ImageLike, to_batch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Segmentor(nn.Module):
+    """A semantic segmentation model.
+
+    ``forward(images)`` takes normalized float images (B, 3, H, W) of any size and returns
+    logits (B, C, H, W): inputs are padded to a multiple of ``size_divisor`` inside and the
+    logits are cropped back. ``loss(images, labels)`` returns the training losses;
+    ``predict(image)`` returns labels for tensors, PIL images or numpy arrays.
+    """
+
+    size_divisor = 32
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        neck: nn.Module,
+        decoder: nn.Module,
+        num_classes: int,
+        aux_head: nn.Module | None = None,
+        aux_weight: float = 0.4,
+        ignore_index: int = 255,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.backbone = backbone
+        self.neck = neck
+        self.decoder = decoder
+        self.aux_head = aux_head
+        self.num_classes = num_classes
+        self.aux_weight = aux_weight
+        self.ignore_index = ignore_index
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        #: Keyword arguments that rebuild this model with ``nrdseg.create_model``.
+        self.config: dict[str, Any] = {}
+
+    # -- shapes and checks -------------------------------------------------------------
+    def _check_images(self, images: torch.Tensor) -> None:
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(
+                f"images must be a torch.Tensor (B, 3, H, W), got {type(images).__name__}; "
+                "use model.predict() for PIL images or numpy arrays"
+            )
+        if images.ndim != 4:
+            raise ValueError(
+                f"images must be 4-D (B, 3, H, W), got shape {tuple(images.shape)}"
+                + ("; add a batch dimension with images[None]" if images.ndim == 3 else "")
+            )
+        if images.shape[1] != 3:
+            raise ValueError(
+                f"images must have 3 (RGB) channels in dim 1, got {images.shape[1]} "
+                f"(shape {tuple(images.shape)})"
+            )
+        if not images.is_floating_point():
+            raise TypeError(
+                f"images must be a normalized float tensor, got dtype {images.dtype}; "
+                "use model.predict() for uint8 images"
+            )
+
+    def _pad(self, x: torch.Tensor, value: float) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        pad_h = (-h) % self.size_divisor
+        pad_w = (-w) % self.size_divisor
+        if pad_h == 0 and pad_w == 0:
+            return x
+        return F.pad(x, (0, pad_w, 0, pad_h), value=value)
+
+    # -- forward paths -----------------------------------------------------------------
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Neck output and the backbone's [stride-4, stride-16, last] feature maps."""
+        features = self.backbone(images)
+        return self.neck(features[-1]), features
+
+    def decode_padded(self, padded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Decoder logits at the decoder's own resolution (+ aux logits when training)."""
+        x, features = self.encode(padded)
+        logits = self.decoder(x, features[0])
+        aux = self.aux_head(features[1]) if self.aux_head is not None and self.training else None
+        return logits, aux
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self._check_images(images)
+        height, width = images.shape[-2:]
+        padded = self._pad(images, 0.0)
+        logits, _ = self.decode_padded(padded)
+        logits = resize(logits, padded.shape[-2:])
+        return logits[..., :height, :width]
+
+    def loss(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Cross-entropy on logits upsampled to the label size, + aux_weight x auxiliary."""
+        self._check_images(images)
+        if labels.ndim != 3 or labels.shape[0] != images.shape[0]:
+            raise ValueError(
+                f"labels must be (B, H, W) with B = {images.shape[0]}, got {tuple(labels.shape)}"
+            )
+        if labels.is_floating_point():
+            raise TypeError(f"labels must be an integer tensor, got dtype {labels.dtype}")
+        if labels.shape[-2:] != images.shape[-2:]:
+            raise ValueError(
+                f"labels {tuple(labels.shape[-2:])} and images {tuple(images.shape[-2:])} "
+                "differ in size"
+            )
+        padded = self._pad(images, 0.0)
+        target = self._pad(labels.long(), float(self.ignore_index))
+        logits, aux = self.decode_padded(padded)
+        losses = {"loss_main": self._ce(logits, target)}
+        total = losses["loss_main"]
+        if aux is not None:
+            losses["loss_aux"] = self._ce(aux, target)
+            total = total + self.aux_weight * losses["loss_aux"]
+        losses["loss"] = total
+        return losses
+
+    def _ce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = resize(logits, target.shape[-2:])
+        return F.cross_entropy(logits.float(), target, ignore_index=self.ignore_index)
+
+    @torch.no_grad()
+    def predict(self, images: ImageLike | Sequence[ImageLike]) -> torch.Tensor:
+        """Labels at each image's own size: (H, W) for one image, (B, H, W) for a batch.
+
+        Float tensors are taken as already normalized; uint8 tensors, numpy arrays and
+        PIL images as raw RGB, normalized with the model's mean and std.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            batch, single = to_batch(images, mean=self.mean, std=self.std)
+            device = next(self.parameters()).device
+            labels = self(batch.to(device)).argmax(dim=1)
+        finally:
+            self.train(was_training)
+        return labels[0] if single else labels

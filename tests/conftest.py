@@ -1,0 +1,28 @@
+"""Shared test settings: small thread count, deterministic seeds, tiny models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+#: Options that shrink any zoo model to a few hundred thousand parameters for CPU tests.
+TINY = {"backbone": "test_resnet", "neck_channels": 32, "aux_channels": 16}
+TINY_NRD = {**TINY, "controller_channels": 32}
+
+
+def tiny_options(name: str) -> dict:
+    """TINY plus the head-specific width options the zoo entry accepts."""
+    from nrdseg.models.zoo import valid_options
+
+    options = dict(TINY)
+    for key, value in {"controller_channels": 32, "channels": 32}.items():
+        if key in valid_options(name):
+            options[key] = value
+    return options
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
