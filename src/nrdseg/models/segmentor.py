@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -54,6 +55,8 @@ class Segmentor(nn.Module):
         self.std = tuple(float(s) for s in std)
         #: Keyword arguments that rebuild this model with ``nrdseg.create_model``.
         self.config: dict[str, Any] = {}
+        #: Dataset metadata saved with the weights: ``classes`` (names), ``palette`` (RGB).
+        self.meta: dict[str, Any] = {}
 
     # -- shapes and checks -------------------------------------------------------------
     def _check_images(self, images: torch.Tensor) -> None:
@@ -135,6 +138,19 @@ class Segmentor(nn.Module):
     def _ce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = resize(logits, target.shape[-2:])
         return F.cross_entropy(logits.float(), target, ignore_index=self.ignore_index)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``config.yaml`` + ``model.safetensors`` into ``directory`` atomically."""
+        from nrdseg.checkpoint import save_pretrained
+
+        return save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, device: str = "cpu") -> Segmentor:
+        """Load a checkpoint directory written by :meth:`save_pretrained`."""
+        from nrdseg.checkpoint import load_model
+
+        return load_model(path, device=device)
 
     @torch.no_grad()
     def predict(self, images: ImageLike | Sequence[ImageLike]) -> torch.Tensor:

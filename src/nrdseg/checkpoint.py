@@ -1,0 +1,174 @@
+"""Self-describing model checkpoints: a directory with ``config.yaml`` + ``model.safetensors``.
+
+Loading reads YAML and safetensors only, so a downloaded checkpoint can never run code.
+Directories are written next to their destination and renamed into place, so a crash
+leaves either the old checkpoint or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from nrdseg.models.segmentor import Segmentor
+from nrdseg.models.zoo import create_model
+
+FORMAT = "nrdseg-checkpoint/1"
+CONFIG_FILE = "config.yaml"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def plain(value: Any) -> Any:
+    """Tuples, paths and numpy scalars -> YAML-safe lists, strings and numbers."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def atomic_directory(final: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it replaces ``final`` by rename."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write a file through a temporary sibling + fsync + rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def model_record(model: Segmentor) -> dict[str, Any]:
+    """What ``config.yaml`` holds: the format tag, the zoo call and the dataset metadata."""
+    if not model.config.get("name"):
+        raise ValueError("only models built by nrdseg.create_model can be saved")
+    return plain({"format": FORMAT, "model": model.config, "meta": model.meta})
+
+
+def write_model_files(model: Segmentor, directory: Path) -> None:
+    """Write config.yaml + model.safetensors into an existing (temporary) directory."""
+    (directory / CONFIG_FILE).write_text(yaml.safe_dump(model_record(model), sort_keys=False))
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+
+
+def save_pretrained(model: Segmentor, directory: str | Path) -> Path:
+    """Save ``model`` as a self-describing checkpoint directory, atomically."""
+    directory = Path(directory)
+    with atomic_directory(directory) as tmp:
+        write_model_files(model, tmp)
+    return directory
+
+
+def read_record(directory: str | Path) -> dict[str, Any]:
+    """The parsed ``config.yaml`` of a checkpoint directory, checked for its format."""
+    directory = Path(directory)
+    config_path = directory / CONFIG_FILE
+    if not directory.is_dir():
+        raise FileNotFoundError(f"checkpoint directory not found: {directory}")
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{directory} is not an nrdseg checkpoint: no {CONFIG_FILE}")
+    try:
+        record = yaml.safe_load(config_path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{config_path}: not valid YAML ({err})") from err
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise ValueError(f"{config_path}: expected format {FORMAT!r}, got {record!r:.200}")
+    model = record.get("model")
+    if not isinstance(model, dict) or "name" not in model or "num_classes" not in model:
+        raise ValueError(f"{config_path}: 'model' must give at least 'name' and 'num_classes'")
+    return record
+
+
+def load_weights(model: Segmentor, state: Mapping[str, torch.Tensor], *, source: str) -> None:
+    """Strictly load ``state`` into ``model``, or explain every key that does not fit."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if own[k].shape != state[k].shape
+    ]
+    if missing or unexpected or mismatched:
+        lines = [
+            f"{source} does not fit this {model.config.get('name', 'model')} "
+            f"with {model.num_classes} classes:"
+        ]
+        for title, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("shape mismatch", mismatched),
+        ):
+            if keys:
+                shown = "; ".join(keys[:6]) + (
+                    f"; ... ({len(keys)} in all)" if len(keys) > 6 else ""
+                )
+                lines.append(f"  {title}: {shown}")
+        raise ValueError("\n".join(lines))
+    model.load_state_dict(dict(state))
+
+
+def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Segmentor:
+    """Rebuild a model from a checkpoint directory written by :func:`save_pretrained`."""
+    directory = Path(path)
+    record = read_record(directory)
+    options = dict(record["model"])
+    name, num_classes = options.pop("name"), options.pop("num_classes")
+    options["pretrained"] = False
+    model = create_model(name, num_classes=num_classes, **options)
+    model.config = dict(record["model"])
+    model.meta = dict(record.get("meta") or {})
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"{directory}: no {WEIGHTS_FILE}")
+    load_weights(model, load_file(str(weights)), source=str(weights))
+    return model.to(device).eval()
