@@ -59,8 +59,17 @@ class Scenes:
         return {"image": image.float(), "label": label, "path": f"scene_{index}.png"}
 
 
-def tiny_model(name: str = "nrd_r50", **overrides) -> nrdseg.Segmentor:
-    return nrdseg.create_model(name, num_classes=3, **{**tiny_options(name), **overrides})
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one thread, and do not stall on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_model(name: str = "nrd_r50", *, num_classes: int = 3, **overrides) -> nrdseg.Segmentor:
+    return nrdseg.create_model(name, num_classes=num_classes, **{**tiny_options(name), **overrides})
 
 
 # -- stand-ins for modules written by others ---------------------------------------------

@@ -165,7 +165,9 @@ def test_every_shipped_config_validates_and_builds_its_model(path):
     assert isinstance(config, Config)
     options = {**config.model.options, "pretrained": False}
     with torch.device("meta"):
-        model = create_model(config.model.name, num_classes=config.model.num_classes or 4, **options)
+        model = create_model(
+            config.model.name, num_classes=config.model.num_classes or 4, **options
+        )
     assert model.config["name"] == config.model.name
 
 

@@ -188,7 +188,8 @@ class Trainer:
                 batch_sampler=order,
                 num_workers=workers,
                 pin_memory=self.device.type == "cuda",
-                persistent_workers=False,
+                # Its own generator: making the iterator must not draw from the global one.
+                generator=torch.Generator(),
             )
         )
 
