@@ -111,7 +111,7 @@ class Trainer:
         }
         self.train_dataset = train_dataset
         if self.dist.enabled:
-            model = convert_sync_batchnorm(model)
+            model = convert_sync_batchnorm(model.to(self.device), device=self.device)
         self.model = model.to(self.device)
         step = _LossStep(self.model)
         if self.dist.enabled:
