@@ -19,7 +19,13 @@ from typing import Any
 
 import torch
 
-from nrdseg.checkpoint import CONFIG_FILE, atomic_directory, atomic_write_bytes, write_model_files
+from nrdseg.checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    atomic_directory,
+    atomic_write_bytes,
+    write_model_files,
+)
 from nrdseg.models.segmentor import Segmentor
 
 CHECKPOINTS = "checkpoints"
@@ -119,14 +125,13 @@ def read_training_state(directory: Path) -> dict[str, Any]:
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint directory itself, or a work dir's ``best/``, else its latest checkpoint."""
     path = Path(path)
-    if (path / CONFIG_FILE).is_file():
-        return path
-    if (path / BEST / CONFIG_FILE).is_file():
-        return path / BEST
+    for candidate in (path, path / BEST):  # a work dir's own config.yaml is no checkpoint
+        if (candidate / CONFIG_FILE).is_file() and (candidate / WEIGHTS_FILE).is_file():
+            return candidate
     latest = latest_checkpoint(path) if path.is_dir() else None
     if latest is not None:
         return latest
     raise FileNotFoundError(
-        f"{path}: not a checkpoint directory (no {CONFIG_FILE}), and not a work dir with "
+        f"{path}: not a checkpoint directory ({CONFIG_FILE} + {WEIGHTS_FILE}), nor a work dir with "
         f"{BEST}/ or {CHECKPOINTS}/{LATEST}"
     )
