@@ -54,14 +54,15 @@ def test_train_writes_the_work_dir_and_eval_reads_it(config_file, tmp_path, caps
     assert latest_checkpoint(work).name == "iter_000004"
     best = json.loads((work / "best" / "eval.json").read_text())
     assert best["iter"] in (2, 4) and 0.0 <= best["mIoU"] <= 1.0
-    assert nrdseg.load_model(work / "best").num_classes == 3
+    best_model = nrdseg.load_model(work / "best")
+    assert best_model.num_classes == len(best_model.meta["classes"])  # from the dataset
 
     assert main(["eval", str(config_file), "--checkpoint", str(work), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["checkpoint"] == str(work / "best")
     assert {"mIoU", "mAcc", "aAcc", "IoU", "trimap"} <= set(result)
     assert result["mIoU"] == pytest.approx(best["mIoU"], abs=1e-6)  # the same model and data
-    classes = nrdseg.load_model(work / "best").meta["classes"]
+    classes = best_model.meta["classes"]
     assert list(result["IoU"]) == classes
 
     checkpoint = work / "checkpoints" / "iter_000002"
