@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import importlib
 import sys
+import textwrap
 import types
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 import nrdseg
 from tests.conftest import tiny_options
@@ -70,6 +73,28 @@ def one_thread():
 
 def tiny_model(name: str = "nrd_r50", *, num_classes: int = 3, **overrides) -> nrdseg.Segmentor:
     return nrdseg.create_model(name, num_classes=num_classes, **{**tiny_options(name), **overrides})
+
+
+def write_tiny_config(path: Path, *, iters: int = 4) -> Path:
+    """A complete config for a few CPU iterations of a tiny NRD on synthetic 64x64 scenes."""
+    options = yaml.safe_dump(tiny_options("nrd_r50"), default_flow_style=True).strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            model: {{name: nrd_r50, num_classes: null, options: {options}}}
+            data:
+              train: {{name: synthetic, options: {{size: [64, 64], length: 8, seed: 0}}}}
+              val: {{name: synthetic, split: val, options: {{size: [64, 64], length: 4, seed: 1}}}}
+              transforms: {{crop_size: [64, 64], scale: [64, 64], photometric: false}}
+            loader: {{batch_size: 2, num_workers: 0}}
+            optim: {{lr: 0.02, warmup_iters: 2}}
+            train: {{iters: {iters}, log_interval: 1, ckpt_interval: 2, eval_interval: 2}}
+            eval: {{max_samples: 4}}
+            """
+        )
+    )
+    return path
 
 
 # -- stand-ins for modules written by others ---------------------------------------------

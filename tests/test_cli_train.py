@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import runpy
 import sys
-import textwrap
 
 import pytest
 import yaml
@@ -13,8 +12,7 @@ import yaml
 import nrdseg
 from nrdseg.cli import main
 from nrdseg.engine.checkpointing import latest_checkpoint, read_training_state
-from tests.conftest import tiny_options
-from tests.engine_stand_ins import one_thread, use_stand_ins
+from tests.engine_stand_ins import one_thread, use_stand_ins, write_tiny_config
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
@@ -22,26 +20,9 @@ pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 @pytest.fixture
 def config_file(tmp_path, monkeypatch):
     use_stand_ins(monkeypatch)
-    options = yaml.safe_dump(tiny_options("nrd_r50"), default_flow_style=True).strip()
-    path = tmp_path / "configs" / "synthetic" / "tiny.yaml"
-    path.parent.mkdir(parents=True)
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            model: {{name: nrd_r50, num_classes: null, options: {options}}}
-            data:
-              train: {{name: synthetic, options: {{size: [64, 64], length: 8, seed: 0}}}}
-              val: {{name: synthetic, split: val, options: {{size: [64, 64], length: 4, seed: 1}}}}
-              transforms: {{crop_size: [64, 64], scale: [64, 64], photometric: false}}
-            loader: {{batch_size: 2, num_workers: 0}}
-            optim: {{lr: 0.02, warmup_iters: 2}}
-            train: {{iters: 4, log_interval: 1, ckpt_interval: 2, eval_interval: 2}}
-            eval: {{max_samples: 4}}
-            """
-        )
-    )
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # keep the test's one thread
     monkeypatch.chdir(tmp_path)
-    return path
+    return write_tiny_config(tmp_path / "configs" / "synthetic" / "tiny.yaml")
 
 
 def test_train_writes_the_work_dir_and_eval_reads_it(config_file, tmp_path, capsys):
@@ -76,10 +57,14 @@ def test_existing_runs_are_never_overwritten_and_resume_continues(config_file, t
     assert main(["train", str(config_file), "--work-dir", str(work)]) == 0
     assert main(["train", str(config_file), "--work-dir", str(work)]) == 2
     assert "already holds checkpoints; pass --resume" in capsys.readouterr().err
+    # Leftovers of a process killed mid-write are cleared before resuming.
+    (work / "checkpoints" / ".iter_000006.tmp-x1").mkdir()
+    (work / "checkpoints" / ".latest.tmp-x2").write_text("iter_000006")
     args = ["train", str(config_file), "--work-dir", str(work), "--resume"]
     assert main([*args, "--set", "train.iters=6"]) == 0
     state = read_training_state(latest_checkpoint(work))
     assert (state["iteration"], state["config"]["train"]["iters"]) == (6, 6)
+    assert not [p for p in (work / "checkpoints").iterdir() if p.name.startswith(".")]
     lines = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
     assert [e["iter"] for e in lines if e["event"] == "resume"] == [4]
     assert [e["iter"] for e in lines if e["event"] == "train"] == [1, 2, 3, 4, 5, 6]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -16,7 +18,7 @@ from nrdseg.engine.config import LoaderConfig, OptimConfig, TrainConfig
 from nrdseg.engine.distributed import DistInfo
 from nrdseg.engine.sync_bn import CPUSyncBatchNorm, convert_sync_batchnorm
 from nrdseg.engine.trainer import Trainer
-from tests.engine_stand_ins import Scenes, one_thread, tiny_model
+from tests.engine_stand_ins import Scenes, one_thread, tiny_model, write_tiny_config
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
@@ -131,3 +133,24 @@ def test_two_processes_train_like_one_with_the_whole_batch(ddp_run, tmp_path):
     single = _trainer(tmp_path, batch_size=4).train().state_dict()
     for key, value in single.items():
         torch.testing.assert_close(ranks[0]["state"][key], value, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_torchrun_trains_from_the_command_line(tmp_path):
+    pytest.importorskip("nrdseg.data")  # a subprocess cannot see the in-test stand-ins
+    config = write_tiny_config(tmp_path / "tiny.yaml")
+    work = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", str(WORLD), "-m", "nrdseg.cli", "train", str(config)]
+    done = subprocess.run(
+        [*command, "--work-dir", str(work)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("checkpoints in") == 1  # rank 0 alone talks
+    state = read_training_state(latest_checkpoint(work))
+    assert state["iteration"] == 4 and len(state["rng"]) == WORLD
+    assert (work / "best" / "eval.json").is_file()

@@ -129,6 +129,14 @@ def _set_determinism(deterministic: bool) -> None:
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
+def _share_cpu_threads(*, workers: int, info: DistInfo) -> None:
+    """On CPU, leave one core per data worker and split the rest between processes:
+    oversubscribed cores make CPU training several times slower. OMP_NUM_THREADS wins."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        torch.set_num_threads(max(1, (cores or 1) // info.world_size - workers))
+
+
 def train_from_config(
     config: Config, work_dir: str | Path, *, resume: bool = False, progress: bool = True
 ) -> Segmentor:
@@ -139,6 +147,8 @@ def train_from_config(
         if info.is_main:
             save_config(config, work_dir / CONFIG_FILE)
         _set_determinism(config.train.deterministic)
+        if device.type == "cpu":
+            _share_cpu_threads(workers=config.loader.num_workers, info=info)
         seed_everything(config.train.seed)
         train_set = build_split(config.data.train, train=True, config=config)
         if not info.is_main:  # rank 0 fetches pretrained weights first, the others reuse them

@@ -233,6 +233,8 @@ class Trainer:
                     event.update({k: v / window_iters for k, v in window.items()})
                     event["time_per_iter"] = seconds
                     event["eta_min"] = seconds * (settings.iters - self.iteration) / 60
+                    if self.device.type == "cuda":
+                        event["max_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
                     if events is not None:
                         events.write(event)
                     window, window_start, window_iters = {}, time.perf_counter(), 0
