@@ -78,15 +78,6 @@ def all_gather_objects(info: DistInfo, value: Any) -> list[Any]:
     return gathered
 
 
-def broadcast_object(info: DistInfo, value: Any) -> Any:
-    """Rank 0's ``value`` on every rank."""
-    if not info.enabled:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def mean_over_ranks(info: DistInfo, tensor: torch.Tensor) -> torch.Tensor:
     """The element-wise mean of ``tensor`` across ranks (a copy in one process)."""
     tensor = tensor.clone()
