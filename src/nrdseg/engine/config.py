@@ -33,7 +33,7 @@ def _non_negative(**values: float | int) -> None:
             raise ValueError(f"{name}: must be >= 0, got {value}")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ModelConfig:
     """A zoo model; ``num_classes: null`` takes the training dataset's class count."""
 
@@ -44,7 +44,7 @@ class ModelConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DatasetConfig:
     """``nrdseg.data.build_dataset(name, root=..., split=..., **options)``."""
 
@@ -54,7 +54,7 @@ class DatasetConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TransformsConfig:
     """Training augmentation; ``scale`` (W, H) is also the test-time resize."""
 
@@ -72,14 +72,14 @@ class TransformsConfig:
             raise ValueError(f"flip_prob: must be in [0, 1], got {self.flip_prob}")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DataConfig:
     train: DatasetConfig
     val: DatasetConfig | None = None
     transforms: TransformsConfig = field(default_factory=TransformsConfig)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LoaderConfig:
     """``batch_size`` is per process: the total batch is batch_size x world size."""
 
@@ -91,7 +91,7 @@ class LoaderConfig:
         _non_negative(num_workers=self.num_workers)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class OptimConfig:
     """Optimizer and poly schedule with linear warm-up (mmseg's formulas)."""
 
@@ -123,7 +123,7 @@ class OptimConfig:
             raise ValueError(f"warmup_ratio: must be in (0, 1], got {self.warmup_ratio}")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainConfig:
     """Iteration-based schedule, precision, seeding and the logging/checkpoint cadence."""
 
@@ -149,7 +149,7 @@ class TrainConfig:
         _non_negative(eval_interval=self.eval_interval, max_bad_batches=self.max_bad_batches)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class EvalConfig:
     """Inference for evaluation; ``tta: true`` swaps in ``tta_scales`` + flip."""
 
@@ -182,7 +182,7 @@ class EvalConfig:
         }
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Config:
     data: DataConfig
     model: ModelConfig = field(default_factory=ModelConfig)

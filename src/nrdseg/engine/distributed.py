@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DistInfo:
     """Where this process stands: ``rank`` of ``world_size``, on GPU ``local_rank``."""
 

@@ -41,7 +41,7 @@ def build_optimizer(model: nn.Module, settings: OptimConfig) -> torch.optim.Opti
     return torch.optim.AdamW(groups, lr=settings.lr, betas=settings.betas)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PolySchedule:
     """Poly decay from ``lr`` to ``min_lr`` over ``iters``, under a linear warm-up.
 
