@@ -151,13 +151,23 @@ def test_trimap_matches_brute_force_band():
 def test_ignore_and_image_border_are_not_boundaries():
     target = np.full((9, 9), 1)
     target[:, :3] = IGNORE
-    metric = SegMetric(3, trimap_widths=(2,))
+    metric = SegMetric(3, trimap_widths=(2, 50))
     metric.update(np.zeros_like(target), target)
-    assert metric.state[1].sum() == 0  # no labelled transition: the band is empty
+    assert metric.state[1:].sum() == 0  # no labelled transition: the bands are empty
     target[:, 7:] = 2
     metric.update(np.zeros_like(target), target)
     # Boundary columns 6 and 7, dilated by 2: columns 4..8 of the labelled part.
     assert metric.state[1].sum() == 9 * 5
+    assert metric.state[2].sum() == 9 * 6  # a band wider than the image: all labelled
+
+
+def test_tiny_images():
+    for shape in ((1, 1), (1, 4), (3, 1)):
+        target = np.arange(np.prod(shape)).reshape(shape) % 2
+        metric = SegMetric(2, trimap_widths=(1, 7))
+        metric.update(target, target)
+        boundary = 0 if shape == (1, 1) else target.size
+        assert metric.state.sum(dim=(1, 2)).tolist() == [target.size, boundary, boundary]
 
 
 def test_merge_and_state_sum_two_metrics():

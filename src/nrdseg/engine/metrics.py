@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 LabelArray = torch.Tensor | np.ndarray
 
@@ -42,39 +41,57 @@ def _as_labels(x: LabelArray, name: str) -> torch.Tensor:
     return (x if x.ndim == 3 else x[None]).long()
 
 
-def _dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    """Dilate a float (B, 1, H, W) 0/1 mask by a (2r+1)^2 square, as two 1-D max-pools."""
-    k = 2 * radius + 1
-    mask = F.max_pool2d(mask, (1, k), stride=1, padding=(0, radius))
-    return F.max_pool2d(mask, (k, 1), stride=1, padding=(radius, 0))
+def _dilate_axis(mask: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
+    """OR of a bool mask over the window [i - r, i + r] along ``dim``, clipped at the ends.
+
+    On the mask padded with r zeros at both ends, the window starting at each position
+    is grown by doubling (``out[i] |= out[i + step]``), so any width costs a few passes.
+    """
+    pad = list(mask.shape)
+    pad[dim] = radius
+    zeros = mask.new_zeros(pad)
+    out = torch.cat([zeros, mask, zeros], dim)
+    span, total = 1, 2 * radius + 1
+    while span < total:
+        step = min(span, total - span)
+        length = out.shape[dim] - step
+        out = out.narrow(dim, 0, length) | out.narrow(dim, step, length)
+        span += step
+    return out
 
 
 def boundary_mask(target: torch.Tensor, *, ignore_index: int) -> torch.Tensor:
     """Pixels of ``target`` (B, H, W) with a labelled 8-neighbour of another class."""
     valid = target != ignore_index
-    t = target.float()[:, None]
-    # Ignore pixels become a value below (above) every label, so they never raise the
-    # neighbourhood maximum (lower the minimum) above (below) a labelled pixel's own.
-    low = torch.where(valid[:, None], t, torch.full_like(t, -1.0))
-    high = torch.where(valid[:, None], t, torch.full_like(t, float(2**24)))
-    nb_max = F.max_pool2d(low, 3, stride=1, padding=1)
-    nb_min = -F.max_pool2d(-high, 3, stride=1, padding=1)
-    return valid & ((nb_max > t) | (nb_min < t))[:, 0]
+    boundary = torch.zeros_like(valid)
+    h, w = target.shape[-2:]
+    # Each neighbour pair once (right, down, down-right, down-left); a differing labelled
+    # pair marks both of its pixels.
+    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        x0, x1 = (0, dx) if dx >= 0 else (-dx, 0)
+        a = (..., slice(0, h - dy), slice(x0, x0 + w - abs(dx)))
+        b = (..., slice(dy, h), slice(x1, x1 + w - abs(dx)))
+        differ = valid[a] & valid[b] & (target[a] != target[b])
+        boundary[a] |= differ
+        boundary[b] |= differ
+    return boundary
 
 
-def trimap_bands(
-    target: torch.Tensor, widths: Sequence[int], *, ignore_index: int
-) -> dict[int, torch.Tensor]:
-    """{width: bool (B, H, W) band of pixels within ``width`` px of a boundary}."""
-    mask = boundary_mask(target, ignore_index=ignore_index).float()[:, None]
-    bands: dict[int, torch.Tensor] = {}
+def band_levels(target: torch.Tensor, widths: Sequence[int], *, ignore_index: int) -> torch.Tensor:
+    """Per pixel, how many of the ascending ``widths`` have a band that misses it.
+
+    Bands are nested, so a pixel lies in the band of the k-th smallest width exactly when
+    its level is <= k; level ``len(widths)`` means farther from a boundary than any width.
+    """
+    mask = boundary_mask(target, ignore_index=ignore_index)
+    levels = torch.zeros_like(target)
     done = 0
     # Square dilations compose (r1 then r2 = r1 + r2), so grow the band width by width.
     for width in sorted(widths):
-        mask = _dilate(mask, width - done)
+        mask = _dilate_axis(_dilate_axis(mask, width - done, -1), width - done, -2)
         done = width
-        bands[width] = mask[:, 0] > 0
-    return bands
+        levels += ~mask
+    return levels
 
 
 def scores_from_confusion(confusion: torch.Tensor) -> dict[str, Any]:
@@ -173,12 +190,17 @@ class SegMetric:
                 f"target holds label {bad}, expected labels in [0, {c}) "
                 f"or ignore_index {self.ignore_index}"
             )
-        code = target * c + pred
-        masks = [valid]
-        bands = trimap_bands(target, self.trimap_widths, ignore_index=self.ignore_index)
-        masks += [valid & bands[w] for w in self.trimap_widths]
-        counts = [torch.bincount(code[m], minlength=c * c) for m in masks]
-        self._matrices += torch.stack(counts).reshape(-1, c, c).cpu()
+        # One bincount for everything: bin (level, gt, pred), with one extra bin per level
+        # for ignored pixels; summing levels 0..k gives the band of the k-th smallest width
+        # and summing all levels the whole image.
+        bins, n = c * c + 1, len(self.trimap_widths)
+        code = torch.where(valid, target * c + pred, c * c)
+        code += band_levels(target, self.trimap_widths, ignore_index=self.ignore_index) * bins
+        counts = torch.bincount(code.flatten(), minlength=(n + 1) * bins)
+        cumulative = counts.reshape(n + 1, bins)[:, : c * c].cumsum(dim=0)
+        ascending = sorted(self.trimap_widths)
+        rows = [n] + [ascending.index(w) for w in self.trimap_widths]
+        self._matrices += cumulative[rows].reshape(-1, c, c).cpu()
 
     def merge(self, other: SegMetric) -> SegMetric:
         """Add the counts of ``other`` (same classes, ignore index and widths) to this one."""
