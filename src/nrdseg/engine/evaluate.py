@@ -56,10 +56,11 @@ def evaluate(
 ) -> dict[str, Any]:
     """Dataset-level scores of ``model`` (``SegMetric.compute()`` plus ``classes``).
 
-    Samples go through one at a time because their sizes differ; logits are resized to
-    the label's size (the eval transform may have rescaled the image) before the argmax.
-    Under torch.distributed each rank takes every world_size-th sample and the confusion
-    matrices are summed over ranks, so every rank returns the full result.
+    The model is moved to ``device``. Samples go through one at a time because their
+    sizes differ; logits are resized to the label's size (the eval transform may have
+    rescaled the image) before the argmax. Under torch.distributed each rank takes every
+    world_size-th sample and the confusion matrices are summed over ranks, so every rank
+    returns the full result.
     """
     num_classes = dataset.num_classes
     model_classes = getattr(model, "num_classes", num_classes)

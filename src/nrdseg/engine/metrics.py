@@ -78,7 +78,7 @@ def boundary_mask(target: torch.Tensor, *, ignore_index: int) -> torch.Tensor:
 
 
 def band_levels(target: torch.Tensor, widths: Sequence[int], *, ignore_index: int) -> torch.Tensor:
-    """Per pixel, how many of the ascending ``widths`` have a band that misses it.
+    """Per pixel, for how many of ``widths`` the pixel lies outside the trimap band.
 
     Bands are nested, so a pixel lies in the band of the k-th smallest width exactly when
     its level is <= k; level ``len(widths)`` means farther from a boundary than any width.
