@@ -55,6 +55,18 @@ class ImageAsLogits(torch.nn.Module):
         return images.clone()
 
 
+class RampModel(ImageAsLogits):
+    """ImageAsLogits plus a left-to-right ramp across its input favouring the last class.
+
+    Not mirror-symmetric, and its output depends on the window and scale it sees, so
+    every inference option changes the predictions.
+    """
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        ramp = torch.linspace(-1.5, 1.5, images.shape[-1])
+        return images + ramp * torch.tensor([-1.0, 0.0, 1.0])[:, None, None]
+
+
 def tiny_model() -> nrdseg.Segmentor:
     model = nrdseg.create_model("nrd_r50", num_classes=NUM_CLASSES, **tiny_options("nrd_r50"))
     return model.eval()
@@ -71,16 +83,27 @@ def reference_evaluate(model, dataset, **options) -> dict:
     return {**metric.compute(), "classes": list(dataset.classes)}
 
 
-@pytest.mark.parametrize(
-    "options",
-    [{}, {"mode": "slide", "crop_size": (24, 24), "stride": (16, 16), "flip": True}],
-)
-def test_evaluate_equals_a_per_sample_loop(options):
+def test_evaluate_equals_a_per_sample_loop():
     model, dataset = tiny_model(), TinyDataset()
-    result = evaluate(model, dataset, trimap_widths=WIDTHS, progress=False, **options)
-    np.testing.assert_equal(result, reference_evaluate(model, dataset, **options))
+    result = evaluate(model, dataset, trimap_widths=WIDTHS, progress=False)
+    np.testing.assert_equal(result, reference_evaluate(model, dataset))
     assert result["classes"] == ["sky", "road", "car"]
     assert list(result["trimap"]) == list(WIDTHS)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"mode": "slide", "crop_size": (32, 32), "stride": (24, 24)},
+        {"flip": True},
+        {"scales": (0.5, 1.0)},
+    ],
+)
+def test_evaluate_passes_inference_options_on(options):
+    model, dataset = RampModel(), TinyDataset()
+    result = evaluate(model, dataset, trimap_widths=WIDTHS, progress=False, **options)
+    np.testing.assert_equal(result, reference_evaluate(model, dataset, **options))
+    assert result["IoU"] != evaluate(model, dataset, trimap_widths=WIDTHS, progress=False)["IoU"]
 
 
 def test_logits_are_resized_to_the_label_before_argmax():
