@@ -169,3 +169,9 @@ def test_empty_dataset_folder_names_folder_and_layout(tmp_path: Path, name: str)
     (tmp_path / sub[name]).mkdir(parents=True)
     with pytest.raises(DataError, match=rf"{sub[name]}\n?.*\n?expected layout"):
         build_dataset(name, root=tmp_path, **options)
+
+
+def test_folder_without_masks_folder_names_it(tmp_path: Path) -> None:
+    write_image(tmp_path / "images" / "a.png", seed=0)
+    with pytest.raises(FileNotFoundError, match=r"folder not found: .*masks\nexpected layout"):
+        build_dataset("folder", root=tmp_path, num_classes=2)

@@ -86,6 +86,10 @@ class FolderDataset(PairedFileDataset):
                     f"{root / 'images'}: {', '.join(unknown[:5])}"
                 )
             images = {stem: images[stem] for stem in stems}
+        if not (root / "masks").is_dir():
+            raise FileNotFoundError(
+                f"folder not found: {root / 'masks'}\nexpected layout:\n{LAYOUT}"
+            )
         classes, palette = self._metadata(root, classes_file, num_classes)
         super().__init__(
             pairs=[(path, root / "masks" / f"{stem}.png") for stem, path in images.items()],

@@ -30,7 +30,7 @@ def keep_ratio_size(height: int, width: int, scale: Sequence[int]) -> tuple[int,
     """(H, W) scaled as large as fits a (long, short) box, keeping the aspect ratio."""
     long_edge, short_edge = max(scale), min(scale)
     factor = min(long_edge / max(height, width), short_edge / min(height, width))
-    return int(height * factor + 0.5), int(width * factor + 0.5)
+    return max(int(height * factor + 0.5), 1), max(int(width * factor + 0.5), 1)
 
 
 class RandomRescale(nn.Module):
@@ -53,7 +53,7 @@ class RandomRescale(nn.Module):
 
     def forward(self, image: tv_tensors.Image, mask: tv_tensors.Mask) -> Pair:
         low, high = self.ratio_range
-        ratio = low + (high - low) * torch.rand(()).item()
+        ratio = low if low == high else low + (high - low) * torch.rand(()).item()
         target = (int(self.scale[0] * ratio), int(self.scale[1] * ratio))
         size = list(keep_ratio_size(*image.shape[-2:], target))
         image = F.resize(image, size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
