@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nrdseg.data.base import PairedFileDataset, Transform, list_files
+from nrdseg.data.base import BenchmarkDataset, list_files
 from nrdseg.data.labels import reduce_zero_label_map
 
 ADE20K_CLASSES = [
@@ -62,30 +62,20 @@ LAYOUT = (
 )
 
 
-class ADE20KDataset(PairedFileDataset):
+class ADE20KDataset(BenchmarkDataset):
     """``split``: train/training or val/validation. Mask 0 ("other") is ignored, others - 1."""
 
-    def __init__(
-        self,
-        *,
-        root: str | Path,
-        split: str = "train",
-        transforms: Transform | None = None,
-        on_error: str = "raise",
-    ) -> None:
+    CLASSES = ADE20K_CLASSES
+    PALETTE = ADE20K_PALETTE
+    label_table = staticmethod(reduce_zero_label_map)
+
+    @classmethod
+    def find_pairs(cls, root: Path, split: str) -> list[tuple[Path, Path]]:
         if split not in _SPLITS:
             raise ValueError(f"ADE20K split must be one of {sorted(_SPLITS)}, got {split!r}")
-        root = Path(root)
         if (root / "ADEChallengeData2016").is_dir():
             root = root / "ADEChallengeData2016"
         folder = _SPLITS[split]
         images = list_files(root / "images" / folder, "*.jpg", layout=LAYOUT)
         masks = root / "annotations" / folder
-        super().__init__(
-            pairs=[(image, masks / f"{image.stem}.png") for image in images],
-            label_map=reduce_zero_label_map(),
-            classes=ADE20K_CLASSES,
-            palette=ADE20K_PALETTE,
-            transforms=transforms,
-            on_error=on_error,
-        )
+        return [(image, masks / f"{image.stem}.png") for image in images]

@@ -6,7 +6,7 @@ import abc
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -65,7 +65,7 @@ class SegDataset(Dataset, abc.ABC):
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
         """Raw sample ``index``: RGB uint8 (3, H, W), training-id uint8 (H, W), path."""
 
-    def skip(self, what: str, err: Exception) -> None:
+    def _skip(self, what: str, err: Exception) -> None:
         """Record one bad sample under on_error="skip" (the caller re-raises otherwise)."""
         self.skipped += 1
         log.warning("skipping %s: %s", what, err)
@@ -84,7 +84,7 @@ class SegDataset(Dataset, abc.ABC):
                 if self.on_error == "raise":
                     raise
                 self._bad.add(current)
-                self.skip(f"sample {current}", err)
+                self._skip(f"sample {current}", err)
                 continue
             return self._finish(image, label, path)
         raise DataError(f"all {size} samples of this {type(self).__name__} are bad")
@@ -127,7 +127,7 @@ class PairedFileDataset(SegDataset):
             err = DataError(f"image not found: {image}")
         if self.on_error == "raise":
             raise err
-        self.skip(str(image), err)
+        self._skip(str(image), err)
         return False
 
     def __len__(self) -> int:
@@ -144,6 +144,38 @@ class PairedFileDataset(SegDataset):
             )
         label = apply_label_map(raw, self.label_map, num_classes=self.num_classes, path=mask_path)
         return image, torch.from_numpy(label), str(image_path)
+
+
+class BenchmarkDataset(PairedFileDataset):
+    """A public benchmark: fixed ``CLASSES``, ``PALETTE`` and id table; subclasses only
+    say where the (image, mask) pairs of a split live."""
+
+    CLASSES: ClassVar[list[str]]
+    PALETTE: ClassVar[list[list[int]]]
+    #: Returns the 256-entry raw mask value -> training id table.
+    label_table: ClassVar[Callable[[], np.ndarray]]
+
+    def __init__(
+        self,
+        *,
+        root: str | Path,
+        split: str = "train",
+        transforms: Transform | None = None,
+        on_error: str = "raise",
+    ) -> None:
+        super().__init__(
+            pairs=self.find_pairs(Path(root), split),
+            label_map=self.label_table(),
+            classes=self.CLASSES,
+            palette=self.PALETTE,
+            transforms=transforms,
+            on_error=on_error,
+        )
+
+    @classmethod
+    @abc.abstractmethod
+    def find_pairs(cls, root: Path, split: str) -> list[tuple[Path, Path]]:
+        """(image, mask) paths of ``split`` under ``root``; errors show the expected layout."""
 
 
 def list_files(folder: Path, pattern: str, *, layout: str) -> list[Path]:

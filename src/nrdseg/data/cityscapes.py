@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nrdseg.data.base import PairedFileDataset, Transform, list_files
+from nrdseg.data.base import BenchmarkDataset, list_files
 from nrdseg.data.files import DataError
 from nrdseg.data.labels import IGNORE_INDEX, identity_map
 
@@ -50,22 +50,19 @@ def mask_path(root: Path, image: Path, suffix: str) -> Path:
     return root / "gtFine" / relative.parent / name
 
 
-class CityscapesDataset(PairedFileDataset):
+class CityscapesDataset(BenchmarkDataset):
     """``split`` is train, val or test; masks are ``*_gtFine_labelTrainIds.png``.
 
     Only ``*_labelIds.png`` on disk means the dataset was never converted: the error says
     to run ``nrdseg data prepare cityscapes ROOT``.
     """
 
-    def __init__(
-        self,
-        *,
-        root: str | Path,
-        split: str = "train",
-        transforms: Transform | None = None,
-        on_error: str = "raise",
-    ) -> None:
-        root = Path(root)
+    CLASSES = CITYSCAPES_CLASSES
+    PALETTE = CITYSCAPES_PALETTE
+    label_table = staticmethod(identity_map)
+
+    @classmethod
+    def find_pairs(cls, root: Path, split: str) -> list[tuple[Path, Path]]:
         images = list_files(root / "leftImg8bit" / split, f"*/*{IMAGE_SUFFIX}", layout=LAYOUT)
         pairs = [(image, mask_path(root, image, LABEL_SUFFIX)) for image in images]
         unconverted = [
@@ -79,11 +76,4 @@ class CityscapesDataset(PairedFileDataset):
                 f"*{LABEL_ID_SUFFIX} but no *{LABEL_SUFFIX} (e.g. for {unconverted[0]}); "
                 f"run `nrdseg data prepare cityscapes {root}` once to convert them"
             )
-        super().__init__(
-            pairs=pairs,
-            label_map=identity_map(),
-            classes=CITYSCAPES_CLASSES,
-            palette=CITYSCAPES_PALETTE,
-            transforms=transforms,
-            on_error=on_error,
-        )
+        return pairs

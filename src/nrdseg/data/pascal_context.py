@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nrdseg.data.ade20k import ADE20K_PALETTE
-from nrdseg.data.base import PairedFileDataset, Transform, read_split_file
+from nrdseg.data.base import BenchmarkDataset, read_split_file
 from nrdseg.data.labels import identity_map, reduce_zero_label_map
 
 #: Background, then the 59 classes in the order of the standard conversion (alphabetical).
@@ -38,43 +38,26 @@ def find_voc2010(root: Path) -> Path:
     )
 
 
-class PascalContextDataset(PairedFileDataset):
+class PascalContextDataset(BenchmarkDataset):
     """60 classes, background = class 0; ``split`` names a file in ImageSets/SegmentationContext."""
 
-    classes_and_palette = (PASCAL_CONTEXT_CLASSES, PASCAL_CONTEXT_PALETTE)
+    CLASSES = PASCAL_CONTEXT_CLASSES
+    PALETTE = PASCAL_CONTEXT_PALETTE
     label_table = staticmethod(identity_map)
 
-    def __init__(
-        self,
-        *,
-        root: str | Path,
-        split: str = "train",
-        transforms: Transform | None = None,
-        on_error: str = "raise",
-    ) -> None:
-        voc = find_voc2010(Path(root))
-        names = read_split_file(
-            voc / "ImageSets" / "SegmentationContext" / f"{split}.txt", layout=LAYOUT
-        )
-        classes, palette = self.classes_and_palette
-        super().__init__(
-            pairs=[
-                (
-                    voc / "JPEGImages" / f"{name}.jpg",
-                    voc / "SegmentationClassContext" / f"{name}.png",
-                )
-                for name in names
-            ],
-            label_map=self.label_table(),
-            classes=classes,
-            palette=palette,
-            transforms=transforms,
-            on_error=on_error,
-        )
+    @classmethod
+    def find_pairs(cls, root: Path, split: str) -> list[tuple[Path, Path]]:
+        voc = find_voc2010(root)
+        split_file = voc / "ImageSets" / "SegmentationContext" / f"{split}.txt"
+        return [
+            (voc / "JPEGImages" / f"{name}.jpg", voc / "SegmentationClassContext" / f"{name}.png")
+            for name in read_split_file(split_file, layout=LAYOUT)
+        ]
 
 
 class PascalContext59Dataset(PascalContextDataset):
     """The 59-class benchmark: background is ignored (255), the other ids shift down by one."""
 
-    classes_and_palette = (PASCAL_CONTEXT_CLASSES[1:], ADE20K_PALETTE[1:60])
+    CLASSES = PASCAL_CONTEXT_CLASSES[1:]
+    PALETTE = PASCAL_CONTEXT_PALETTE[1:]
     label_table = staticmethod(reduce_zero_label_map)
