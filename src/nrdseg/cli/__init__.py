@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from nrdseg import __version__
-from nrdseg.cli import data, flops, models
+from nrdseg.cli import data, evaluate, flops, models, train
 
 #: Subcommand modules; each defines ``add_parser(subparsers)`` that sets ``func``.
-COMMANDS = [flops, models, data]
+COMMANDS = [flops, models, data, train, evaluate]
 
 
 def build_parser() -> argparse.ArgumentParser:
