@@ -12,14 +12,13 @@ import yaml
 import nrdseg
 from nrdseg.cli import main
 from nrdseg.engine.checkpointing import latest_checkpoint, read_training_state
-from tests.engine_stand_ins import one_thread, use_stand_ins, write_tiny_config
+from tests.engine_fixtures import one_thread, write_tiny_config
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
 
 @pytest.fixture
 def config_file(tmp_path, monkeypatch):
-    use_stand_ins(monkeypatch)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # keep the test's one thread
     monkeypatch.chdir(tmp_path)
     return write_tiny_config(tmp_path / "configs" / "synthetic" / "tiny.yaml")

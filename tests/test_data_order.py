@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from nrdseg.engine.data_order import BatchOrder, SeededSamples
 from nrdseg.engine.rng import capture_rng, restore_rng, seeded_rng
-from tests.engine_stand_ins import Scenes
+from tests.engine_fixtures import Scenes
 
 
 def _indices(order):

@@ -18,7 +18,7 @@ from nrdseg.engine.config import LoaderConfig, OptimConfig, TrainConfig
 from nrdseg.engine.distributed import DistInfo
 from nrdseg.engine.sync_bn import CPUSyncBatchNorm, convert_sync_batchnorm
 from nrdseg.engine.trainer import Trainer
-from tests.engine_stand_ins import Scenes, one_thread, tiny_model, write_tiny_config
+from tests.engine_fixtures import Scenes, one_thread, tiny_model, write_tiny_config
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
@@ -137,7 +137,6 @@ def test_two_processes_train_like_one_with_the_whole_batch(ddp_run, tmp_path):
 
 @pytest.mark.slow
 def test_torchrun_trains_from_the_command_line(tmp_path):
-    pytest.importorskip("nrdseg.data")  # a subprocess cannot see the in-test stand-ins
     config = write_tiny_config(tmp_path / "tiny.yaml")
     work = tmp_path / "run"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]

@@ -14,7 +14,7 @@ from nrdseg.engine import checkpointing
 from nrdseg.engine.checkpointing import latest_checkpoint, read_training_state
 from nrdseg.engine.config import LoaderConfig, OptimConfig, TrainConfig
 from nrdseg.engine.trainer import Trainer, TrainingDiverged
-from tests.engine_stand_ins import CLASSES, Scenes, one_thread, tiny_model
+from tests.engine_fixtures import CLASSES, Scenes, one_thread, tiny_model
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 

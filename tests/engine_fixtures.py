@@ -1,16 +1,8 @@
-"""Small datasets and stand-ins for the engine tests.
-
-``nrdseg.data`` and ``nrdseg.engine.evaluate`` are written alongside the engine; until they
-are importable, :func:`use_stand_ins` puts minimal modules with the same contract in
-their place, so the engine's glue to them is exercised either way.
-"""
+"""Small datasets, models and configs shared by the engine tests."""
 
 from __future__ import annotations
 
-import importlib
-import sys
 import textwrap
-import types
 from pathlib import Path
 
 import pytest
@@ -95,67 +87,3 @@ def write_tiny_config(path: Path, *, iters: int = 4) -> Path:
         )
     )
     return path
-
-
-# -- stand-ins for modules written by others ---------------------------------------------
-def _build_dataset(name: str, *, transforms=None, split: str = "train", **kwargs):
-    if name != "synthetic":
-        raise ValueError(f"the stand-in only builds 'synthetic', not {name!r}")
-    height, width = kwargs.get("size", (64, 64))
-    return Scenes(length=kwargs.get("length", 16), size=(height, width), flip=split == "train")
-
-
-def _build_transforms(*, train: bool, **kwargs):
-    return {"train": train, **kwargs}
-
-
-def _evaluate(model, dataset, *, device="cpu", progress=True, max_samples=None, **_options):
-    """Whole-image confusion-matrix IoU, the contract of the real evaluate()."""
-    n = dataset.num_classes
-    confusion = torch.zeros(n, n, dtype=torch.int64)
-    count = len(dataset) if max_samples is None else min(len(dataset), max_samples)
-    with torch.no_grad():
-        for index in range(count):
-            sample = dataset[index]
-            pred = model(sample["image"][None].to(device)).argmax(1)[0].cpu()
-            keep = sample["label"] != dataset.ignore_index
-            pairs = sample["label"][keep] * n + pred[keep]
-            confusion += torch.bincount(pairs, minlength=n * n).view(n, n)
-    tp = confusion.diag().double()
-    union = confusion.sum(0) + confusion.sum(1) - confusion.diag()
-    iou = tp / union.clamp(min=1)
-    acc = tp / confusion.sum(1).clamp(min=1)
-    return {
-        "mIoU": float(iou[union > 0].mean()),
-        "mAcc": float(acc.mean()),
-        "aAcc": float(tp.sum() / confusion.sum()),
-        "IoU": iou.tolist(),
-        "Acc": acc.tolist(),
-        "trimap": {},
-        "classes": list(dataset.classes),
-    }
-
-
-def _format_table(result) -> str:
-    return "\n".join(f"{c} {v:.4f}" for c, v in zip(result["classes"], result["IoU"], strict=True))
-
-
-def _install(monkeypatch: pytest.MonkeyPatch, name: str, **attributes) -> None:
-    try:
-        importlib.import_module(name)
-    except ImportError:
-        module = types.ModuleType(name)
-        for key, value in attributes.items():
-            setattr(module, key, value)
-        monkeypatch.setitem(sys.modules, name, module)
-
-
-def use_stand_ins(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make ``nrdseg.data`` and ``nrdseg.engine.evaluate`` importable for this test."""
-    _install(
-        monkeypatch,
-        "nrdseg.data",
-        build_dataset=_build_dataset,
-        build_transforms=_build_transforms,
-    )
-    _install(monkeypatch, "nrdseg.engine.evaluate", evaluate=_evaluate, format_table=_format_table)
