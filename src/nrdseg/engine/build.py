@@ -144,8 +144,6 @@ def train_from_config(
     with process_group_from_env() as (info, device):
         work_dir = Path(work_dir)
         latest = _prepare_work_dir(work_dir, resume=resume, info=info)
-        if info.is_main:
-            save_config(config, work_dir / CONFIG_FILE)
         _set_determinism(config.train.deterministic)
         if device.type == "cpu":
             _share_cpu_threads(workers=config.loader.num_workers, info=info)
@@ -176,4 +174,6 @@ def train_from_config(
         )
         if latest is not None:
             trainer.resume(latest)
+        if info.is_main:  # only now: a config that cannot resume this run must not replace its own
+            save_config(config, work_dir / CONFIG_FILE)
         return trainer.train()

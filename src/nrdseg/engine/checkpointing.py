@@ -34,6 +34,7 @@ BEST = "best"
 STATE_FILE = "training_state.pt"
 EVAL_FILE = "eval.json"
 _NAME = re.compile(r"iter_(\d+)")
+_LEFTOVER = re.compile(r"\.(.+)\.(tmp|old|del)-[^.]+")
 
 
 def checkpoint_dir(work_dir: Path, iteration: int) -> Path:
@@ -65,7 +66,7 @@ def write_best(work_dir: Path, *, model: Segmentor, result: dict[str, Any]) -> P
 
 def remove_directory(path: Path) -> None:
     """Rename out of sight first, so a crash mid-delete never leaves half a checkpoint."""
-    hidden = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+    hidden = path.with_name(f".{path.name}.del-{uuid.uuid4().hex[:8]}")
     os.replace(path, hidden)
     shutil.rmtree(hidden)
 
@@ -88,11 +89,26 @@ def prune_checkpoints(work_dir: Path, *, keep_last: int) -> list[Path]:
 
 
 def remove_stale_temporaries(work_dir: Path) -> list[Path]:
-    """Leftovers of a process killed mid-write (``.NAME.tmp-*`` / ``.NAME.old-*``)."""
+    """Clear what a process killed mid-write left behind; returns what was removed.
+
+    ``.NAME.tmp-*`` (a write not renamed into place yet) and ``.NAME.del-*`` (a pruned
+    checkpoint) go. ``.NAME.old-*`` is the previous ``NAME`` set aside while a new one is
+    renamed in: it goes once ``NAME`` exists, and is renamed back when the kill came
+    between the two renames, so a complete ``best/`` or checkpoint is never lost.
+    """
     stale = []
     for root in (Path(work_dir), Path(work_dir) / CHECKPOINTS):
-        if root.is_dir():
-            stale += [p for p in root.iterdir() if re.match(r"\..+\.(tmp|old)-", p.name)]
+        if not root.is_dir():
+            continue
+        for path in sorted(root.iterdir()):
+            found = _LEFTOVER.fullmatch(path.name)
+            if found is None:
+                continue
+            name, kind = found.groups()
+            if kind == "old" and not (root / name).exists():
+                os.replace(path, root / name)
+            else:
+                stale.append(path)
     for path in stale:
         if path.is_dir():
             shutil.rmtree(path)
@@ -102,13 +118,23 @@ def remove_stale_temporaries(work_dir: Path) -> list[Path]:
 
 
 def latest_checkpoint(work_dir: Path) -> Path | None:
-    """The directory ``checkpoints/latest`` names, or None when there is no pointer."""
+    """The directory ``checkpoints/latest`` names, or None when there is no checkpoint.
+
+    Without the pointer (a kill between the first checkpoint's rename and the pointer's
+    write) the newest checkpoint directory is the latest: each appeared whole, by rename.
+    """
     pointer = Path(work_dir) / CHECKPOINTS / LATEST
-    if not pointer.is_file():
-        return None
-    target = pointer.parent / pointer.read_text().strip()
+    if pointer.is_file():
+        target = pointer.parent / pointer.read_text().strip()
+        source = f"{pointer} names {target.name}"
+    else:
+        found = list_checkpoints(work_dir)
+        if not found:
+            return None
+        target = found[-1]
+        source = f"{target} (no {LATEST} pointer)"
     if not (target / STATE_FILE).is_file():
-        raise FileNotFoundError(f"{pointer} names {target.name}, which is not a checkpoint")
+        raise FileNotFoundError(f"{source}, which is not a checkpoint: no {STATE_FILE}")
     return target
 
 
