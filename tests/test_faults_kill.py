@@ -3,7 +3,7 @@
 After every kill the work dir holds a loadable latest checkpoint, identical to the one an
 uninterrupted run wrote at that iteration (or honestly none, when the kill came before
 the first), and resuming reaches bit-identical final weights. Each run is a fresh
-``python`` process (``tests/kill_driver.py`` wraps one function and SIGKILLs itself);
+``python`` process (``tests/fault_injection.py`` wraps one function and SIGKILLs itself);
 the case that kills mid checkpoint write runs by default, the others with ``--runslow``.
 """
 
@@ -24,10 +24,15 @@ from safetensors.torch import load_file
 
 import nrdseg
 from nrdseg.checkpoint import WEIGHTS_FILE
-from nrdseg.engine.checkpointing import latest_checkpoint, read_training_state
+from nrdseg.engine.checkpointing import (
+    latest_checkpoint,
+    read_training_state,
+    remove_stale_temporaries,
+)
+from tests.conftest import tiny_options
 from tests.engine_fixtures import write_tiny_config
 
-DRIVER = Path(__file__).with_name("kill_driver.py")
+DRIVER = Path(__file__).with_name("fault_injection.py")
 SOURCE = Path(nrdseg.__file__).resolve().parents[1]  # this checkout's src/, not an installed copy
 ITERS = 6  # checkpoints and evaluations at 2, 4, 6; keep_last 1 prunes at 4 and 6
 
@@ -163,3 +168,21 @@ def test_a_killed_run_keeps_a_loadable_checkpoint_and_resumes_exactly(
         "path": str(work / "checkpoints" / f"iter_{ITERS:06d}"),
         "removed": ["iter_000004"],
     }
+
+
+def test_a_directory_set_aside_by_a_killed_run_is_put_back(tmp_path: Path) -> None:
+    # A kill between atomic_directory's two renames leaves the old best/ as .best.old-*
+    # and no best/; a kill after them leaves both. The first is restored, the second goes.
+    model = nrdseg.create_model("nrd_r50", num_classes=3, **tiny_options("nrd_r50"))
+    model.save_pretrained(tmp_path / ".best.old-1a2b3c4d")
+    (tmp_path / "checkpoints" / "iter_000002").mkdir(parents=True)
+    (tmp_path / "checkpoints" / ".iter_000002.old-5e6f7a8b").mkdir()
+    (tmp_path / "checkpoints" / ".iter_000001.del-00aa11bb").mkdir()  # pruning, mid-delete
+    removed = remove_stale_temporaries(tmp_path)
+    assert sorted(p.name for p in removed) == [
+        ".iter_000001.del-00aa11bb",
+        ".iter_000002.old-5e6f7a8b",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "checkpoints"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["iter_000002"]
+    nrdseg.load_model(tmp_path / "best")

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from nrdseg.checkpoint import WEIGHTS_FILE, load_weights
 from nrdseg.engine.checkpointing import (
+    BEST,
     checkpoint_dir,
     prune_checkpoints,
     read_training_state,
@@ -47,7 +48,11 @@ logger = logging.getLogger("nrdseg.train")
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingStopped(RuntimeError):
+    """Training cannot go on; the message says why and which checkpoint to resume from."""
+
+
+class TrainingDiverged(TrainingStopped):
     """A non-finite loss, gradient or weight stopped training; checkpoints are untouched."""
 
 
@@ -350,7 +355,8 @@ class Trainer:
             events.write({"event": "eval", "iter": self.iteration, **summary})
             if improved:
                 record = {"iter": self.iteration, **summary}
-                best = write_best(self.work_dir, model=self.model, result=record)
+                with self._writing(self.work_dir / BEST):
+                    best = write_best(self.work_dir, model=self.model, result=record)
                 logger.info("new best mIoU %.4f at iteration %d -> %s", miou, self.iteration, best)
 
     def _save(self, events: EventLog | None) -> None:
@@ -365,17 +371,30 @@ class Trainer:
                 f"{self.iteration}; not saved; {self._where_to_resume()}"
             )
         state = self._training_state()
-        self.last_checkpoint = checkpoint_dir(self.work_dir, self.iteration)
-        if events is None:
-            return
-        path = write_checkpoint(
-            self.work_dir, model=self.model, iteration=self.iteration, state=state
-        )
-        removed = prune_checkpoints(self.work_dir, keep_last=self.settings.keep_last)
-        events.write(
-            {"event": "checkpoint", "iter": self.iteration, "path": str(path)}
-            | ({"removed": [p.name for p in removed]} if removed else {})
-        )
+        path = checkpoint_dir(self.work_dir, self.iteration)
+        if events is not None:
+            with self._writing(path):
+                write_checkpoint(
+                    self.work_dir, model=self.model, iteration=self.iteration, state=state
+                )
+            removed = prune_checkpoints(self.work_dir, keep_last=self.settings.keep_last)
+            events.write(
+                {"event": "checkpoint", "iter": self.iteration, "path": str(path)}
+                | ({"removed": [p.name for p in removed]} if removed else {})
+            )
+        self.last_checkpoint = path
+
+    @contextlib.contextmanager
+    def _writing(self, path: Path) -> Iterator[None]:
+        """A failed write (a full disk, say) stops training with a message naming ``path``
+        and the checkpoint to resume from; the atomic writers leave no half of ``path``."""
+        try:
+            yield
+        except OSError as err:
+            raise TrainingStopped(
+                f"training stopped at iteration {self.iteration}: cannot write {path} "
+                f"({err}); {self._where_to_resume()}"
+            ) from err
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
