@@ -54,9 +54,8 @@ def build_split(spec: DatasetConfig, *, train: bool, config: Config) -> Any:
         )
     else:
         transforms = build_transforms(train=False, scale=t.scale, **_normalization(config))
-    kwargs = {"split": spec.split, **spec.options}
-    if spec.root is not None:
-        kwargs["root"] = spec.root
+    given = {key: getattr(spec, key) for key in ("root", "split") if getattr(spec, key) is not None}
+    kwargs = {**given, **spec.options}
     return build_dataset(spec.name, transforms=transforms, **kwargs)
 
 

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from nrdseg.checkpoint import WEIGHTS_FILE, load_weights
+from nrdseg.data.files import DataError
 from nrdseg.engine.checkpointing import (
     BEST,
     checkpoint_dir,
@@ -129,6 +130,8 @@ class Trainer:
         self.iteration = 0
         self.consumed_batches = 0
         self.bad_batches = 0
+        #: Training samples served in place of bad ones (on_error: skip), over all ranks.
+        self.skipped_samples = 0
         self.best_metric: float | None = None
         self.best_iteration: int | None = None
         self.last_checkpoint: Path | None = None
@@ -145,6 +148,7 @@ class Trainer:
         self.iteration = state["iteration"]
         self.consumed_batches = state["consumed_batches"]
         self.bad_batches = state["bad_batches"]
+        self.skipped_samples = state.get("skipped_samples", 0)  # older checkpoints lack it
         self.best_metric = state["best_metric"]
         self.best_iteration = state["best_iteration"]
         self.last_checkpoint = directory
@@ -165,6 +169,7 @@ class Trainer:
             "iteration": self.iteration,
             "consumed_batches": self.consumed_batches,
             "bad_batches": self.bad_batches,
+            "skipped_samples": self.skipped_samples,
             "best_metric": self.best_metric,
             "best_iteration": self.best_iteration,
             "optimizer": self.optimizer.state_dict(),
@@ -215,6 +220,9 @@ class Trainer:
         )
         if events is not None and self.iteration > 0:
             events.write({"event": "resume", "iter": self.iteration})
+        dropped = getattr(self.train_dataset, "skipped", 0)
+        if events is not None and dropped:  # samples whose files were missing at start
+            events.write({"event": "data", "iter": self.iteration, "dropped_samples": dropped})
         self.model.train()
         batches = self._batches()
         window: dict[str, float] = {}
@@ -238,6 +246,8 @@ class Trainer:
                     event.update({k: v / window_iters for k, v in window.items()})
                     event["time_per_iter"] = seconds
                     event["eta_min"] = seconds * (settings.iters - self.iteration) / 60
+                    if self.skipped_samples:
+                        event["skipped_samples"] = self.skipped_samples
                     if self.device.type == "cuda":
                         event["max_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
                     if events is not None:
@@ -264,10 +274,11 @@ class Trainer:
         amp = self.settings.amp
         saved = self._buffers() if self.settings.max_bad_batches else None
         self.optimizer.zero_grad(set_to_none=True)
-        sums, keys = None, None
+        sums, keys, replaced = None, None, 0
         for micro in range(accum):
-            batch = next(batches)
+            batch = _next_batch(batches)
             self.consumed_batches += 1
+            replaced += int(batch["replaced"].sum())
             images = batch["image"].to(self.device, non_blocking=True)
             labels = batch["label"].to(self.device, non_blocking=True)
             syncing = micro == accum - 1 or not isinstance(
@@ -286,11 +297,14 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         grad_norm = torch.nn.utils.get_total_norm(grads)
-        values = mean_over_ranks(self.dist, torch.cat([sums, grad_norm.float().reshape(1)]))
-        values = values.tolist()
-        terms = dict(zip(keys, values[:-1], strict=True))
-        terms["grad_norm"] = values[-1]
-        finite = all(math.isfinite(v) for v in values[:-1])
+        replaced_count = torch.tensor([float(replaced)], device=sums.device)
+        values = mean_over_ranks(
+            self.dist, torch.cat([sums, grad_norm.float().reshape(1), replaced_count])
+        ).tolist()
+        self.skipped_samples += round(values[-1] * self.dist.world_size)
+        terms = dict(zip(keys, values[:-2], strict=True))
+        terms["grad_norm"] = values[-2]
+        finite = all(math.isfinite(v) for v in values[:-2])
         # Under fp16 an overflowing gradient is the GradScaler's to skip, not a bad batch.
         if not finite or not (math.isfinite(terms["grad_norm"]) or self.scaler.is_enabled()):
             self._bad_batch(terms, saved, events)
@@ -395,6 +409,18 @@ class Trainer:
                 f"training stopped at iteration {self.iteration}: cannot write {path} "
                 f"({err}); {self._where_to_resume()}"
             ) from err
+
+
+def _next_batch(batches: Iterator[dict[str, Any]]) -> dict[str, Any]:
+    """The next batch; a bad file met in a DataLoader worker comes back as the worker's
+    whole traceback, so its error is cut back to the one line that names the file."""
+    try:
+        return next(batches)
+    except DataError as err:
+        text = str(err).rstrip()
+        if not text.startswith(f"Caught {DataError.__name__} in DataLoader worker"):
+            raise
+        raise DataError(text.rsplit(f"{DataError.__name__}: ", 1)[-1]) from err
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
