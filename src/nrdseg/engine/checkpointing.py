@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import re
 import shutil
 import uuid
@@ -33,6 +34,17 @@ LATEST = "latest"
 BEST = "best"
 STATE_FILE = "training_state.pt"
 EVAL_FILE = "eval.json"
+#: What every training state holds (see ``Trainer._training_state``).
+STATE_KEYS = (
+    "iteration",
+    "consumed_batches",
+    "bad_batches",
+    "best_metric",
+    "best_iteration",
+    "optimizer",
+    "scaler",
+    "rng",
+)
 _NAME = re.compile(r"iter_(\d+)")
 _LEFTOVER = re.compile(r"\.(.+)\.(tmp|old|del)-[^.]+")
 
@@ -139,13 +151,29 @@ def latest_checkpoint(work_dir: Path) -> Path | None:
 
 
 def read_training_state(directory: Path) -> dict[str, Any]:
+    """``training_state.pt``, read with ``weights_only=True``: a file that holds anything
+    but tensors and plain containers (a pickle that would run code) is refused unrun."""
     path = Path(directory) / STATE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{directory} has no {STATE_FILE}: not a training checkpoint")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's own advice (retry with weights_only=False) is wrong for a file of unknown
+        # origin: keep only the line saying what it refused.
+        refused = [
+            line for line in str(err).splitlines() if "GLOBAL" in line or "Unsupported" in line
+        ]
+        raise ValueError(
+            f"{path}: refused, not a training state of tensors and plain containers "
+            f"({refused[0] if refused else 'not a weights-only torch file'}); nothing in it was run"
+        ) from err
     except Exception as err:
         raise ValueError(f"cannot read {path}: {err}") from err
+    missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise ValueError(f"{path}: not an nrdseg training state; missing {', '.join(missing)}")
+    return state
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
