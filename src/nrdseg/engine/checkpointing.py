@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import pickle
 import re
@@ -28,6 +29,8 @@ from nrdseg.checkpoint import (
     write_model_files,
 )
 from nrdseg.models.segmentor import Segmentor
+
+logger = logging.getLogger("nrdseg.train")
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -119,6 +122,7 @@ def remove_stale_temporaries(work_dir: Path) -> list[Path]:
             name, kind = found.groups()
             if kind == "old" and not (root / name).exists():
                 os.replace(path, root / name)
+                logger.warning("put back %s, set aside by an interrupted write", root / name)
             else:
                 stale.append(path)
     for path in stale:
@@ -126,6 +130,9 @@ def remove_stale_temporaries(work_dir: Path) -> list[Path]:
             shutil.rmtree(path)
         else:
             path.unlink()
+    if stale:
+        shown = ", ".join(p.name for p in stale)
+        logger.warning("removed %d leftover(s) of an interrupted write: %s", len(stale), shown)
     return stale
 
 
