@@ -156,7 +156,9 @@ def test_resuming_into_another_model_is_explained_and_changes_nothing(
     args = ["train", str(config), "--work-dir", str(work), "--resume"]
     assert main([*args, *(f"--set={value}" for value in overrides)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"nrdseg train: error: {latest_checkpoint(work)} does not fit")
+    assert err.startswith(
+        f"nrdseg train: error: {latest_checkpoint(work)} (nrd_r50, 6 classes) does not fit"
+    )
     assert re.search(report, err), err
     assert (work / "config.yaml").read_text() == saved  # the run's own config is kept
     assert latest_checkpoint(work).name == "iter_000002"

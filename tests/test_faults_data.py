@@ -24,6 +24,7 @@ from PIL import Image
 
 from nrdseg.cli import main
 from nrdseg.data import DataError, build_dataset, read_image
+from nrdseg.engine.checkpointing import latest_checkpoint, read_training_state
 from nrdseg.engine.data_order import BatchOrder
 from tests.conftest import tiny_options
 from tests.datasets_on_disk import make_folder, write_image, write_mask
@@ -266,11 +267,11 @@ def _training_config(path: Path, root: Path, *, on_error: str) -> Path:
     return path
 
 
-def _requests_for_bad_samples(kept: list[str]) -> int:
+def _requests_for_bad_samples(kept: list[str], *, iters: int = ITERS) -> int:
     """What the trainer must report, from the batch order alone: every request for a bad
     sample is one sample served in its place."""
     bad = {kept.index(CORRUPT), kept.index(WRONG_SIZE)}
-    order = BatchOrder(dataset_size=len(kept), batch_size=2, seed=0, stop=ITERS)
+    order = BatchOrder(dataset_size=len(kept), batch_size=2, seed=0, stop=iters)
     return sum(index in bad for batch in order for index, _ in batch)
 
 
@@ -298,6 +299,14 @@ def test_training_skips_bad_files_when_asked_and_counts_them_with_any_workers(
         trains = [e for e in lines if e["event"] == "train"]
         assert [e["iter"] for e in trains] == [2, 4, 6]
         assert trains[-1]["skipped_samples"] == expected, workers
+    # The count is part of the training state: resuming the last run (without workers)
+    # goes on from it.
+    assert read_training_state(latest_checkpoint(work))["skipped_samples"] == expected
+    assert main([*args, "--resume", "--set", f"train.iters={ITERS + 4}"]) == 0
+    lines = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
+    longer = _requests_for_bad_samples(kept, iters=ITERS + 4)
+    assert longer > expected
+    assert [e for e in lines if e["event"] == "train"][-1]["skipped_samples"] == longer
 
     # A bad file met in a worker: the one line that names it, not the worker's traceback.
     write_mask(tmp_path / "data" / "masks" / f"{NO_MASK}.png", np.zeros(SIZE))

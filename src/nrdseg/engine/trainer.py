@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from nrdseg.checkpoint import WEIGHTS_FILE, load_weights
+from nrdseg.checkpoint import WEIGHTS_FILE, load_weights, read_record
 from nrdseg.data.files import DataError
 from nrdseg.engine.checkpointing import (
     BEST,
@@ -142,7 +142,9 @@ class Trainer:
         """Continue exactly where the checkpoint ``directory`` left off."""
         directory = Path(directory)
         state = read_training_state(directory)
-        load_weights(self.model, load_file(str(directory / WEIGHTS_FILE)), source=str(directory))
+        saved = read_record(directory)["model"]
+        source = f"{directory} ({saved['name']}, {saved['num_classes']} classes)"
+        load_weights(self.model, load_file(str(directory / WEIGHTS_FILE)), source=source)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.iteration = state["iteration"]
