@@ -50,47 +50,36 @@ class Kill(NamedTuple):
     leftover: str | None = None
 
 
+def slow(kill: Kill, name: str):
+    """A case for the full suite (--runslow) only."""
+    return pytest.param(kill, id=name, marks=pytest.mark.slow)
+
+
 CASES = [
     pytest.param(
         Kill("save_file", "after", 1, r"iter_000004", "iter_000002", r"\.iter_000004\.tmp-"),
         id="model.safetensors-written-training_state.pt-not",
     ),
-    pytest.param(
-        Kill("loss", "before", 2, "", None),
-        id="mid-iteration-before-the-first-checkpoint",
-        marks=pytest.mark.slow,
-    ),
-    pytest.param(
-        Kill("loss", "before", 5, "", "iter_000004"),
-        id="mid-iteration",
-        marks=pytest.mark.slow,
-    ),
-    pytest.param(
-        Kill("infer_logits", "before", 6, "", "iter_000002"),
-        id="during-evaluation",
-        marks=pytest.mark.slow,
-    ),
-    pytest.param(
+    slow(Kill("loss", "before", 2, "", None), "mid-iteration-before-the-first-checkpoint"),
+    slow(Kill("loss", "before", 5, "", "iter_000004"), "mid-iteration"),
+    slow(Kill("infer_logits", "before", 6, "", "iter_000002"), "during-evaluation"),
+    slow(
         Kill("replace", "before", 1, r"/iter_000004$", "iter_000002", r"\.iter_000004\.tmp-"),
-        id="all-files-written-before-the-directory-rename",
-        marks=pytest.mark.slow,
+        "all-files-written-before-the-directory-rename",
     ),
-    pytest.param(
+    slow(
         Kill("atomic_write_bytes", "before", 1, r"latest$", "iter_000002"),
-        id="first-checkpoint-renamed-before-the-latest-pointer-exists",
-        marks=pytest.mark.slow,
+        "first-checkpoint-renamed-before-the-latest-pointer-exists",
     ),
-    pytest.param(
+    slow(
         Kill(
             "replace", "before", 2, r"\.latest\.tmp-.* .*/latest$", "iter_000002", r"\.latest\.tmp-"
         ),
-        id="second-pointer-written-to-a-temporary-before-its-rename",
-        marks=pytest.mark.slow,
+        "second-pointer-written-to-a-temporary-before-its-rename",
     ),
-    pytest.param(
+    slow(
         Kill("unlink", "before", 1, r"model\.safetensors$", "iter_000004", r"\.iter_000002\.del-"),
-        id="mid-delete-in-keep-last-pruning",
-        marks=pytest.mark.slow,
+        "mid-delete-in-keep-last-pruning",
     ),
 ]
 
