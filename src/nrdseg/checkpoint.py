@@ -26,6 +26,7 @@ from nrdseg.models.zoo import create_model
 FORMAT = "nrdseg-checkpoint/1"
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
+HUB_PREFIX = "hf://"
 
 
 def plain(value: Any) -> Any:
@@ -157,9 +158,40 @@ def load_weights(model: Segmentor, state: Mapping[str, torch.Tensor], *, source:
     model.load_state_dict(dict(state))
 
 
-def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Segmentor:
-    """Rebuild a model from a checkpoint directory written by :func:`save_pretrained`."""
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint directory that ``path`` names.
+
+    ``path`` is a checkpoint directory, a training work dir (its ``best/``, else the
+    ``checkpoints/`` entry named by ``checkpoints/latest``) or ``hf://org/name[@revision]``
+    (downloaded through huggingface_hub: config and safetensors only).
+    """
+    if str(path).startswith(HUB_PREFIX):
+        from nrdseg.deploy.hub import download_checkpoint
+
+        repo_id, _, revision = str(path)[len(HUB_PREFIX) :].partition("@")
+        return download_checkpoint(repo_id, revision=revision or None)
     directory = Path(path)
+    if (directory / CONFIG_FILE).is_file():
+        return directory
+    if (directory / "best" / CONFIG_FILE).is_file():
+        return directory / "best"
+    latest = directory / "checkpoints" / "latest"
+    if latest.is_file():
+        named = directory / "checkpoints" / latest.read_text().strip()
+        if not (named / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"{latest} names {named}, which is not a checkpoint")
+        return named
+    if directory.is_dir():
+        raise FileNotFoundError(
+            f"{directory} is neither an nrdseg checkpoint (no {CONFIG_FILE}) nor a training "
+            "work dir (no best/ or checkpoints/latest)"
+        )
+    return directory
+
+
+def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Segmentor:
+    """Rebuild a model from a checkpoint directory, work dir or ``hf://`` repo id."""
+    directory = resolve_checkpoint(path)
     record = read_record(directory)
     options = dict(record["model"])
     name, num_classes = options.pop("name"), options.pop("num_classes")

@@ -107,7 +107,9 @@ class Segmentor(nn.Module):
         padded = self._pad(images, 0.0)
         logits, _ = self.decode_padded(padded)
         logits = resize(logits, padded.shape[-2:])
-        return logits[..., :height, :width]
+        # Crop by negative padding: a slice view makes torch.export guard on whether padding
+        # happened, which pins exported programs to sizes that are (or are not) multiples of 32.
+        return F.pad(logits, (0, width - logits.shape[-1], 0, height - logits.shape[-2]))
 
     def loss(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Cross-entropy on logits upsampled to the label size, + aux_weight x auxiliary."""
@@ -146,10 +148,38 @@ class Segmentor(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str = "cpu") -> Segmentor:
-        """Load a checkpoint directory written by :meth:`save_pretrained`."""
-        from nrdseg.checkpoint import load_model
+        """Load a checkpoint directory, a training work dir, or a Hub repo ("org/name").
 
+        A local path wins; a string that names no local path and looks like "org/name"
+        is fetched from the Hugging Face Hub (as ``hf://org/name``).
+        """
+        from nrdseg.checkpoint import HUB_PREFIX, load_model
+
+        text = str(path)
+        if not Path(text).exists() and text.count("/") == 1 and not text.startswith((".", "/")):
+            path = HUB_PREFIX + text
         return load_model(path, device=device)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        token: str | None = None,
+        revision: str | None = None,
+        commit_message: str = "Upload nrdseg model",
+    ) -> Any:
+        """Upload config, weights and a model card to the Hub (needs ``nrdseg[hub]``)."""
+        from nrdseg.deploy.hub import push_to_hub
+
+        return push_to_hub(
+            self,
+            repo_id,
+            private=private,
+            token=token,
+            revision=revision,
+            commit_message=commit_message,
+        )
 
     @torch.no_grad()
     def predict(self, images: ImageLike | Sequence[ImageLike]) -> torch.Tensor:
