@@ -33,7 +33,7 @@ def rgb_array(image: np.ndarray | Image.Image) -> np.ndarray:
         )
     image = image[:, :, :3]
     if image.dtype == np.uint8:
-        return np.ascontiguousarray(image)
+        return np.array(image, order="C")  # a copy: PIL's arrays are read-only
     if image.dtype.kind in "ui" and image.dtype.itemsize > 1:
         return np.clip(np.rint(image / 257.0), 0, 255).astype(np.uint8)
     raise TypeError(

@@ -84,8 +84,11 @@ class Segmentor(nn.Module):
     def _pad(self, x: torch.Tensor, value: float) -> torch.Tensor:
         """Pad bottom/right to a multiple of 32, unconditionally so exported graphs stay dynamic."""
         h, w = x.shape[-2:]
-        pad_h = (-h) % self.size_divisor
-        pad_w = (-w) % self.size_divisor
+        d = self.size_divisor
+        # Round up with floor division, not ``(-h) % d``: torch.compile's aot_eager fails on
+        # symbolic modulo once sizes turn dynamic.
+        pad_h = (h + d - 1) // d * d - h
+        pad_w = (w + d - 1) // d * d - w
         return F.pad(x, (0, pad_w, 0, pad_h), value=value)
 
     # -- forward paths -----------------------------------------------------------------
