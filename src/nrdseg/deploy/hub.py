@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import nrdseg
 from nrdseg.checkpoint import CONFIG_FILE, HUB_PREFIX, WEIGHTS_FILE, write_model_files
 from nrdseg.deploy.optional import optional_import
 
@@ -19,11 +20,12 @@ def download_checkpoint(repo_id: str, *, revision: str | None = None) -> Path:
     Other files in the repository (pickles included) are never downloaded, let alone loaded.
     """
     hub = optional_import("huggingface_hub", extra="hub")
-    paths = [
-        Path(hub.hf_hub_download(repo_id, name, revision=revision))
-        for name in (CONFIG_FILE, WEIGHTS_FILE)
-    ]
-    return paths[0].parent
+    options = {"library_name": "nrdseg", "library_version": nrdseg.__version__}
+    config = Path(hub.hf_hub_download(repo_id, CONFIG_FILE, revision=revision, **options))
+    # The weights of the very commit the config came from, even if the branch moves on.
+    commit = config.parent.name
+    hub.hf_hub_download(repo_id, WEIGHTS_FILE, revision=commit, **options)
+    return config.parent
 
 
 def model_card(model: Segmentor, repo_id: str) -> str:
