@@ -1,13 +1,12 @@
-"""Hugging Face Hub: push a checkpoint directory, pull one back (never a pickle)."""
+"""Hugging Face Hub: pull a checkpoint (never a pickle); the card ``push_to_hub`` uploads."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import nrdseg
-from nrdseg.checkpoint import CONFIG_FILE, HUB_PREFIX, WEIGHTS_FILE, write_model_files
+from nrdseg.checkpoint import CONFIG_FILE, HUB_PREFIX, WEIGHTS_FILE
 from nrdseg.deploy.optional import optional_import
 
 if TYPE_CHECKING:
@@ -48,28 +47,3 @@ def model_card(model: Segmentor, repo_id: str) -> str:
         "```",
     ]
     return "\n".join(lines) + "\n"
-
-
-def push_to_hub(
-    model: Segmentor,
-    repo_id: str,
-    *,
-    private: bool | None = None,
-    token: str | None = None,
-    revision: str | None = None,
-    commit_message: str = "Upload nrdseg model",
-) -> Any:
-    """Create ``repo_id`` if needed and upload config.yaml, model.safetensors and a card."""
-    hub = optional_import("huggingface_hub", extra="hub")
-    api = hub.HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="nrdseg-push-") as tmp:
-        folder = Path(tmp)
-        write_model_files(model, folder)
-        (folder / "README.md").write_text(model_card(model, repo_id))
-        return api.upload_folder(
-            repo_id=repo_id,
-            folder_path=folder,
-            revision=revision,
-            commit_message=commit_message,
-        )

@@ -172,17 +172,24 @@ class Segmentor(nn.Module):
         revision: str | None = None,
         commit_message: str = "Upload nrdseg model",
     ) -> Any:
-        """Upload config, weights and a model card to the Hub (needs ``nrdseg[hub]``)."""
-        from nrdseg.deploy.hub import push_to_hub
+        """Upload config, weights and a model card to the Hub (needs ``nrdseg[hub]``).
 
-        return push_to_hub(
-            self,
-            repo_id,
-            private=private,
-            token=token,
-            revision=revision,
-            commit_message=commit_message,
-        )
+        Creates ``repo_id`` if needed; returns huggingface_hub's commit info.
+        """
+        import tempfile
+
+        from nrdseg.checkpoint import write_model_files
+        from nrdseg.deploy.hub import model_card
+        from nrdseg.deploy.optional import optional_import
+
+        api = optional_import("huggingface_hub", extra="hub").HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="nrdseg-push-") as tmp:
+            write_model_files(self, Path(tmp))
+            (Path(tmp) / "README.md").write_text(model_card(self, repo_id))
+            return api.upload_folder(
+                repo_id=repo_id, folder_path=tmp, revision=revision, commit_message=commit_message
+            )
 
     @torch.no_grad()
     def predict(self, images: ImageLike | Sequence[ImageLike]) -> torch.Tensor:
