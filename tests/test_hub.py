@@ -21,7 +21,8 @@ import torch
 from safetensors.torch import save_file
 
 import nrdseg
-from nrdseg.checkpoint import CONFIG_FILE, WEIGHTS_FILE, resolve_checkpoint
+from nrdseg.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+from nrdseg.engine.checkpointing import write_best, write_checkpoint
 from tests.tiny_checkpoints import tiny_model
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
@@ -129,31 +130,26 @@ def test_a_local_org_name_path_wins_over_the_hub(model, tmp_path, monkeypatch):
 
 
 def _work_dir(root: Path, model, *, best: bool) -> Path:
-    """A training run's layout: checkpoints/iter_N/, checkpoints/latest, best/."""
+    """A training run's layout, written by the trainer's own checkpoint functions."""
     for iteration in (100, 200):
-        model.save_pretrained(root / "checkpoints" / f"iter_{iteration:06d}")
-    (root / "checkpoints" / "latest").write_text("iter_000200\n")
+        write_checkpoint(root, model=model, iteration=iteration, state={"iteration": iteration})
     if best:
-        model.save_pretrained(root / "best")
+        write_best(root, model=model, result={"mIoU": 0.5})
     return root
 
 
-def test_work_dir_resolves_to_best_else_latest(model, tmp_path):
-    assert (
-        resolve_checkpoint(_work_dir(tmp_path / "a", model, best=True)) == tmp_path / "a" / "best"
-    )
-    latest = resolve_checkpoint(_work_dir(tmp_path / "b", model, best=False))
-    assert latest == tmp_path / "b" / "checkpoints" / "iter_000200"
-    assert isinstance(nrdseg.load_model(tmp_path / "b"), nrdseg.Segmentor)
+def test_work_dir_loads_best_else_latest(model, tmp_path):
+    with_best = _work_dir(tmp_path / "a", model, best=True)
+    (with_best / "checkpoints" / "iter_000200" / WEIGHTS_FILE).unlink()  # best/ must be read
+    assert isinstance(nrdseg.load_model(with_best), nrdseg.Segmentor)
+    without = _work_dir(tmp_path / "b", model, best=False)
+    shutil.rmtree(without / "checkpoints" / "iter_000100")  # latest must be read
+    loaded = nrdseg.Segmentor.from_pretrained(without)
+    torch.testing.assert_close(loaded.state_dict(), model.state_dict(), rtol=0, atol=0)
 
 
-def test_unusable_locations_are_explained(model, tmp_path):
+def test_a_work_dir_with_a_dangling_latest_is_explained(model, tmp_path):
     broken = _work_dir(tmp_path / "run", model, best=False)
     (broken / "checkpoints" / "latest").write_text("iter_999999")
-    with pytest.raises(FileNotFoundError, match=r"latest names .*iter_999999"):
+    with pytest.raises(FileNotFoundError, match=r"latest names iter_999999"):
         nrdseg.load_model(broken)
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="neither an nrdseg checkpoint"):
-        nrdseg.load_model(tmp_path / "empty")
-    with pytest.raises(FileNotFoundError, match="checkpoint directory not found"):
-        nrdseg.load_model(tmp_path / "nowhere")

@@ -10,10 +10,11 @@ import torch
 from PIL import Image
 
 from nrdseg.cli import main
-from nrdseg.deploy import predict as predict_module
-from nrdseg.deploy.colors import generated_palette, label_png
-from nrdseg.deploy.images import UnreadableImage
-from nrdseg.deploy.predict import predict_files, tta_scores
+from nrdseg.data.files import DataError
+from nrdseg.data.labels import generated_palette
+from nrdseg.deploy.colors import label_png
+from nrdseg.deploy.predict import TTA_SCALES, predict_files
+from nrdseg.engine.inference import infer_logits
 from nrdseg.models.inputs import normalize
 from tests.tiny_checkpoints import PALETTE, tiny_model
 
@@ -146,7 +147,7 @@ def test_corrupt_files_are_skipped_and_named(model, folder_with_a_corrupt_file, 
 
 
 def test_on_error_fail_stops_at_the_corrupt_file(model, folder_with_a_corrupt_file, tmp_path):
-    with pytest.raises(UnreadableImage, match=r"text\.jpg: not a readable image"):
+    with pytest.raises(DataError, match=r"text\.jpg: cannot read image"):
         predict_files(
             model,
             [folder_with_a_corrupt_file],
@@ -167,7 +168,7 @@ def test_cli_reports_skips_and_fails_with_on_error_fail(
     assert "wrote 1 label PNGs" in printed and "skipped 2" in printed and "truncated.png" in printed
     argv = ["predict", str(checkpoint), str(folder_with_a_corrupt_file), "--out", str(out)]
     assert main([*argv, "--on-error", "fail"]) != 0
-    assert "text.jpg: not a readable image" in capsys.readouterr().err
+    assert "text.jpg: cannot read image" in capsys.readouterr().err
 
 
 def test_cli_names_a_missing_input(checkpoint, tmp_path, capsys):
@@ -176,23 +177,18 @@ def test_cli_names_a_missing_input(checkpoint, tmp_path, capsys):
     assert "nope: no such file or folder" in capsys.readouterr().err
 
 
-def test_tta_flips_back_before_averaging(model, monkeypatch):
-    """With the identity scale only, TTA = mean of the view and its flip, flipped back."""
-    monkeypatch.setattr(predict_module, "TTA_SCALES", (1.0,))
-    images = normalize(
-        torch.from_numpy(_rgb(35, 50, 60)).permute(2, 0, 1)[None], mean=model.mean, std=model.std
-    )
-    with torch.no_grad():
-        plain = model(images).softmax(1)
-        mirrored = model(images.flip(3)).flip(3).softmax(1)
-    torch.testing.assert_close(tta_scores(model, images), (plain + mirrored) / 2)
-
-
-def test_cli_tta_writes_labels(checkpoint, tmp_path):
-    Image.fromarray(_rgb(35, 50, 61)).save(tmp_path / "x.png")
+def test_tta_labels_are_the_argmax_of_infer_logits_over_flips_and_scales(
+    model, checkpoint, tmp_path
+):
+    rgb = _rgb(35, 50, 61)
+    Image.fromarray(rgb).save(tmp_path / "x.png")
     argv = ["predict", str(checkpoint), str(tmp_path / "x.png"), "--out", str(tmp_path / "o")]
     assert main([*argv, "--tta", "--device", "cpu"]) == 0
-    assert _labels(tmp_path / "o" / "labels" / "x.png").shape == (35, 50)
+    images = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+    logits = infer_logits(
+        model, normalize(images, mean=model.mean, std=model.std), scales=TTA_SCALES, flip=True
+    )
+    np.testing.assert_array_equal(_labels(tmp_path / "o" / "labels" / "x.png"), logits.argmax(1)[0])
 
 
 def test_more_than_256_classes_are_stored_as_16_bit_ids():

@@ -158,40 +158,30 @@ def load_weights(model: Segmentor, state: Mapping[str, torch.Tensor], *, source:
     model.load_state_dict(dict(state))
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """The checkpoint directory that ``path`` names.
+def _checkpoint_directory(path: str | Path) -> Path:
+    """``path`` itself, the checkpoint a training work dir points to, or a Hub download.
 
-    ``path`` is a checkpoint directory, a training work dir (its ``best/``, else the
-    ``checkpoints/`` entry named by ``checkpoints/latest``) or ``hf://org/name[@revision]``
-    (downloaded through huggingface_hub: config and safetensors only).
+    ``hf://org/name[@revision]`` fetches config and safetensors only (huggingface_hub).
+    A work dir (``best/`` or ``checkpoints/latest``, no weights of its own) gives its
+    ``best/``, else its latest checkpoint.
     """
     if str(path).startswith(HUB_PREFIX):
         from nrdseg.deploy.hub import download_checkpoint
 
         repo_id, _, revision = str(path)[len(HUB_PREFIX) :].partition("@")
         return download_checkpoint(repo_id, revision=revision or None)
+    from nrdseg.engine.checkpointing import BEST, CHECKPOINTS, LATEST, resolve_checkpoint
+
     directory = Path(path)
-    if (directory / CONFIG_FILE).is_file():
-        return directory
-    if (directory / "best" / CONFIG_FILE).is_file():
-        return directory / "best"
-    latest = directory / "checkpoints" / "latest"
-    if latest.is_file():
-        named = directory / "checkpoints" / latest.read_text().strip()
-        if not (named / CONFIG_FILE).is_file():
-            raise FileNotFoundError(f"{latest} names {named}, which is not a checkpoint")
-        return named
-    if directory.is_dir():
-        raise FileNotFoundError(
-            f"{directory} is neither an nrdseg checkpoint (no {CONFIG_FILE}) nor a training "
-            "work dir (no best/ or checkpoints/latest)"
-        )
+    work_dir = (directory / BEST).is_dir() or (directory / CHECKPOINTS / LATEST).is_file()
+    if work_dir and not (directory / WEIGHTS_FILE).is_file():
+        return resolve_checkpoint(directory)
     return directory
 
 
 def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Segmentor:
-    """Rebuild a model from a checkpoint directory, work dir or ``hf://`` repo id."""
-    directory = resolve_checkpoint(path)
+    """Rebuild a model from a checkpoint directory, a training work dir or ``hf://org/name``."""
+    directory = _checkpoint_directory(path)
     record = read_record(directory)
     options = dict(record["model"])
     name, num_classes = options.pop("name"), options.pop("num_classes")

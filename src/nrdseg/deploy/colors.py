@@ -9,18 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-
-def generated_palette(num_classes: int) -> list[list[int]]:
-    """Distinct colours for models without a dataset palette (PASCAL VOC's bit pattern)."""
-    palette = []
-    for index in range(num_classes):
-        rgb, label = [0, 0, 0], index
-        for shift in range(7, -1, -1):
-            for channel in range(3):
-                rgb[channel] |= ((label >> channel) & 1) << shift
-            label >>= 3
-        palette.append(rgb)
-    return palette
+from nrdseg.data.labels import generated_palette
 
 
 def model_palette(meta: dict[str, Any], num_classes: int) -> list[list[int]]:

@@ -1,4 +1,4 @@
-"""Which files to segment (files, folders, globs) and reading them as upright RGB."""
+"""Which files to segment (files, folders, globs), their output names and sizes."""
 
 from __future__ import annotations
 
@@ -8,25 +8,16 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-from nrdseg.models.inputs import rgb_array
-
-#: Extensions picked up from folders and globs (an explicitly named file is always taken).
-IMAGE_EXTENSIONS = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
-)
+from nrdseg.data.files import IMAGE_EXTENSIONS, DataError
 
 #: EXIF orientations that turn the image by 90 degrees (width and height swap).
 _TRANSPOSED = {5, 6, 7, 8}
 
 
-class UnreadableImage(ValueError):
-    """A file that is not an image this library can decode (corrupt, truncated, other)."""
-
-
 def _is_image(path: Path) -> bool:
+    """Folders and globs take these extensions; an explicitly named file is always taken."""
     return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
 
 
@@ -60,7 +51,7 @@ def expand_inputs(inputs: Sequence[str | Path], *, exclude: Path | None = None) 
 
 
 def _extensions() -> str:
-    return " ".join(sorted(IMAGE_EXTENSIONS))
+    return " ".join(IMAGE_EXTENSIONS)
 
 
 def output_names(files: Sequence[Path]) -> list[Path]:
@@ -83,21 +74,12 @@ def output_names(files: Sequence[Path]) -> list[Path]:
 
 
 def probe_size(path: Path) -> tuple[int, int]:
-    """(H, W) after EXIF rotation, from the header only; raises UnreadableImage."""
+    """(H, W) after EXIF rotation, from the header only, to batch images of one size."""
     try:
         with Image.open(path) as image:
             width, height = image.size
             if image.getexif().get(0x0112) in _TRANSPOSED:
                 width, height = height, width
     except Exception as err:  # PIL raises many types for broken files
-        raise UnreadableImage(f"{path}: not a readable image ({err})") from err
+        raise DataError(f"{path}: cannot read image, not an image file ({err})") from err
     return height, width
-
-
-def read_image(path: Path) -> np.ndarray:
-    """H x W x 3 uint8 RGB, turned upright by its EXIF orientation; raises UnreadableImage."""
-    try:
-        with Image.open(path) as image:
-            return rgb_array(ImageOps.exif_transpose(image))
-    except Exception as err:  # PIL raises many types for broken files
-        raise UnreadableImage(f"{path}: not a readable image ({err})") from err

@@ -9,18 +9,13 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from nrdseg.checkpoint import atomic_write_bytes
+from nrdseg.data.files import DataError, read_image
 from nrdseg.deploy.colors import label_png, model_palette, overlay_png
-from nrdseg.deploy.images import (
-    UnreadableImage,
-    expand_inputs,
-    output_names,
-    probe_size,
-    read_image,
-)
+from nrdseg.deploy.images import expand_inputs, output_names, probe_size
+from nrdseg.engine.inference import infer_logits
 from nrdseg.models.inputs import normalize
 from nrdseg.models.segmentor import Segmentor
 
@@ -38,25 +33,6 @@ class PredictSummary:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
-@torch.no_grad()
-def tta_scores(model: Segmentor, images: torch.Tensor) -> torch.Tensor:
-    """Mean softmax over flipped and rescaled views of normalized (B, 3, H, W) images.
-
-    Kept thin on purpose: it is the one place to switch to ``engine.inference.infer_logits``.
-    """
-    size = images.shape[-2:]
-    total = torch.zeros((), device=images.device)
-    for scale in TTA_SCALES:
-        scaled_size = (round(size[0] * scale), round(size[1] * scale))
-        scaled = F.interpolate(images, size=scaled_size, mode="bilinear", align_corners=False)
-        for flip in (False, True):
-            logits = model(scaled.flip(3) if flip else scaled)
-            logits = logits.flip(3) if flip else logits
-            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-            total = total + logits.softmax(dim=1)
-    return total / (2 * len(TTA_SCALES))
-
-
 def _batches(
     files: Sequence[Path], sizes: dict[Path, tuple[int, int]], batch_size: int
 ) -> Iterator[list[Path]]:
@@ -70,15 +46,14 @@ def _batches(
             yield group[start : start + batch_size]
 
 
-def _labels(model: Segmentor, images: list[np.ndarray], *, tta: bool) -> np.ndarray:
-    device = next(model.parameters()).device
-    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(device)
+def _labels(model: Segmentor, images: list[torch.Tensor], *, tta: bool) -> np.ndarray:
+    """(B, H, W) class ids of uint8 (3, H, W) images of one size."""
+    batch = torch.stack(images).to(next(model.parameters()).device)
     if tta:
-        scores = tta_scores(model, normalize(batch, mean=model.mean, std=model.std))
-        labels = scores.argmax(dim=1)
-    else:
-        labels = model.predict(batch)
-    return labels.cpu().numpy()
+        normalized = normalize(batch, mean=model.mean, std=model.std)
+        logits = infer_logits(model, normalized, scales=TTA_SCALES, flip=True)
+        return logits.argmax(dim=1).cpu().numpy()
+    return model.predict(batch).cpu().numpy()
 
 
 def predict_files(
@@ -107,7 +82,7 @@ def predict_files(
     palette = model_palette(model.meta, model.num_classes)
     summary = PredictSummary()
 
-    def skip(path: Path, err: UnreadableImage) -> None:
+    def skip(path: Path, err: DataError) -> None:
         if on_error == "fail":
             raise err
         summary.skipped.append((path, str(err)))
@@ -116,17 +91,17 @@ def predict_files(
     for path in files:
         try:
             sizes[path] = probe_size(path)
-        except UnreadableImage as err:
+        except DataError as err:
             skip(path, err)
     model.eval()
     with tqdm(total=len(files), desc="predict", unit="img", disable=not progress) as bar:
         bar.update(len(summary.skipped))
         for chunk in _batches(files, sizes, batch_size):
-            loaded: dict[tuple[int, ...], list[tuple[Path, np.ndarray]]] = {}
+            loaded: dict[tuple[int, ...], list[tuple[Path, torch.Tensor]]] = {}
             for path in chunk:
                 try:
                     image = read_image(path)
-                except UnreadableImage as err:
+                except DataError as err:
                     skip(path, err)
                     continue
                 loaded.setdefault(image.shape, []).append((path, image))
@@ -136,7 +111,7 @@ def predict_files(
                     target = out_dir / LABELS_DIR / names[path]
                     atomic_write_bytes(target, label_png(label, palette))
                     if overlay:
-                        blend = overlay_png(image, label, palette)
+                        blend = overlay_png(image.permute(1, 2, 0).numpy(), label, palette)
                         atomic_write_bytes(out_dir / OVERLAYS_DIR / names[path], blend)
                     summary.written.append(target)
             bar.update(len(chunk))
