@@ -35,6 +35,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="compare with PyTorch on random inputs of several sizes; exit 1 on mismatch",
     )
+    parser.add_argument(
+        "--atol",
+        type=float,
+        default=1e-4,
+        help="--verify: largest allowed logit difference (default 1e-4)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -47,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {path} ({args.format}, {path.stat().st_size / 2**20:.1f} MiB)")
     if not args.verify:
         return 0
-    report = verify_export(model, path, format=args.format, shapes=default_shapes(size))
+    shapes = default_shapes(size)
+    report = verify_export(model, path, format=args.format, shapes=shapes, atol=args.atol)
     print(report.table())
     return 0 if report.ok else 1

@@ -72,7 +72,7 @@ def _onnx_bytes(model: Segmentor, example: torch.Tensor, opset: int | None) -> b
 
 
 def _torchscript_bytes(model: Segmentor, example: torch.Tensor) -> bytes:
-    """``torch.jit.trace``: scripting fails on the timm backbone and the ASPP checks.
+    """``torch.jit.trace``: ``torch.jit.script`` rejects the ASPP's SyncBatchNorm check.
 
     The trace stays size-generic: the pad amounts are traced as arithmetic on the input
     size, and the only Python branch it freezes (resize's "already this size?") has the

@@ -18,6 +18,7 @@ class ParityRow:
     """One input shape: the largest logit difference and how many argmax labels agree."""
 
     shape: tuple[int, int, int]
+    max_abs_logit: float  # the scale the difference is measured against
     max_abs_diff: float
     agreeing: int
     pixels: int
@@ -40,10 +41,13 @@ class ParityReport:
         return logits_ok and self.agreement >= self.min_agreement
 
     def table(self) -> str:
-        lines = [f"{'B x H x W':<16} {'max |diff|':>11} {'argmax agree':>13}"]
+        lines = [f"{'B x H x W':<16} {'max |logit|':>11} {'max |diff|':>11} {'argmax agree':>13}"]
         for r in self.rows:
             shape = " x ".join(map(str, r.shape))
-            lines.append(f"{shape:<16} {r.max_abs_diff:11.2e} {100 * r.agreeing / r.pixels:12.3f}%")
+            agree = 100 * r.agreeing / r.pixels
+            lines.append(
+                f"{shape:<16} {r.max_abs_logit:11.2f} {r.max_abs_diff:11.2e} {agree:12.3f}%"
+            )
         verdict = "PASS" if self.ok else "FAIL"
         lines.append(
             f"{verdict}: need max |diff| <= {self.atol:g} and agreement >= "
@@ -86,6 +90,7 @@ def verify_export(
         rows.append(
             ParityRow(
                 shape=(batch, height, width),
+                max_abs_logit=float(np.abs(expected).max()),
                 max_abs_diff=float(np.abs(got - expected).max()),
                 agreeing=int((got.argmax(1) == expected.argmax(1)).sum()),
                 pixels=batch * height * width,
