@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from nrdseg import __version__
-from nrdseg.cli import flops, models
+from nrdseg.cli import flops, models, study
 
 #: Subcommand modules; each defines ``add_parser(subparsers)`` that sets ``func``.
-COMMANDS = [flops, models]
+COMMANDS = [flops, models, study]
 
 
 def build_parser() -> argparse.ArgumentParser:
