@@ -6,9 +6,9 @@ better. Here both see the same patches with the same number K of per-patch numbe
 
 - ``mlp``: one NRD-shaped g_theta per patch, coordinates (x, y) -> hidden -> hidden ->
   classes, K = its parameter count. All patches are fitted at once, as one batched Adam
-  optimisation of per-patch cross-entropy (the patches do not interact). Like NRD, the MLP
-  runs on a ``grid`` x ``grid`` coordinate map and its logits are resized bilinearly to
-  r x r when r > grid.
+  optimisation of per-patch cross-entropy (the patches do not interact). It reads the
+  coordinates of every pixel of the patch, or, with ``grid`` = 8, NRD's own setting: an
+  8 x 8 coordinate map whose logits are resized bilinearly to r x r.
 - ``pca``: the top-K principal directions of one-hot patches, fitted on other label maps
   as DUpsampling fits W on training labels; the patch's K coefficients are its
   projection, its labels the argmax over classes of the reconstruction.
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from nrdseg.analysis.label_patches import collect_patches, one_hot_patches, pca_basis
 from nrdseg.checkpoint import atomic_write_bytes
+from nrdseg.models.blocks import resize
 from nrdseg.ops.dynamic_mlp import mlp_param_count, patch_coordinates, per_patch_mlp
 
 
@@ -71,13 +72,13 @@ def fit_patch_mlps(
     hidden: int,
     steps: int,
     lr: float = 0.05,
-    grid: int = 8,
+    grid: int | None = None,
     ignore_index: int = 255,
     seed: int = 0,
 ) -> torch.Tensor:
     """Fit one g_theta per (r x r) patch of ``patches`` (P, r, r); return its (P, r, r) labels."""
     count, ratio = patches.shape[0], patches.shape[-1]
-    size = min(grid, ratio)
+    size = ratio if grid is None else min(grid, ratio)
     coords = patch_coordinates(size)
     # Standardized per channel, as NRD's BatchNorm does to its coordinate inputs.
     coords = (coords - coords.mean(dim=(1, 2), keepdim=True)) / coords.std(dim=(1, 2), keepdim=True)
@@ -95,7 +96,7 @@ def fit_patch_mlps(
         out = per_patch_mlp(
             inputs, params[:, :, None, None], hidden_channels=hidden, num_classes=num_classes
         )
-        return F.interpolate(out, size=(ratio, ratio), mode="bilinear", align_corners=False)
+        return resize(out, (ratio, ratio))
 
     for _ in range(steps):
         optimizer.zero_grad(set_to_none=True)
@@ -143,7 +144,7 @@ def run_patch_study(
     hidden: Sequence[int] = (2, 4, 8, 16),
     steps: int = 500,
     lr: float = 0.05,
-    grid: int = 8,
+    grid: int | None = None,
     max_patches: int = 1024,
     fit_patches: int = 4096,
     mixed_only: bool = False,
@@ -271,22 +272,24 @@ def plot_study(rows: Sequence[StudyRow]) -> bytes:
     ratios = sorted({r.ratio for r in rows})
     fig, axes = plt.subplots(1, len(ratios), figsize=(5 * len(ratios), 4), squeeze=False)
     for ax, ratio in zip(axes[0], ratios, strict=True):
-        for method, marker in (("mlp", "o"), ("pca", "s")):
+        for method, colour in (("mlp", "tab:blue"), ("pca", "tab:orange")):
             points = sorted(
                 (r.code_size, r.miou, r.pixel_accuracy)
                 for r in rows
                 if r.ratio == ratio and r.method == method
             )
             sizes = [p[0] for p in points]
-            ax.plot(sizes, [100 * p[1] for p in points], marker=marker, label=f"{method} mIoU")
+            ax.plot(sizes, [100 * p[1] for p in points], "o-", color=colour, label=f"{method} mIoU")
             ax.plot(
                 sizes,
                 [100 * p[2] for p in points],
-                marker=marker,
-                linestyle="--",
+                "s--",
+                color=colour,
                 label=f"{method} pixel acc.",
             )
         ax.set_xscale("log")
+        ax.set_xticks(sizes, [str(size) for size in sizes])
+        ax.minorticks_off()
         ax.set_xlabel("code size (numbers per patch)")
         ax.set_ylabel("%")
         ax.set_title(f"{ratio}x{ratio} label patches")

@@ -17,16 +17,16 @@ PRESETS = {
     "full": {
         "images": 32,
         "size": (512, 1024),
-        "steps": 500,
-        "max_patches": 1024,
+        "steps": 1000,
+        "max_patches": 512,
         "fit_patches": 4096,
         "hidden": (2, 4, 8, 16),
     },
     "quick": {
         "images": 8,
         "size": (256, 512),
-        "steps": 100,
-        "max_patches": 128,
+        "steps": 200,
+        "max_patches": 64,
         "fit_patches": 1024,
         "hidden": (2, 8),
     },
@@ -66,6 +66,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     patches.add_argument("--ratios", type=int, nargs="+", default=[8, 32])
     patches.add_argument("--hidden", type=int, nargs="+", help="MLP hidden widths to sweep")
     patches.add_argument("--steps", type=int, help="Adam steps of the MLP fit")
+    patches.add_argument(
+        "--grid", type=int, help="MLP coordinate grid, resized to r x r (NRD: 8; default r)"
+    )
     patches.add_argument("--max-patches", type=int, help="patches scored per ratio")
     patches.add_argument("--fit-patches", type=int, help="patches the PCA is fitted on")
     patches.add_argument("--mixed-only", action="store_true", help="score only multi-class patches")
@@ -91,6 +94,7 @@ def run(args: argparse.Namespace, *, label_source: LabelSource = dataset_labels)
         ratios=args.ratios,
         hidden=setting["hidden"],
         steps=setting["steps"],
+        grid=args.grid,
         max_patches=setting["max_patches"],
         fit_patches=setting["fit_patches"],
         mixed_only=args.mixed_only,
