@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from nrdseg import __version__
-from nrdseg.cli import flops, models, study
+from nrdseg.cli import data, flops, models, study
 
 #: Subcommand modules; each defines ``add_parser(subparsers)`` that sets ``func``.
-COMMANDS = [flops, models, study]
+COMMANDS = [flops, models, data, study]
 
 
 def build_parser() -> argparse.ArgumentParser:

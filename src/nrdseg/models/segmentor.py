@@ -82,11 +82,10 @@ class Segmentor(nn.Module):
             )
 
     def _pad(self, x: torch.Tensor, value: float) -> torch.Tensor:
+        """Pad bottom/right to a multiple of 32, unconditionally so exported graphs stay dynamic."""
         h, w = x.shape[-2:]
         pad_h = (-h) % self.size_divisor
         pad_w = (-w) % self.size_divisor
-        if pad_h == 0 and pad_w == 0:
-            return x
         return F.pad(x, (0, pad_w, 0, pad_h), value=value)
 
     # -- forward paths -----------------------------------------------------------------

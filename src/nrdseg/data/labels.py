@@ -1,0 +1,90 @@
+"""Label-id tables (raw mask value -> training id), their checking, and class metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from nrdseg.data.files import DataError
+
+IGNORE_INDEX = 255
+
+
+def identity_map() -> np.ndarray:
+    """Masks that already hold training ids (0..C-1, 255 ignored)."""
+    return np.arange(256, dtype=np.uint8)
+
+
+def reduce_zero_label_map() -> np.ndarray:
+    """0 ("other"/background) -> ignore, every other id minus one; 255 stays ignore."""
+    table = (np.arange(256) - 1).astype(np.uint8)
+    table[0] = IGNORE_INDEX
+    table[IGNORE_INDEX] = IGNORE_INDEX
+    return table
+
+
+def _as_ranges(values: np.ndarray) -> str:
+    """[0, 1, 2, 3, 255] -> "0..3, 255"."""
+    parts, start = [], None
+    for i, value in enumerate(values.tolist()):
+        if start is None:
+            start = value
+        if i + 1 == len(values) or values[i + 1] != value + 1:
+            parts.append(str(start) if start == value else f"{start}..{value}")
+            start = None
+    return ", ".join(parts)
+
+
+def apply_label_map(
+    raw: np.ndarray, table: np.ndarray, *, num_classes: int, path: str | Path
+) -> np.ndarray:
+    """Map raw mask values through ``table``; every result must be a class id or 255."""
+    present = np.flatnonzero(np.bincount(raw.ravel(), minlength=256))
+    mapped = table[present]
+    bad = present[(mapped >= num_classes) & (mapped != IGNORE_INDEX)]
+    if bad.size:
+        valid = np.flatnonzero((table < num_classes) | (table == IGNORE_INDEX))
+        raise DataError(
+            f"{path}: mask values {_as_ranges(bad)} are not labels of this {num_classes}-class "
+            f"dataset; expected only {_as_ranges(valid)}"
+        )
+    return table[raw]
+
+
+def generated_palette(num_classes: int) -> list[list[int]]:
+    """Distinct colours for classes without a palette: the bit-spreading VOC colour map."""
+    palette = []
+    for index in range(num_classes):
+        rgb, value = [0, 0, 0], index
+        for bit in range(7, -1, -1):
+            for channel in range(3):
+                rgb[channel] |= ((value >> channel) & 1) << bit
+            value >>= 3
+        palette.append(rgb)
+    return palette
+
+
+def check_metadata(
+    classes: Sequence[str], palette: Sequence[Sequence[int]], *, source: str
+) -> tuple[list[str], list[list[int]]]:
+    """Class names and palette as plain lists, checked against each other."""
+    if not classes or not all(isinstance(name, str) and name for name in classes):
+        raise ValueError(f"{source}: 'classes' must be a non-empty list of names")
+    if len(classes) > IGNORE_INDEX:
+        raise ValueError(f"{source}: at most 255 classes fit in 8-bit masks, got {len(classes)}")
+    if len(palette) != len(classes):
+        raise ValueError(
+            f"{source}: 'palette' has {len(palette)} colours for {len(classes)} classes"
+        )
+    colours = []
+    for colour in palette:
+        if (
+            not isinstance(colour, (list, tuple))
+            or len(colour) != 3
+            or not all(isinstance(c, int) and 0 <= c <= 255 for c in colour)
+        ):
+            raise ValueError(f"{source}: palette colour {colour!r} is not [r, g, b] in 0..255")
+        colours.append([int(c) for c in colour])
+    return list(classes), colours

@@ -1,0 +1,1 @@
+"""Training and evaluation machinery: metrics, inference modes, the evaluator."""

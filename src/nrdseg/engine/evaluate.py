@@ -1,0 +1,113 @@
+"""Evaluate a model on a dataset (one sample at a time, optionally distributed) and print it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from nrdseg.engine.inference import infer_logits
+from nrdseg.engine.metrics import SegMetric
+from nrdseg.models.blocks import resize
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _sample(dataset: Any, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image, label) of one sample, with an error naming the sample when malformed."""
+    sample = dataset[index]
+    where = f"dataset[{index}]" + (f" ({sample['path']})" if "path" in sample else "")
+    missing = [key for key in ("image", "label") if key not in sample]
+    if missing:
+        raise KeyError(f"{where} has no {missing}; expected keys 'image', 'label', 'path'")
+    image, label = torch.as_tensor(sample["image"]), torch.as_tensor(sample["label"])
+    if image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
+        raise ValueError(
+            f"{where}: image must be a float (3, H, W) tensor, got {image.dtype} "
+            f"{tuple(image.shape)}"
+        )
+    if label.ndim != 2:
+        raise ValueError(f"{where}: label must be (H, W), got shape {tuple(label.shape)}")
+    return image, label
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Any,
+    *,
+    mode: str = "whole",
+    crop_size: tuple[int, int] | None = None,
+    stride: tuple[int, int] | None = None,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    trimap_widths: Sequence[int] = (3, 5, 10, 20),
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    max_samples: int | None = None,
+) -> dict[str, Any]:
+    """Dataset-level scores of ``model`` (``SegMetric.compute()`` plus ``classes``).
+
+    The model is moved to ``device``. Samples go through one at a time because their
+    sizes differ; logits are resized to the label's size (the eval transform may have
+    rescaled the image) before the argmax. Under torch.distributed each rank takes every
+    world_size-th sample and the confusion matrices are summed over ranks, so every rank
+    returns the full result.
+    """
+    num_classes = dataset.num_classes
+    model_classes = getattr(model, "num_classes", num_classes)
+    if model_classes != num_classes:
+        raise ValueError(
+            f"the model predicts {model_classes} classes but the dataset has {num_classes}"
+        )
+    if max_samples is not None and max_samples < 0:
+        raise ValueError(f"max_samples must be >= 0 or None, got {max_samples}")
+    metric = SegMetric(num_classes, ignore_index=dataset.ignore_index, trimap_widths=trimap_widths)
+    rank, world = _rank_and_world()
+    count = len(dataset) if max_samples is None else min(len(dataset), max_samples)
+    model.to(device)
+    for index in tqdm(
+        range(rank, count, world), desc="evaluate", disable=not progress or rank != 0
+    ):
+        image, label = _sample(dataset, index)
+        logits = infer_logits(
+            model,
+            image[None].to(device),
+            mode=mode,
+            crop_size=crop_size,
+            stride=stride,
+            scales=scales,
+            flip=flip,
+        )
+        pred = resize(logits, label.shape[-2:]).argmax(dim=1)[0]
+        metric.update(pred, label.to(device))
+    metric.all_reduce()
+    return {**metric.compute(), "classes": list(dataset.classes)}
+
+
+def _percent(value: float) -> str:
+    return "-" if math.isnan(value) else f"{100 * value:.2f}"
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Per-class IoU / Acc and the summary scores in percent ("-" where undefined)."""
+    ious, accs = result["IoU"], result["Acc"]
+    names = result.get("classes") or [str(i) for i in range(len(ious))]
+    rows = [(str(n), _percent(i), _percent(a)) for n, i, a in zip(names, ious, accs, strict=True)]
+    summary = [("mIoU", _percent(result["mIoU"])), ("mAcc", _percent(result["mAcc"]))]
+    summary.append(("aAcc", _percent(result["aAcc"])))
+    summary += [(f"trimap {w}px mIoU", _percent(v)) for w, v in result["trimap"].items()]
+    width = max(len(name) for name, *_ in rows + summary + [("class",)])
+    lines = [f"{'class':<{width}}  {'IoU':>6}  {'Acc':>6}"]
+    lines += [f"{name:<{width}}  {iou:>6}  {acc:>6}" for name, iou, acc in rows]
+    lines.append("-" * (width + 16))
+    lines += [f"{name:<{width}}  {value:>6}" for name, value in summary]
+    return "\n".join(lines)
