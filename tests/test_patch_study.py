@@ -18,7 +18,7 @@ from nrdseg.analysis.patch_study import (
     reconstruction_scores,
     run_patch_study,
 )
-from nrdseg.cli import build_parser, study
+from nrdseg.cli import main, study
 from tests.label_maps import random_label_maps
 
 
@@ -97,35 +97,26 @@ def test_study_compares_equal_code_sizes():
         run_patch_study([torch.zeros(16, 16, dtype=torch.long)] * 2, num_classes=3, mixed_only=True)
 
 
-def test_cli_quick_run_writes_table_json_and_png(tmp_path, capsys):
-    seen = {}
-
-    def labels(name: str, size: tuple[int, int], count: int):
-        seen.update(name=name, size=size, count=count)
-        return random_label_maps(count, size=size, num_classes=5, seed=0, ignore_border=2), 5
-
-    args = build_parser().parse_args(["study", "patches", "--quick", "--out", str(tmp_path)])
-    assert args.func(args, label_source=labels) == 0
-    assert seen == {"name": "synthetic", "size": (256, 512), "count": 8}
+def test_cli_quick_run_on_synthetic_labels_writes_table_json_and_png(tmp_path, capsys):
+    assert main(["study", "patches", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "| 32x32 |" in out and "PCA mIoU" in out
+    assert "8 synthetic maps, 6 classes" in out and "| 32x32 | 150 |" in out
     records = json.loads((tmp_path / "patch_study.json").read_text())
-    assert {(r["ratio"], r["method"]) for r in records} == {
-        (r, m) for r in (8, 32) for m in ("mlp", "pca")
+    assert {(r["ratio"], r["method"], r["code_size"]) for r in records} == {
+        (r, m, k) for r in (8, 32) for m in ("mlp", "pca") for k in (30, 150)
     }
     assert (tmp_path / "patch_study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "patch_study.md").read_text().startswith("| patch |")
 
 
-def test_missing_matplotlib_and_datasets_fail_clearly(monkeypatch, capsys):
+def test_missing_matplotlib_and_bad_datasets_fail_clearly(monkeypatch, capsys):
+    assert main(["study", "patches", "--quick", "--no-plot", "--dataset", "cityscapes"]) == 2
+    assert "unknown option(s)" in capsys.readouterr().err
     rows = [StudyRow(8, "mlp", 36, 0.9, 0.8), StudyRow(8, "pca", 36, 0.8, 0.7)]
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r"nrdseg\[plot\]"):
         plot_study(rows)
-    args = build_parser().parse_args(["study", "patches", "--quick"])
     monkeypatch.setattr(study.importlib.util, "find_spec", lambda name: None)
-    assert study.run(args, label_source=lambda *a: pytest.fail("ran without matplotlib")) == 2
+    monkeypatch.setattr(study, "dataset_labels", lambda *a: pytest.fail("ran without matplotlib"))
+    assert main(["study", "patches", "--quick"]) == 2
     assert "--no-plot" in capsys.readouterr().err
-    monkeypatch.setitem(sys.modules, "nrdseg.data", None)
-    with pytest.raises(ValueError, match="nrdseg.data is missing"):
-        study.dataset_labels("synthetic", (64, 64), 2)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from nrdseg.analysis.label_patches import collect_patches, one_hot_patches, pca_basis
 from nrdseg.checkpoint import atomic_write_bytes
+from nrdseg.engine.metrics import SegMetric
 from nrdseg.models.blocks import resize
 from nrdseg.ops.dynamic_mlp import mlp_param_count, patch_coordinates, per_patch_mlp
 
@@ -54,15 +55,10 @@ def reconstruction_scores(
     predicted: torch.Tensor, target: torch.Tensor, *, num_classes: int, ignore_index: int = 255
 ) -> tuple[float, float]:
     """Pixel accuracy and mIoU (over classes present in either) of non-ignored pixels."""
-    valid = target != ignore_index
-    pairs = target[valid] * num_classes + predicted[valid]
-    confusion = torch.bincount(pairs, minlength=num_classes**2).reshape(num_classes, num_classes)
-    hits = confusion.diag().double()
-    union = confusion.sum(0) + confusion.sum(1) - confusion.diag()
-    present = union > 0
-    accuracy = (hits.sum() / confusion.sum()).item()
-    miou = (hits[present] / union[present]).mean().item()
-    return accuracy, miou
+    metric = SegMetric(num_classes, ignore_index=ignore_index, trimap_widths=())
+    metric.update(predicted, target)
+    scores = metric.compute()
+    return scores["aAcc"], scores["mIoU"]
 
 
 def fit_patch_mlps(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from nrdseg.analysis.patch_study import format_table, run_patch_study, write_report
+from nrdseg.data import build_dataset
 
 #: Settings of a full run and of ``--quick`` (about 20 s on 2 CPU cores); flags override.
 PRESETS = {
@@ -32,19 +32,9 @@ PRESETS = {
     },
 }
 
-#: (dataset name, size, count) -> (label maps, number of classes)
-LabelSource = Callable[[str, tuple[int, int], int], tuple[list[torch.Tensor], int]]
-
 
 def dataset_labels(name: str, size: tuple[int, int], count: int) -> tuple[list[torch.Tensor], int]:
-    """The ``label`` of the first ``count`` items of an nrdseg training dataset."""
-    try:
-        from nrdseg.data import build_dataset
-    except ImportError as err:
-        raise ValueError(
-            "this nrdseg has no datasets (nrdseg.data is missing); pass label maps to "
-            "nrdseg.analysis.patch_study.run_patch_study instead"
-        ) from err
+    """The ``label`` of the first ``count`` training items of dataset ``name`` at ``size``."""
     dataset = build_dataset(name, size=size, length=count, split="train")
     return [dataset[i]["label"] for i in range(min(count, len(dataset)))], dataset.num_classes
 
@@ -60,7 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     patches.add_argument("--out", type=Path, default=Path("patch_study"))
     patches.add_argument("--quick", action="store_true", help="small run, about 20 s on a CPU")
-    patches.add_argument("--dataset", default="synthetic", help="nrdseg dataset name")
+    patches.add_argument(
+        "--dataset", default="synthetic", help="a dataset taking size and length (synthetic)"
+    )
     patches.add_argument("--images", type=int, help="label maps (half fit PCA)")
     patches.add_argument("--size", type=int, nargs=2, metavar=("H", "W"))
     patches.add_argument("--ratios", type=int, nargs="+", default=[8, 32])
@@ -77,7 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     patches.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace, *, label_source: LabelSource = dataset_labels) -> int:
+def run(args: argparse.Namespace) -> int:
     if not args.no_plot and importlib.util.find_spec("matplotlib") is None:
         print(
             "nrdseg study: error: the plot needs matplotlib: pip install 'nrdseg[plot]' "
@@ -87,7 +79,7 @@ def run(args: argparse.Namespace, *, label_source: LabelSource = dataset_labels)
         return 2
     preset = PRESETS["quick" if args.quick else "full"]
     setting = {key: getattr(args, key) or value for key, value in preset.items()}
-    labels, num_classes = label_source(args.dataset, tuple(setting["size"]), setting["images"])
+    labels, num_classes = dataset_labels(args.dataset, tuple(setting["size"]), setting["images"])
     rows = run_patch_study(
         labels,
         num_classes=num_classes,
