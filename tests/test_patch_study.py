@@ -22,6 +22,15 @@ from nrdseg.cli import main, study
 from tests.label_maps import random_label_maps
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The fits are thousands of tiny kernels: a second thread only adds synchronisation."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_scores_match_a_per_class_count():
     target = torch.randint(0, 4, (50, 6, 6))
     target[:5] = 255
@@ -50,6 +59,8 @@ def test_batched_mlp_fit_represents_edges_and_ignores_255():
     assert predicted.shape == patches.shape
     valid = patches != 255
     assert predicted[valid].equal(patches[valid])
+    with pytest.raises(ValueError, match="at least 2 x 2"):
+        fit_patch_mlps(patches, num_classes=3, hidden=2, steps=1, grid=1)
 
 
 def test_pca_with_a_full_basis_is_exact_and_codes_are_nested():
@@ -98,7 +109,9 @@ def test_study_compares_equal_code_sizes():
 
 
 def test_cli_quick_run_on_synthetic_labels_writes_table_json_and_png(tmp_path, capsys):
+    torch.set_num_threads(2)
     assert main(["study", "patches", "--quick", "--out", str(tmp_path)]) == 0
+    assert torch.get_num_threads() == 2  # --threads 1 applies to the study only
     out = capsys.readouterr().out
     assert "8 synthetic maps, 6 classes" in out and "| 32x32 | 150 |" in out
     records = json.loads((tmp_path / "patch_study.json").read_text())

@@ -75,6 +75,8 @@ def fit_patch_mlps(
     """Fit one g_theta per (r x r) patch of ``patches`` (P, r, r); return its (P, r, r) labels."""
     count, ratio = patches.shape[0], patches.shape[-1]
     size = ratio if grid is None else min(grid, ratio)
+    if size < 2:
+        raise ValueError(f"the MLP needs a coordinate grid of at least 2 x 2, got {size}")
     coords = patch_coordinates(size)
     # Standardized per channel, as NRD's BatchNorm does to its coordinate inputs.
     coords = (coords - coords.mean(dim=(1, 2), keepdim=True)) / coords.std(dim=(1, 2), keepdim=True)
