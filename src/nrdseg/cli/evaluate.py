@@ -1,0 +1,61 @@
+"""``nrdseg eval``: score a checkpoint on the validation set of a config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from nrdseg.checkpoint import load_model
+from nrdseg.cli.options import parse_assignments
+from nrdseg.engine.build import build_val_dataset
+from nrdseg.engine.checkpointing import resolve_checkpoint
+from nrdseg.engine.config import load_config
+from nrdseg.engine.distributed import process_group_from_env
+from nrdseg.engine.report import result_summary
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate a checkpoint on a config's validation set",
+        description="mIoU, mAcc, aAcc, per-class IoU and trimap mIoU of CHECKPOINT on the "
+        "data.val set of CONFIG, with its eval settings.",
+    )
+    parser.add_argument("config", help="YAML config file (data.val and eval are used)")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="checkpoint directory, or a work dir (its best/, else its latest checkpoint)",
+    )
+    parser.add_argument("--tta", action="store_true", help="flip + scales eval.tta_scales")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nrdseg.engine.evaluate import evaluate, format_table
+
+    overrides = parse_assignments(args.set)
+    if args.tta:
+        overrides["eval.tta"] = True
+    config = load_config(args.config, overrides)
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    with process_group_from_env() as (info, device):
+        dataset = build_val_dataset(config, source=args.config)
+        model = load_model(checkpoint, device=device)
+        result = evaluate(
+            model,
+            dataset,
+            device=device,
+            progress=info.is_main and not args.json,
+            **config.eval.inference_options(),
+        )
+        if not info.is_main:
+            return 0
+    if args.json:
+        print(json.dumps({"checkpoint": str(checkpoint), **result_summary(result)}))
+    else:
+        print(f"{checkpoint} on {config.data.val.name} {config.data.val.split}")
+        print(format_table(result))
+    return 0

@@ -1,0 +1,54 @@
+"""``nrdseg train``: train (or resume) the model a config file describes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from nrdseg.cli.options import parse_assignments
+from nrdseg.engine.build import default_work_dir, train_from_config
+from nrdseg.engine.checkpointing import CHECKPOINTS
+from nrdseg.engine.config import load_config
+from nrdseg.engine.logger import METRICS_FILE
+from nrdseg.engine.trainer import TrainingDiverged
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model from a config file",
+        description="Train from CONFIG (YAML, see configs/). Several GPUs: "
+        "torchrun --nproc_per_node N -m nrdseg.cli train CONFIG",
+    )
+    parser.add_argument("config", help="YAML config file")
+    parser.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override, e.g. optim.lr=0.02"
+    )
+    parser.add_argument(
+        "--work-dir", help="where checkpoints and logs go (default work_dirs/<config path>)"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from WORK_DIR/checkpoints/latest"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config, parse_assignments(args.set))
+    work_dir = Path(args.work_dir) if args.work_dir else default_work_dir(args.config)
+    main_process = os.environ.get("RANK", "0") == "0"
+    if main_process:
+        print(
+            f"work dir {work_dir}: checkpoints in {work_dir / CHECKPOINTS}, "
+            f"log {work_dir / METRICS_FILE}, best model in {work_dir / 'best'}"
+        )
+    try:
+        train_from_config(config, work_dir, resume=args.resume)
+    except TrainingDiverged as err:
+        print(f"nrdseg train: {err}", file=sys.stderr)
+        return 1
+    if main_process:
+        print(f"done: {work_dir}")
+    return 0

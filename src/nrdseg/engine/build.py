@@ -1,0 +1,179 @@
+"""From a :class:`Config` to objects: model, datasets, evaluator, and a whole training run.
+
+The only module that reads config sections to build things; ``Trainer`` and the parts
+it uses take typed arguments. ``nrdseg.data`` and ``nrdseg.engine.evaluate`` are imported
+when needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nrdseg.engine.checkpointing import (
+    latest_checkpoint,
+    list_checkpoints,
+    remove_stale_temporaries,
+)
+from nrdseg.engine.config import Config, DatasetConfig, config_to_dict, save_config
+from nrdseg.engine.distributed import DistInfo, barrier, process_group_from_env
+from nrdseg.engine.rng import seed_everything
+from nrdseg.engine.trainer import Trainer
+from nrdseg.models.segmentor import IMAGENET_MEAN, IMAGENET_STD, Segmentor
+from nrdseg.models.zoo import create_model
+
+CONFIG_FILE = "config.yaml"
+
+
+def _normalization(config: Config) -> dict[str, Any]:
+    """The mean/std the model will be built with, for the transforms to match."""
+    options = config.model.options
+    return {"mean": options.get("mean", IMAGENET_MEAN), "std": options.get("std", IMAGENET_STD)}
+
+
+def build_split(spec: DatasetConfig, *, train: bool, config: Config) -> Any:
+    """``nrdseg.data.build_dataset`` for ``data.train`` / ``data.val`` with its transforms."""
+    from nrdseg.data import build_dataset, build_transforms
+
+    t = config.data.transforms
+    if train:
+        transforms = build_transforms(
+            train=True,
+            crop_size=t.crop_size,
+            scale=t.scale,
+            ratio_range=t.ratio_range,
+            cat_max_ratio=t.cat_max_ratio,
+            flip_prob=t.flip_prob,
+            photometric=t.photometric,
+            **_normalization(config),
+        )
+    else:
+        transforms = build_transforms(train=False, scale=t.scale, **_normalization(config))
+    kwargs = {"split": spec.split, **spec.options}
+    if spec.root is not None:
+        kwargs["root"] = spec.root
+    return build_dataset(spec.name, transforms=transforms, **kwargs)
+
+
+def build_val_dataset(config: Config, *, source: str = "config") -> Any:
+    if config.data.val is None:
+        raise ValueError(f"{source}: data.val is not set; evaluation needs a validation set")
+    return build_split(config.data.val, train=False, config=config)
+
+
+def build_model(config: Config, *, num_classes: int | None) -> Segmentor:
+    """The zoo model of ``model``; ``num_classes`` fills in ``model.num_classes: null``."""
+    classes = config.model.num_classes or num_classes
+    if classes is None:
+        raise ValueError("model.num_classes: not set, and the dataset does not tell it")
+    return create_model(
+        config.model.name,
+        num_classes=classes,
+        pretrained=config.model.pretrained,
+        **config.model.options,
+    )
+
+
+def build_evaluator(
+    config: Config, dataset: Any, *, device: torch.device, progress: bool
+) -> Callable[[Segmentor], dict[str, Any]]:
+    """``evaluate`` bound to ``dataset`` and the ``eval`` section."""
+    from nrdseg.engine.evaluate import evaluate
+
+    return functools.partial(
+        evaluate,
+        dataset=dataset,
+        device=device,
+        progress=progress,
+        **config.eval.inference_options(),
+    )
+
+
+def default_work_dir(config_path: str | Path) -> Path:
+    """``work_dirs/<path under configs/ without .yaml>``, e.g. work_dirs/cityscapes/nrd_r50."""
+    parts = Path(config_path).with_suffix("").parts
+    if "configs" in parts:
+        last = len(parts) - 1 - parts[::-1].index("configs")
+        return Path("work_dirs", *parts[last + 1 :])
+    return Path("work_dirs", parts[-1])
+
+
+def _prepare_work_dir(work_dir: Path, *, resume: bool, info: DistInfo) -> Path | None:
+    """The checkpoint to resume from; refuses to train over an existing run without it."""
+    latest = latest_checkpoint(work_dir)
+    if resume and latest is None:
+        raise FileNotFoundError(f"--resume: {work_dir} has no checkpoints/latest to resume from")
+    if not resume and (latest is not None or list_checkpoints(work_dir)):
+        raise ValueError(
+            f"{work_dir} already holds checkpoints; pass --resume to continue that run, "
+            "or choose another --work-dir"
+        )
+    if info.is_main:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(work_dir)
+    return latest
+
+
+def _set_determinism(deterministic: bool) -> None:
+    """Deterministic kernels where torch has them (warn_only: bilinear upsampling's CUDA
+    backward has none); cuDNN autotuning otherwise."""
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
+def _share_cpu_threads(*, workers: int, info: DistInfo) -> None:
+    """On CPU, leave one core per data worker and split the rest between processes:
+    oversubscribed cores make CPU training several times slower. OMP_NUM_THREADS wins."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        torch.set_num_threads(max(1, (cores or 1) // info.world_size - workers))
+
+
+def train_from_config(
+    config: Config, work_dir: str | Path, *, resume: bool = False, progress: bool = True
+) -> Segmentor:
+    """Run (or resume) the training ``config`` describes, under torchrun or alone."""
+    with process_group_from_env() as (info, device):
+        work_dir = Path(work_dir)
+        latest = _prepare_work_dir(work_dir, resume=resume, info=info)
+        if info.is_main:
+            save_config(config, work_dir / CONFIG_FILE)
+        _set_determinism(config.train.deterministic)
+        if device.type == "cpu":
+            _share_cpu_threads(workers=config.loader.num_workers, info=info)
+        seed_everything(config.train.seed)
+        train_set = build_split(config.data.train, train=True, config=config)
+        if not info.is_main:  # rank 0 fetches pretrained weights first, the others reuse them
+            barrier(info)
+        model = build_model(config, num_classes=getattr(train_set, "num_classes", None))
+        if info.is_main:
+            barrier(info)
+        evaluator = None
+        if config.data.val is not None:
+            evaluator = build_evaluator(
+                config, build_val_dataset(config), device=device, progress=progress
+            )
+        trainer = Trainer(
+            model=model,
+            train_dataset=train_set,
+            work_dir=work_dir,
+            train=config.train,
+            optim=config.optim,
+            loader=config.loader,
+            evaluator=evaluator,
+            config=config_to_dict(config),
+            device=device,
+            dist=info,
+            progress=progress,
+        )
+        if latest is not None:
+            trainer.resume(latest)
+        return trainer.train()

@@ -1,0 +1,137 @@
+"""Training checkpoints in a work dir: ``checkpoints/iter_NNNNNN/``, ``latest``, ``best/``.
+
+Each checkpoint is a model checkpoint (``config.yaml`` + ``model.safetensors``, loadable
+with ``nrdseg.load_model``) plus ``training_state.pt`` (tensors and plain containers only,
+read with ``weights_only=True``). Directories appear by rename and the ``latest`` pointer
+is replaced atomically, so a crash at any moment leaves the previous checkpoint usable.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nrdseg.checkpoint import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    atomic_directory,
+    atomic_write_bytes,
+    write_model_files,
+)
+from nrdseg.models.segmentor import Segmentor
+
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"
+BEST = "best"
+STATE_FILE = "training_state.pt"
+EVAL_FILE = "eval.json"
+_NAME = re.compile(r"iter_(\d+)")
+
+
+def checkpoint_dir(work_dir: Path, iteration: int) -> Path:
+    return Path(work_dir) / CHECKPOINTS / f"iter_{iteration:06d}"
+
+
+def write_checkpoint(
+    work_dir: Path, *, model: Segmentor, iteration: int, state: dict[str, Any]
+) -> Path:
+    """Write one checkpoint directory, then point ``latest`` at it."""
+    final = checkpoint_dir(work_dir, iteration)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with atomic_directory(final) as tmp:
+        write_model_files(model, tmp)
+        (tmp / STATE_FILE).write_bytes(buffer.getvalue())
+    atomic_write_bytes(final.parent / LATEST, f"{final.name}\n".encode())
+    return final
+
+
+def write_best(work_dir: Path, *, model: Segmentor, result: dict[str, Any]) -> Path:
+    """Replace ``best/`` by this model and the evaluation that made it the best."""
+    final = Path(work_dir) / BEST
+    with atomic_directory(final) as tmp:
+        write_model_files(model, tmp)
+        (tmp / EVAL_FILE).write_text(json.dumps(result, indent=1, allow_nan=False))
+    return final
+
+
+def remove_directory(path: Path) -> None:
+    """Rename out of sight first, so a crash mid-delete never leaves half a checkpoint."""
+    hidden = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+    os.replace(path, hidden)
+    shutil.rmtree(hidden)
+
+
+def list_checkpoints(work_dir: Path) -> list[Path]:
+    """Checkpoint directories of ``work_dir``, oldest first."""
+    root = Path(work_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and _NAME.fullmatch(p.name)]
+    return sorted(found, key=lambda p: int(_NAME.fullmatch(p.name).group(1)))
+
+
+def prune_checkpoints(work_dir: Path, *, keep_last: int) -> list[Path]:
+    """Delete all but the newest ``keep_last`` checkpoints; returns what was removed."""
+    old = list_checkpoints(work_dir)[:-keep_last]
+    for path in old:
+        remove_directory(path)
+    return old
+
+
+def remove_stale_temporaries(work_dir: Path) -> list[Path]:
+    """Leftovers of a process killed mid-write (``.NAME.tmp-*`` / ``.NAME.old-*``)."""
+    stale = []
+    for root in (Path(work_dir), Path(work_dir) / CHECKPOINTS):
+        if root.is_dir():
+            stale += [p for p in root.iterdir() if re.match(r"\..+\.(tmp|old)-", p.name)]
+    for path in stale:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return stale
+
+
+def latest_checkpoint(work_dir: Path) -> Path | None:
+    """The directory ``checkpoints/latest`` names, or None when there is no pointer."""
+    pointer = Path(work_dir) / CHECKPOINTS / LATEST
+    if not pointer.is_file():
+        return None
+    target = pointer.parent / pointer.read_text().strip()
+    if not (target / STATE_FILE).is_file():
+        raise FileNotFoundError(f"{pointer} names {target.name}, which is not a checkpoint")
+    return target
+
+
+def read_training_state(directory: Path) -> dict[str, Any]:
+    path = Path(directory) / STATE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} has no {STATE_FILE}: not a training checkpoint")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"cannot read {path}: {err}") from err
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory itself, or a work dir's ``best/``, else its latest checkpoint."""
+    path = Path(path)
+    for candidate in (path, path / BEST):  # a work dir's own config.yaml is no checkpoint
+        if (candidate / CONFIG_FILE).is_file() and (candidate / WEIGHTS_FILE).is_file():
+            return candidate
+    latest = latest_checkpoint(path) if path.is_dir() else None
+    if latest is not None:
+        return latest
+    raise FileNotFoundError(
+        f"{path}: not a checkpoint directory ({CONFIG_FILE} + {WEIGHTS_FILE}), nor a work dir with "
+        f"{BEST}/ or {CHECKPOINTS}/{LATEST}"
+    )

@@ -1,0 +1,87 @@
+"""Process-group set-up from ``torchrun``'s environment, and small collective helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistInfo:
+    """Where this process stands: ``rank`` of ``world_size``, on GPU ``local_rank``."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, str(default))
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be an integer, got {value!r}") from None
+
+
+@contextlib.contextmanager
+def process_group_from_env() -> Iterator[tuple[DistInfo, torch.device]]:
+    """Read RANK / WORLD_SIZE / LOCAL_RANK (set by torchrun) and join the process group.
+
+    One process: no group, CUDA if available. Several: NCCL on CUDA (one GPU per local
+    rank), gloo on CPU. A group this call created is destroyed on the way out.
+    """
+    info = DistInfo(
+        rank=_env_int("RANK", 0),
+        world_size=_env_int("WORLD_SIZE", 1),
+        local_rank=_env_int("LOCAL_RANK", 0),
+    )
+    if torch.cuda.is_available():
+        torch.cuda.set_device(info.local_rank)
+        device = torch.device("cuda", info.local_rank)
+    else:
+        device = torch.device("cpu")
+    created = info.enabled and not dist.is_initialized()
+    if created:
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield info, device
+    finally:
+        if created:
+            dist.destroy_process_group()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def all_gather_objects(info: DistInfo, value: Any) -> list[Any]:
+    """Every rank's ``value`` in rank order (just ``[value]`` in one process)."""
+    if not info.enabled:
+        return [value]
+    gathered: list[Any] = [None] * info.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def mean_over_ranks(info: DistInfo, tensor: torch.Tensor) -> torch.Tensor:
+    """The element-wise mean of ``tensor`` across ranks (a copy in one process)."""
+    tensor = tensor.clone()
+    if info.enabled:
+        dist.all_reduce(tensor)
+        tensor /= info.world_size
+    return tensor

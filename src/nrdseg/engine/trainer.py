@@ -1,0 +1,397 @@
+"""The iteration-based training loop: one process, or one of several under torchrun.
+
+Each iteration: set the poly/warm-up learning rate, run ``grad_accum`` micro-batches
+forward and backward, check the averaged loss and the gradient norm are finite, clip if
+asked, step. Every ``log_interval`` iterations a line goes to the console and
+``metrics.jsonl``; every ``eval_interval`` the evaluator runs and the best model is kept
+in ``best/``; every ``ckpt_interval`` a resumable checkpoint is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from nrdseg.checkpoint import WEIGHTS_FILE, load_weights
+from nrdseg.engine.checkpointing import (
+    checkpoint_dir,
+    prune_checkpoints,
+    read_training_state,
+    write_best,
+    write_checkpoint,
+)
+from nrdseg.engine.config import LoaderConfig, OptimConfig, TrainConfig
+from nrdseg.engine.data_order import BatchOrder, SeededSamples
+from nrdseg.engine.distributed import DistInfo, all_gather_objects, mean_over_ranks
+from nrdseg.engine.logger import EventLog
+from nrdseg.engine.optim import PolySchedule, build_optimizer
+from nrdseg.engine.report import result_summary
+from nrdseg.engine.rng import capture_rng, restore_rng, seed_everything
+from nrdseg.engine.sync_bn import convert_sync_batchnorm
+from nrdseg.models.segmentor import Segmentor
+
+logger = logging.getLogger("nrdseg.train")
+
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss, gradient or weight stopped training; checkpoints are untouched."""
+
+
+class _LossStep(nn.Module):
+    """``model.loss`` as ``forward``, so that DistributedDataParallel syncs its gradients."""
+
+    def __init__(self, model: Segmentor) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model.loss(images, labels)
+
+
+class Trainer:
+    """Trains ``model`` on ``train_dataset`` and writes everything under ``work_dir``.
+
+    ``evaluator(model) -> result`` (e.g. a partial of ``nrdseg.engine.evaluate.evaluate``)
+    is called on every rank; its ``mIoU`` picks the best checkpoint. ``config`` (the
+    resolved config tree) is stored in each checkpoint so that a resume can tell what
+    changed. With ``dist.world_size > 1`` the process group must already be initialised;
+    BatchNorm becomes SyncBatchNorm and the model is wrapped in DistributedDataParallel.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: Segmentor,
+        train_dataset: Dataset,
+        work_dir: str | Path,
+        train: TrainConfig,
+        optim: OptimConfig | None = None,
+        loader: LoaderConfig | None = None,
+        evaluator: Callable[[Segmentor], dict[str, Any]] | None = None,
+        config: dict[str, Any] | None = None,
+        device: str | torch.device = "cpu",
+        dist: DistInfo | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.settings = train
+        self.optim_settings = optim or OptimConfig()
+        self.loader_settings = loader or LoaderConfig()
+        self.dist = dist or DistInfo()
+        self.device = torch.device(device)
+        self.work_dir = Path(work_dir)
+        self.evaluator = evaluator
+        self.config = config
+        self.progress = progress and self.dist.is_main
+        if train.amp == "fp16" and self.device.type != "cuda":
+            raise ValueError("train.amp: 'fp16' needs a CUDA device; use 'bf16' on CPU")
+        dataset_classes = getattr(train_dataset, "num_classes", model.num_classes)
+        if dataset_classes != model.num_classes:
+            raise ValueError(
+                f"the model predicts {model.num_classes} classes but the training set has "
+                f"{dataset_classes}; set model.num_classes to {dataset_classes} or null"
+            )
+        model.meta = {
+            key: getattr(train_dataset, key)
+            for key in ("classes", "palette")
+            if hasattr(train_dataset, key)
+        }
+        self.train_dataset = train_dataset
+        if self.dist.enabled:
+            model = convert_sync_batchnorm(model.to(self.device), device=self.device)
+        self.model = model.to(self.device)
+        step = _LossStep(self.model)
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            step = DistributedDataParallel(step, device_ids=ids)
+        self.step_module = step
+        self.optimizer = build_optimizer(self.model, self.optim_settings)
+        self.schedule = PolySchedule.from_config(self.optim_settings, iters=train.iters)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=train.amp == "fp16")
+        self.iteration = 0
+        self.consumed_batches = 0
+        self.bad_batches = 0
+        self.best_metric: float | None = None
+        self.best_iteration: int | None = None
+        self.last_checkpoint: Path | None = None
+        seed_everything(train.seed + self.dist.rank)
+
+    # -- resuming ----------------------------------------------------------------------
+    def resume(self, directory: str | Path) -> None:
+        """Continue exactly where the checkpoint ``directory`` left off."""
+        directory = Path(directory)
+        state = read_training_state(directory)
+        load_weights(self.model, load_file(str(directory / WEIGHTS_FILE)), source=str(directory))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.iteration = state["iteration"]
+        self.consumed_batches = state["consumed_batches"]
+        self.bad_batches = state["bad_batches"]
+        self.best_metric = state["best_metric"]
+        self.best_iteration = state["best_iteration"]
+        self.last_checkpoint = directory
+        rngs = state["rng"]
+        if len(rngs) != self.dist.world_size:
+            logger.warning(
+                "%s was written by %d process(es), resuming with %d: the data order and "
+                "random streams will differ from an uninterrupted run",
+                directory,
+                len(rngs),
+                self.dist.world_size,
+            )
+        restore_rng(rngs[self.dist.rank % len(rngs)])
+        _warn_about_changes(state.get("config"), self.config, directory)
+
+    def _training_state(self) -> dict[str, Any]:
+        return {
+            "iteration": self.iteration,
+            "consumed_batches": self.consumed_batches,
+            "bad_batches": self.bad_batches,
+            "best_metric": self.best_metric,
+            "best_iteration": self.best_iteration,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": all_gather_objects(self.dist, capture_rng()),
+            "config": self.config,
+        }
+
+    # -- the loop ----------------------------------------------------------------------
+    def _batches(self) -> Iterator[dict[str, Any]]:
+        settings, accum = self.settings, self.optim_settings.grad_accum
+        remaining = settings.iters - self.iteration + settings.max_bad_batches - self.bad_batches
+        order = BatchOrder(
+            dataset_size=len(self.train_dataset),
+            batch_size=self.loader_settings.batch_size,
+            seed=settings.seed,
+            start=self.consumed_batches,
+            stop=self.consumed_batches + remaining * accum,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
+        workers = self.loader_settings.num_workers
+        return iter(
+            DataLoader(
+                SeededSamples(self.train_dataset),
+                batch_sampler=order,
+                num_workers=workers,
+                pin_memory=self.device.type == "cuda",
+                # Its own generator: making the iterator must not draw from the global one.
+                generator=torch.Generator(),
+            )
+        )
+
+    def train(self, *, until: int | None = None) -> Segmentor:
+        """Train to ``train.iters`` (or stop after iteration ``until``, with a checkpoint)."""
+        settings = self.settings
+        stop = settings.iters if until is None else min(until, settings.iters)
+        events = (
+            EventLog(work_dir=self.work_dir, console=self.progress) if self.dist.is_main else None
+        )
+        bar = tqdm(
+            total=settings.iters,
+            initial=self.iteration,
+            desc="train",
+            unit="it",
+            dynamic_ncols=True,
+            disable=not self.progress,
+        )
+        if events is not None and self.iteration > 0:
+            events.write({"event": "resume", "iter": self.iteration})
+        self.model.train()
+        batches = self._batches()
+        window: dict[str, float] = {}
+        window_start, window_iters = time.perf_counter(), 0
+        try:
+            while self.iteration < stop:
+                lr = self.schedule.apply(self.optimizer, self.iteration)
+                terms = self._step(batches, events)
+                if terms is None:
+                    continue
+                self.iteration += 1
+                window_iters += 1
+                for key, value in terms.items():
+                    window[key] = window.get(key, 0.0) + value
+                bar.update(1)
+                bar.set_postfix(loss=f"{terms['loss']:.4f}", lr=f"{lr:.2e}")
+                done = self.iteration == settings.iters
+                if self.iteration % settings.log_interval == 0 or done:
+                    seconds = (time.perf_counter() - window_start) / window_iters
+                    event = {"event": "train", "iter": self.iteration, "lr": lr}
+                    event.update({k: v / window_iters for k, v in window.items()})
+                    event["time_per_iter"] = seconds
+                    event["eta_min"] = seconds * (settings.iters - self.iteration) / 60
+                    if self.device.type == "cuda":
+                        event["max_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+                    if events is not None:
+                        events.write(event)
+                    window, window_start, window_iters = {}, time.perf_counter(), 0
+                interval = settings.eval_interval
+                if self.evaluator is not None and (
+                    done or (interval and self.iteration % interval == 0)
+                ):
+                    self._evaluate(events)
+                if self.iteration % settings.ckpt_interval == 0 or self.iteration == stop:
+                    self._save(events)
+        finally:
+            bar.close()
+            if events is not None:
+                events.close()
+        return self.model
+
+    def _step(
+        self, batches: Iterator[dict[str, Any]], events: EventLog | None
+    ) -> dict[str, float] | None:
+        """One optimizer step over ``grad_accum`` micro-batches; None for a skipped batch."""
+        accum = self.optim_settings.grad_accum
+        amp = self.settings.amp
+        saved = self._buffers() if self.settings.max_bad_batches else None
+        self.optimizer.zero_grad(set_to_none=True)
+        sums, keys = None, None
+        for micro in range(accum):
+            batch = next(batches)
+            self.consumed_batches += 1
+            images = batch["image"].to(self.device, non_blocking=True)
+            labels = batch["label"].to(self.device, non_blocking=True)
+            syncing = micro == accum - 1 or not isinstance(
+                self.step_module, DistributedDataParallel
+            )
+            with contextlib.nullcontext() if syncing else self.step_module.no_sync():
+                with torch.autocast(
+                    self.device.type, dtype=_AMP_DTYPES.get(amp), enabled=amp != "none"
+                ):
+                    losses = self.step_module(images, labels)
+                self.scaler.scale(losses["loss"] / accum).backward()
+            keys = sorted(losses)
+            terms = torch.stack([losses[k].detach().float() for k in keys]) / accum
+            sums = terms if sums is None else sums + terms
+        if self.scaler.is_enabled():
+            self.scaler.unscale_(self.optimizer)
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.get_total_norm(grads)
+        values = mean_over_ranks(self.dist, torch.cat([sums, grad_norm.float().reshape(1)]))
+        values = values.tolist()
+        terms = dict(zip(keys, values[:-1], strict=True))
+        terms["grad_norm"] = values[-1]
+        finite = all(math.isfinite(v) for v in values[:-1])
+        # Under fp16 an overflowing gradient is the GradScaler's to skip, not a bad batch.
+        if not finite or not (math.isfinite(terms["grad_norm"]) or self.scaler.is_enabled()):
+            self._bad_batch(terms, saved, events)
+            return None
+        if self.optim_settings.grad_clip is not None:
+            torch.nn.utils.clip_grads_with_norm_(
+                self.model.parameters(), self.optim_settings.grad_clip, grad_norm
+            )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return terms
+
+    # -- bad batches -------------------------------------------------------------------
+    def _buffers(self) -> list[torch.Tensor]:
+        return [b.detach().clone() for b in self.model.buffers()]
+
+    def _where_to_resume(self) -> str:
+        if self.last_checkpoint is None:
+            return "no checkpoint had been written yet"
+        return f"the last good checkpoint is {self.last_checkpoint} (continue with --resume)"
+
+    def _bad_batch(
+        self,
+        terms: dict[str, float],
+        saved: list[torch.Tensor] | None,
+        events: EventLog | None,
+    ) -> None:
+        """Skip a batch with a non-finite loss or gradient, or stop when over the limit."""
+        self.bad_batches += 1
+        limit = self.settings.max_bad_batches
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in terms.items())
+        what = f"non-finite loss or gradient at iteration {self.iteration + 1} ({shown})"
+        if events is not None:
+            events.write(
+                {"event": "bad_batch", "iter": self.iteration + 1, "count": self.bad_batches}
+                | terms
+            )
+        if self.bad_batches > limit:
+            raise TrainingDiverged(
+                f"training stopped: {what}; {self.bad_batches} bad batch(es), more than "
+                f"train.max_bad_batches = {limit}; {self._where_to_resume()}"
+            )
+        logger.warning("%s: batch skipped (%d of at most %d)", what, self.bad_batches, limit)
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for buffer, value in zip(self.model.buffers(), saved or [], strict=True):
+                buffer.copy_(value)
+
+    # -- evaluation and checkpoints ----------------------------------------------------
+    def _evaluate(self, events: EventLog | None) -> None:
+        self.model.eval()
+        try:
+            result = self.evaluator(self.model)
+        finally:
+            self.model.train()
+        summary = result_summary(result)
+        miou = summary["mIoU"]
+        improved = miou is not None and (self.best_metric is None or miou > self.best_metric)
+        if improved:
+            self.best_metric, self.best_iteration = miou, self.iteration
+        if events is not None:
+            events.write({"event": "eval", "iter": self.iteration, **summary})
+            if improved:
+                record = {"iter": self.iteration, **summary}
+                best = write_best(self.work_dir, model=self.model, result=record)
+                logger.info("new best mIoU %.4f at iteration %d -> %s", miou, self.iteration, best)
+
+    def _save(self, events: EventLog | None) -> None:
+        bad = [
+            name
+            for name, tensor in (*self.model.named_parameters(), *self.model.named_buffers())
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all()
+        ]
+        if bad:
+            raise TrainingDiverged(
+                f"training stopped: non-finite values in {', '.join(bad[:5])} at iteration "
+                f"{self.iteration}; not saved; {self._where_to_resume()}"
+            )
+        state = self._training_state()
+        self.last_checkpoint = checkpoint_dir(self.work_dir, self.iteration)
+        if events is None:
+            return
+        path = write_checkpoint(
+            self.work_dir, model=self.model, iteration=self.iteration, state=state
+        )
+        removed = prune_checkpoints(self.work_dir, keep_last=self.settings.keep_last)
+        events.write(
+            {"event": "checkpoint", "iter": self.iteration, "path": str(path)}
+            | ({"removed": [p.name for p in removed]} if removed else {})
+        )
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _warn_about_changes(old: Any, new: Any, directory: Path) -> None:
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return
+    before, after = _flatten(old), _flatten(new)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    if changed:
+        shown = "; ".join(f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in changed[:10])
+        logger.warning("resuming %s with a changed config: %s", directory, shown)

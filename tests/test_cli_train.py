@@ -1,0 +1,98 @@
+"""``nrdseg train`` / ``nrdseg eval`` end to end on the synthetic dataset, in-process."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+
+import pytest
+import yaml
+
+import nrdseg
+from nrdseg.cli import main
+from nrdseg.engine.checkpointing import latest_checkpoint, read_training_state
+from tests.engine_fixtures import one_thread, write_tiny_config
+
+pytestmark = pytest.mark.usefixtures(one_thread.__name__)
+
+
+@pytest.fixture
+def config_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # keep the test's one thread
+    monkeypatch.chdir(tmp_path)
+    return write_tiny_config(tmp_path / "configs" / "synthetic" / "tiny.yaml")
+
+
+def test_train_writes_the_work_dir_and_eval_reads_it(config_file, tmp_path, capsys):
+    work = tmp_path / "run"
+    assert main(["train", str(config_file), "--work-dir", str(work), "--set", "train.seed=3"]) == 0
+    out = capsys.readouterr().out
+    assert f"checkpoints in {work / 'checkpoints'}" in out and "metrics.jsonl" in out
+    saved = yaml.safe_load((work / "config.yaml").read_text())
+    assert saved["train"]["seed"] == 3 and saved["model"]["num_classes"] is None
+    assert latest_checkpoint(work).name == "iter_000004"
+    best = json.loads((work / "best" / "eval.json").read_text())
+    assert best["iter"] in (2, 4) and 0.0 <= best["mIoU"] <= 1.0
+    best_model = nrdseg.load_model(work / "best")
+    assert best_model.num_classes == len(best_model.meta["classes"])  # from the dataset
+
+    assert main(["eval", str(config_file), "--checkpoint", str(work), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["checkpoint"] == str(work / "best")
+    assert {"mIoU", "mAcc", "aAcc", "IoU", "trimap"} <= set(result)
+    assert result["mIoU"] == pytest.approx(best["mIoU"], abs=1e-6)  # the same model and data
+    classes = best_model.meta["classes"]
+    assert list(result["IoU"]) == classes
+
+    checkpoint = work / "checkpoints" / "iter_000002"
+    assert main(["eval", str(config_file), "--checkpoint", str(checkpoint), "--tta"]) == 0
+    out = capsys.readouterr().out
+    assert str(checkpoint) in out and classes[1] in out
+
+
+def test_existing_runs_are_never_overwritten_and_resume_continues(config_file, tmp_path, capsys):
+    work = tmp_path / "run"
+    assert main(["train", str(config_file), "--work-dir", str(work)]) == 0
+    assert main(["train", str(config_file), "--work-dir", str(work)]) == 2
+    assert "already holds checkpoints; pass --resume" in capsys.readouterr().err
+    # Leftovers of a process killed mid-write are cleared before resuming.
+    (work / "checkpoints" / ".iter_000006.tmp-x1").mkdir()
+    (work / "checkpoints" / ".latest.tmp-x2").write_text("iter_000006")
+    args = ["train", str(config_file), "--work-dir", str(work), "--resume"]
+    assert main([*args, "--set", "train.iters=6"]) == 0
+    state = read_training_state(latest_checkpoint(work))
+    assert (state["iteration"], state["config"]["train"]["iters"]) == (6, 6)
+    assert not [p for p in (work / "checkpoints").iterdir() if p.name.startswith(".")]
+    lines = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
+    assert [e["iter"] for e in lines if e["event"] == "resume"] == [4]
+    assert [e["iter"] for e in lines if e["event"] == "train"] == [1, 2, 3, 4, 5, 6]
+
+
+def test_default_work_dir_and_resume_without_a_run(config_file, capsys):
+    assert main(["train", str(config_file), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "work_dirs/synthetic/tiny has no checkpoints/latest" in err
+
+
+def test_config_errors_are_one_line(config_file, capsys):
+    assert main(["train", str(config_file), "--set", "optim.lrr=0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "optim.lrr: unknown key; valid keys: type, lr," in err
+    assert main(["eval", str(config_file), "--checkpoint", "nowhere"]) == 2
+    assert "nowhere: not a checkpoint directory" in capsys.readouterr().err
+
+
+def test_a_diverged_run_exits_1_with_the_reason(config_file, tmp_path, capsys):
+    work = tmp_path / "run"
+    assert main(["train", str(config_file), "--work-dir", str(work), "--set", "optim.lr=1e30"]) == 1
+    err = capsys.readouterr().err
+    assert "training stopped: non-finite loss or gradient at iteration" in err
+
+
+def test_python_dash_m_runs_the_cli(monkeypatch, capsys):
+    # What `python -m nrdseg.cli` (and `torchrun -m nrdseg.cli`) executes, in-process.
+    monkeypatch.setattr(sys, "argv", ["nrdseg", "train", "--help"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_module("nrdseg.cli", run_name="__main__")
+    assert done.value.code == 0 and "--resume" in capsys.readouterr().out
