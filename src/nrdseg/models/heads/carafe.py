@@ -10,10 +10,10 @@ from nrdseg.ops.carafe import reassemble
 
 
 class CARAFEHead(nn.Module):
-    """Three CARAFE x2 stages (stride 32 -> 4) on the encoder features, then a 1x1 classifier.
+    """``stages`` CARAFE x2 stages (3: stride 32 -> 4) on the encoder output, then a classifier.
 
     Each stage predicts, per output pixel, a softmax-normalized ``up_kernel``^2 kernel: a 1x1
-    channel compressor, a ``encoder_kernel`` content encoder to 4 * ``up_kernel``^2 channels
+    channel compressor, an ``encoder_kernel`` content encoder to 4 * ``up_kernel``^2 channels
     and a pixel shuffle (CARAFE's defaults k_up = 5, k_enc = 3, 64 compressed channels).
     x2 stages follow the CARAFE paper, where every kernel is predicted from the map it
     upsamples, so later stages see the content the earlier ones rearranged.
