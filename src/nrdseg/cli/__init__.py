@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from nrdseg import __version__
-from nrdseg.cli import data, evaluate, flops, models, train
+from nrdseg.cli import data, evaluate, flops, models, study, train
 
 #: Subcommand modules; each defines ``add_parser(subparsers)`` that sets ``func``.
-COMMANDS = [flops, models, data, train, evaluate]
+COMMANDS = [flops, models, data, train, evaluate, study]
 
 
 def build_parser() -> argparse.ArgumentParser:
