@@ -12,8 +12,9 @@ from PIL import Image
 from nrdseg.cli import main
 from nrdseg.data.files import DataError
 from nrdseg.data.labels import generated_palette
+from nrdseg.deploy import predict as predict_module
 from nrdseg.deploy.colors import label_png
-from nrdseg.deploy.predict import TTA_SCALES, predict_files
+from nrdseg.deploy.predict import predict_files
 from nrdseg.engine.inference import infer_logits
 from nrdseg.models.inputs import normalize
 from tests.tiny_checkpoints import PALETTE, tiny_model
@@ -178,16 +179,24 @@ def test_cli_names_a_missing_input(checkpoint, tmp_path, capsys):
 
 
 def test_tta_labels_are_the_argmax_of_infer_logits_over_flips_and_scales(
-    model, checkpoint, tmp_path
+    model, checkpoint, tmp_path, monkeypatch
 ):
-    rgb = _rgb(35, 50, 61)
+    monkeypatch.setattr(predict_module, "TTA_SCALES", (0.5, 1.0))  # each new size costs warm-up
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return infer_logits(*args, **kwargs)
+
+    monkeypatch.setattr(predict_module, "infer_logits", spy)
+    rgb = _rgb(26, 41, 61)
     Image.fromarray(rgb).save(tmp_path / "x.png")
     argv = ["predict", str(checkpoint), str(tmp_path / "x.png"), "--out", str(tmp_path / "o")]
     assert main([*argv, "--tta", "--device", "cpu"]) == 0
+    assert calls == [{"scales": (0.5, 1.0), "flip": True}]
     images = torch.from_numpy(rgb).permute(2, 0, 1)[None]
-    logits = infer_logits(
-        model, normalize(images, mean=model.mean, std=model.std), scales=TTA_SCALES, flip=True
-    )
+    normalized = normalize(images, mean=model.mean, std=model.std)
+    logits = infer_logits(model, normalized, scales=(0.5, 1.0), flip=True)
     np.testing.assert_array_equal(_labels(tmp_path / "o" / "labels" / "x.png"), logits.argmax(1)[0])
 
 
