@@ -26,6 +26,7 @@ from nrdseg.models.zoo import create_model
 FORMAT = "nrdseg-checkpoint/1"
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
+HUB_PREFIX = "hf://"
 
 
 def plain(value: Any) -> Any:
@@ -166,9 +167,30 @@ def load_weights(model: Segmentor, state: Mapping[str, torch.Tensor], *, source:
     model.load_state_dict(dict(state))
 
 
-def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Segmentor:
-    """Rebuild a model from a checkpoint directory written by :func:`save_pretrained`."""
+def _checkpoint_directory(path: str | Path) -> Path:
+    """``path`` itself, the checkpoint a training work dir points to, or a Hub download.
+
+    ``hf://org/name[@revision]`` fetches config and safetensors only (huggingface_hub).
+    A work dir (``best/`` or ``checkpoints/latest``, no weights of its own) gives its
+    ``best/``, else its latest checkpoint.
+    """
+    if str(path).startswith(HUB_PREFIX):
+        from nrdseg.deploy.hub import download_checkpoint
+
+        repo_id, _, revision = str(path)[len(HUB_PREFIX) :].partition("@")
+        return download_checkpoint(repo_id, revision=revision or None)
+    from nrdseg.engine.checkpointing import BEST, CHECKPOINTS, LATEST, resolve_checkpoint
+
     directory = Path(path)
+    work_dir = (directory / BEST).is_dir() or (directory / CHECKPOINTS / LATEST).is_file()
+    if work_dir and not (directory / WEIGHTS_FILE).is_file():
+        return resolve_checkpoint(directory)
+    return directory
+
+
+def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Segmentor:
+    """Rebuild a model from a checkpoint directory, a training work dir or ``hf://org/name``."""
+    directory = _checkpoint_directory(path)
     record = read_record(directory)
     options = dict(record["model"])
     name, num_classes = options.pop("name"), options.pop("num_classes")

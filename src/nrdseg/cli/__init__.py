@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from nrdseg import __version__
-from nrdseg.cli import data, evaluate, flops, models, train
+from nrdseg.cli import data, evaluate, export, flops, models, predict, study, train
 
 #: Subcommand modules; each defines ``add_parser(subparsers)`` that sets ``func``.
-COMMANDS = [flops, models, data, train, evaluate]
+COMMANDS = [flops, models, data, train, evaluate, study, predict, export]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, KeyError, OSError) as err:
+    except (ValueError, TypeError, KeyError, OSError, ImportError) as err:
         print(f"nrdseg {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -84,8 +84,11 @@ class Segmentor(nn.Module):
     def _pad(self, x: torch.Tensor, value: float) -> torch.Tensor:
         """Pad bottom/right to a multiple of 32, unconditionally so exported graphs stay dynamic."""
         h, w = x.shape[-2:]
-        pad_h = (-h) % self.size_divisor
-        pad_w = (-w) % self.size_divisor
+        d = self.size_divisor
+        # Round up with floor division, not ``(-h) % d``: torch.compile's aot_eager fails on
+        # symbolic modulo once sizes turn dynamic.
+        pad_h = (h + d - 1) // d * d - h
+        pad_w = (w + d - 1) // d * d - w
         return F.pad(x, (0, pad_w, 0, pad_h), value=value)
 
     # -- forward paths -----------------------------------------------------------------
@@ -107,7 +110,9 @@ class Segmentor(nn.Module):
         padded = self._pad(images, 0.0)
         logits, _ = self.decode_padded(padded)
         logits = resize(logits, padded.shape[-2:])
-        return logits[..., :height, :width]
+        # Crop by negative padding: a slice view makes torch.export guard on whether padding
+        # happened, which pins exported programs to sizes that are (or are not) multiples of 32.
+        return F.pad(logits, (0, width - logits.shape[-1], 0, height - logits.shape[-2]))
 
     def loss(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Cross-entropy on logits upsampled to the label size, + aux_weight x auxiliary."""
@@ -146,10 +151,45 @@ class Segmentor(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str = "cpu") -> Segmentor:
-        """Load a checkpoint directory written by :meth:`save_pretrained`."""
-        from nrdseg.checkpoint import load_model
+        """Load a checkpoint directory, a training work dir, or a Hub repo ("org/name").
 
+        A local path wins; a string that names no local path and looks like "org/name"
+        is fetched from the Hugging Face Hub (as ``hf://org/name``).
+        """
+        from nrdseg.checkpoint import HUB_PREFIX, load_model
+
+        text = str(path)
+        if not Path(text).exists() and text.count("/") == 1 and not text.startswith((".", "/")):
+            path = HUB_PREFIX + text
         return load_model(path, device=device)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        token: str | None = None,
+        revision: str | None = None,
+        commit_message: str = "Upload nrdseg model",
+    ) -> Any:
+        """Upload config, weights and a model card to the Hub (needs ``nrdseg[hub]``).
+
+        Creates ``repo_id`` if needed; returns huggingface_hub's commit info.
+        """
+        import tempfile
+
+        from nrdseg.checkpoint import write_model_files
+        from nrdseg.deploy.hub import model_card
+        from nrdseg.deploy.optional import optional_import
+
+        api = optional_import("huggingface_hub", extra="hub").HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="nrdseg-push-") as tmp:
+            write_model_files(self, Path(tmp))
+            (Path(tmp) / "README.md").write_text(model_card(self, repo_id))
+            return api.upload_folder(
+                repo_id=repo_id, folder_path=tmp, revision=revision, commit_message=commit_message
+            )
 
     @torch.no_grad()
     def predict(self, images: ImageLike | Sequence[ImageLike]) -> torch.Tensor:

@@ -12,7 +12,15 @@ from torch import nn
 
 from nrdseg.models.aspp import SeparableASPP
 from nrdseg.models.backbone import TimmBackbone
-from nrdseg.models.heads import BilinearHead, DeepLabV3PlusHead, FCNHead, NRDHead
+from nrdseg.models.heads import (
+    BilinearHead,
+    CARAFEHead,
+    DeepLabV3PlusHead,
+    DUCHead,
+    DUpsamplingHead,
+    FCNHead,
+    NRDHead,
+)
 from nrdseg.models.segmentor import Segmentor
 
 #: ASPP dilations per encoder output stride (stride 32: official NRD; 8/16: DeepLab's).
@@ -156,5 +164,10 @@ for _name, _spec in {
         DeepLabV3PlusHead, "dilated (output stride 8) DeepLabV3+, ResNet-50c", _D8
     ),
     "bilinear_r50": ModelSpec(BilinearHead, "ResNet-50c + ASPP + bilinear (Table 1)", _R50),
+    "duc_r50": ModelSpec(DUCHead, "ResNet-50c + ASPP + DUC, r = 32 (Table 3)", _R50),
+    "carafe_r50": ModelSpec(CARAFEHead, "ResNet-50c + ASPP + 3 CARAFE x2 stages (Table 3)", _R50),
+    "dupsample_r50": ModelSpec(
+        DUpsamplingHead, "ResNet-50c + ASPP + DUpsampling, r = 32, 256-d code", _R50
+    ),
 }.items():
     register_model(_name, _spec)

@@ -1,8 +1,19 @@
 """Decoder heads, one file each. Every decoder maps (encoder output, stride-4 features) to logits."""
 
 from nrdseg.models.heads.bilinear import BilinearHead
+from nrdseg.models.heads.carafe import CARAFEHead
 from nrdseg.models.heads.deeplabv3plus import DeepLabV3PlusHead
+from nrdseg.models.heads.duc import DUCHead
+from nrdseg.models.heads.dupsampling import DUpsamplingHead
 from nrdseg.models.heads.fcn import FCNHead
 from nrdseg.models.heads.nrd import NRDHead
 
-__all__ = ["BilinearHead", "DeepLabV3PlusHead", "FCNHead", "NRDHead"]
+__all__ = [
+    "BilinearHead",
+    "CARAFEHead",
+    "DUCHead",
+    "DUpsamplingHead",
+    "DeepLabV3PlusHead",
+    "FCNHead",
+    "NRDHead",
+]

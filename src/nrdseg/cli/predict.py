@@ -1,0 +1,54 @@
+"""``nrdseg predict``: label PNGs (and overlays) for image files, folders and globs."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from nrdseg.checkpoint import load_model
+from nrdseg.deploy.predict import LABELS_DIR, OVERLAYS_DIR, predict_files
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="segment images into palette label PNGs",
+        description="Write OUT/labels/<name>.png per input (palette PNG, pixel = class id) "
+        "and, with --overlay, OUT/overlays/<name>.png. Names mirror the input folders.",
+    )
+    parser.add_argument("checkpoint", help="checkpoint dir, training work dir or hf://org/name")
+    parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or globs")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--overlay", action="store_true", help="also write image + mask blends")
+    parser.add_argument("--tta", action="store_true", help="flip + scales 0.5-1.75 (slower)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
+    parser.add_argument(
+        "--on-error",
+        choices=("skip", "fail"),
+        default="skip",
+        help="an unreadable input is skipped and reported (default) or stops the run",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_model(args.checkpoint, device=device)
+    summary = predict_files(
+        model,
+        args.inputs,
+        out_dir=args.out,
+        overlay=args.overlay,
+        tta=args.tta,
+        batch_size=args.batch_size,
+        on_error=args.on_error,
+    )
+    where = f"{args.out}/{LABELS_DIR}" + (f" and {args.out}/{OVERLAYS_DIR}" if args.overlay else "")
+    print(f"wrote {len(summary.written)} label PNGs to {where}")
+    if summary.skipped:
+        print(f"skipped {len(summary.skipped)}:")
+        for _, reason in summary.skipped:
+            print(f"  {reason}")
+    return 0

@@ -1,0 +1,118 @@
+"""Segment image files in batches and write palette label PNGs (and overlays)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from nrdseg.checkpoint import atomic_write_bytes
+from nrdseg.data.files import DataError, read_image
+from nrdseg.deploy.colors import label_png, model_palette, overlay_png
+from nrdseg.deploy.images import expand_inputs, output_names, probe_size
+from nrdseg.engine.inference import infer_logits
+from nrdseg.models.inputs import normalize
+from nrdseg.models.segmentor import Segmentor
+
+#: Test-time augmentation of the paper's evaluation: these scales, each also mirrored.
+TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+LABELS_DIR = "labels"
+OVERLAYS_DIR = "overlays"
+
+
+@dataclass
+class PredictSummary:
+    """What a run wrote and which inputs it skipped, with the reason."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def _batches(
+    files: Sequence[Path], sizes: dict[Path, tuple[int, int]], batch_size: int
+) -> Iterator[list[Path]]:
+    """Files grouped by image size, in chunks of at most ``batch_size``."""
+    groups: dict[tuple[int, int], list[Path]] = {}
+    for path in files:
+        if path in sizes:
+            groups.setdefault(sizes[path], []).append(path)
+    for group in groups.values():
+        for start in range(0, len(group), batch_size):
+            yield group[start : start + batch_size]
+
+
+def _labels(model: Segmentor, images: list[torch.Tensor], *, tta: bool) -> np.ndarray:
+    """(B, H, W) class ids of uint8 (3, H, W) images of one size."""
+    batch = torch.stack(images).to(next(model.parameters()).device)
+    if tta:
+        normalized = normalize(batch, mean=model.mean, std=model.std)
+        logits = infer_logits(model, normalized, scales=TTA_SCALES, flip=True)
+        return logits.argmax(dim=1).cpu().numpy()
+    return model.predict(batch).cpu().numpy()
+
+
+def predict_files(
+    model: Segmentor,
+    inputs: Sequence[str | Path],
+    *,
+    out_dir: str | Path,
+    overlay: bool = False,
+    tta: bool = False,
+    batch_size: int = 1,
+    on_error: Literal["skip", "fail"] = "skip",
+    progress: bool = True,
+) -> PredictSummary:
+    """Write ``out_dir/labels/<name>.png`` (and ``overlays/<name>.png``) for every input.
+
+    Names mirror the inputs' folders below their common root. Images of one size share a
+    batch. An unreadable file is skipped and reported, or raises with ``on_error="fail"``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if on_error not in ("skip", "fail"):
+        raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
+    out_dir = Path(out_dir)
+    files = expand_inputs(inputs, exclude=out_dir)
+    names = dict(zip(files, output_names(files), strict=True))
+    palette = model_palette(model.meta, model.num_classes)
+    summary = PredictSummary()
+
+    def skip(path: Path, err: DataError) -> None:
+        if on_error == "fail":
+            raise err
+        summary.skipped.append((path, str(err)))
+
+    sizes: dict[Path, tuple[int, int]] = {}
+    for path in files:
+        try:
+            sizes[path] = probe_size(path)
+        except DataError as err:
+            skip(path, err)
+    model.eval()
+    with tqdm(total=len(files), desc="predict", unit="img", disable=not progress) as bar:
+        bar.update(len(summary.skipped))
+        for chunk in _batches(files, sizes, batch_size):
+            loaded: dict[tuple[int, ...], list[tuple[Path, torch.Tensor]]] = {}
+            for path in chunk:
+                try:
+                    image = read_image(path)
+                except DataError as err:
+                    skip(path, err)
+                    continue
+                loaded.setdefault(image.shape, []).append((path, image))
+            for group in loaded.values():
+                labels = _labels(model, [image for _, image in group], tta=tta)
+                for (path, image), label in zip(group, labels, strict=True):
+                    target = out_dir / LABELS_DIR / names[path]
+                    atomic_write_bytes(target, label_png(label, palette))
+                    if overlay:
+                        blend = overlay_png(image.permute(1, 2, 0).numpy(), label, palette)
+                        atomic_write_bytes(out_dir / OVERLAYS_DIR / names[path], blend)
+                    summary.written.append(target)
+            bar.update(len(chunk))
+    return summary

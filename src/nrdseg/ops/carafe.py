@@ -1,0 +1,40 @@
+"""CARAFE's content-aware reassembly (Wang et al., ICCV 2019) in plain PyTorch.
+
+Each output pixel is a weighted sum of the k x k input neighbourhood of its source pixel,
+with its own predicted weights. Written with unfold and one batched matrix product,
+so it runs on any device, exports to ONNX and its multiply-accumulates are counted.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def reassemble(x: torch.Tensor, kernels: torch.Tensor, *, scale: int) -> torch.Tensor:
+    """Upsample ``x`` (B, C, H, W) by ``scale`` with per-pixel ``kernels`` (B, k*k, sH, sW).
+
+    Output pixel (i, j) is ``sum_n kernels[:, n, i, j] * x[:, :, i // s + dy, j // s + dx]``
+    with n = (dy + k // 2) * k + (dx + k // 2) over the k x k window, zero outside ``x``.
+    The kernels are used as given; CARAFE normalizes them with a softmax over dim 1.
+    """
+    batch, channels, height, width = x.shape
+    taps = kernels.shape[1]
+    k = math.isqrt(taps)
+    if k * k != taps or k % 2 == 0:
+        raise ValueError(f"kernels must have k*k channels for an odd k, got {taps}")
+    if tuple(kernels.shape[-2:]) != (height * scale, width * scale) or kernels.shape[0] != batch:
+        raise ValueError(
+            f"kernels {tuple(kernels.shape)} do not match x {tuple(x.shape)} upsampled x{scale}"
+        )
+    r = k // 2
+    windows = F.unfold(x, k, padding=r)  # (B, C * k*k, H*W), tap-minor
+    windows = windows.reshape(batch, channels, taps, height * width)
+    windows = windows.permute(0, 3, 2, 1).reshape(batch * height * width, taps, channels)
+    weights = kernels.reshape(batch, taps, height, scale, width, scale)
+    weights = weights.permute(0, 2, 4, 3, 5, 1).reshape(batch * height * width, scale**2, taps)
+    out = torch.bmm(weights, windows)  # (B*H*W, s*s, C)
+    out = out.reshape(batch, height, width, scale, scale, channels).permute(0, 5, 1, 3, 2, 4)
+    return out.reshape(batch, channels, height * scale, width * scale)
