@@ -90,7 +90,8 @@ class SegDataset(Dataset, abc.ABC):
                 self._bad.add(current)
                 self._skip(f"sample {current}", err)
                 continue
-            self.replaced += offset > 0
+            if offset:
+                self.replaced += 1
             return self._finish(image, label, path)
         raise DataError(f"all {size} samples of this {type(self).__name__} are bad")
 
