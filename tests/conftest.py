@@ -26,3 +26,19 @@ def tiny_options(name: str) -> dict:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--runslow", action="store_true", help="also run the tests marked slow (the full suite)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``slow`` tests unless asked for: ``--runslow`` (everything) or ``-m slow``."""
+    if config.getoption("--runslow") or "slow" in config.getoption("markexpr"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow (all tests) or -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

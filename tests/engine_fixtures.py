@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import torch
 import yaml
 
 import nrdseg
+from nrdseg.engine.config import LoaderConfig, OptimConfig, TrainConfig
+from nrdseg.engine.trainer import Trainer
 from tests.conftest import tiny_options
 
 CLASSES = ["background", "stripe", "box"]
@@ -87,3 +90,39 @@ def write_tiny_config(path: Path, *, iters: int = 4) -> Path:
         )
     )
     return path
+
+
+def make_trainer(
+    work_dir, *, model=None, dataset=None, evaluator=None, optim=None, loader=None, **train
+):
+    """A one-process Trainer on Scenes, sized for tests; ``train`` overrides TrainConfig."""
+    settings = {
+        "iters": 6,
+        "log_interval": 1,
+        "ckpt_interval": 3,
+        "keep_last": 5,
+        "eval_interval": 0,
+    }
+    return Trainer(
+        model=model if model is not None else tiny_model(),
+        train_dataset=dataset if dataset is not None else Scenes(),
+        work_dir=work_dir,
+        train=TrainConfig(**{**settings, **train}),
+        optim=optim or OptimConfig(lr=0.05, warmup_iters=0, min_lr=0.0),
+        loader=loader or LoaderConfig(batch_size=2, num_workers=0),
+        evaluator=evaluator,
+        progress=False,
+    )
+
+
+def events(work_dir, kind):
+    """The ``kind`` events of ``work_dir/metrics.jsonl``, in order."""
+    lines = (work_dir / "metrics.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["event"] == kind]
+
+
+def assert_no_leftovers(work_dir):
+    """No temporary or half-deleted directory or file, anywhere a checkpoint is written."""
+    for folder in (work_dir, work_dir / "checkpoints"):
+        hidden = [p.name for p in folder.iterdir() if p.name.startswith(".")]
+        assert hidden == [], hidden

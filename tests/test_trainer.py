@@ -10,47 +10,20 @@ import torch
 from torch import nn
 
 import nrdseg
-from nrdseg.engine import checkpointing
 from nrdseg.engine.checkpointing import latest_checkpoint, read_training_state
-from nrdseg.engine.config import LoaderConfig, OptimConfig, TrainConfig
-from nrdseg.engine.trainer import Trainer, TrainingDiverged
-from tests.engine_fixtures import CLASSES, Scenes, one_thread, tiny_model
+from nrdseg.engine.config import LoaderConfig, OptimConfig
+from nrdseg.engine.trainer import TrainingDiverged
+from tests.engine_fixtures import (
+    CLASSES,
+    Scenes,
+    assert_no_leftovers,
+    events,
+    make_trainer,
+    one_thread,
+    tiny_model,
+)
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
-
-
-def make_trainer(
-    work_dir, *, model=None, dataset=None, evaluator=None, optim=None, loader=None, **train
-):
-    settings = {
-        "iters": 6,
-        "log_interval": 1,
-        "ckpt_interval": 3,
-        "keep_last": 5,
-        "eval_interval": 0,
-    }
-    return Trainer(
-        model=model if model is not None else tiny_model(),
-        train_dataset=dataset if dataset is not None else Scenes(),
-        work_dir=work_dir,
-        train=TrainConfig(**{**settings, **train}),
-        optim=optim or OptimConfig(lr=0.05, warmup_iters=0, min_lr=0.0),
-        loader=loader or LoaderConfig(batch_size=2, num_workers=0),
-        evaluator=evaluator,
-        progress=False,
-    )
-
-
-def events(work_dir, kind):
-    lines = (work_dir / "metrics.jsonl").read_text().splitlines()
-    return [e for e in map(json.loads, lines) if e["event"] == kind]
-
-
-def assert_no_leftovers(work_dir):
-    """No temporary or half-deleted directory or file, anywhere a checkpoint is written."""
-    for folder in (work_dir, work_dir / "checkpoints"):
-        hidden = [p.name for p in folder.iterdir() if p.name.startswith(".")]
-        assert hidden == [], hidden
 
 
 def poison_loss(model, *, calls, how):
@@ -231,24 +204,6 @@ def test_non_finite_weights_are_never_saved(tmp_path):
     ):
         make_trainer(tmp_path, model=model, ckpt_interval=2).train()
     assert latest_checkpoint(tmp_path).name == "iter_000002"
-
-
-def test_a_failed_checkpoint_write_leaves_no_partial_directory(tmp_path, monkeypatch):
-    original, calls = checkpointing.write_model_files, [0]
-
-    def failing(model, directory):
-        calls[0] += 1
-        original(model, directory)
-        if calls[0] == 2:
-            raise OSError("disk full")
-
-    monkeypatch.setattr(checkpointing, "write_model_files", failing)
-    with pytest.raises(OSError, match="disk full"):
-        make_trainer(tmp_path, ckpt_interval=2).train()
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["iter_000002", "latest"]
-    assert latest_checkpoint(tmp_path).name == "iter_000002"
-    nrdseg.load_model(latest_checkpoint(tmp_path))
-    assert_no_leftovers(tmp_path)
 
 
 def test_the_best_evaluation_is_kept_in_best(tmp_path):

@@ -51,7 +51,12 @@ def _fsync_tree(root: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(final: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success it replaces ``final`` by rename."""
+    """Yield a temporary sibling directory; on success it replaces ``final`` by rename.
+
+    An existing ``final`` is set aside as ``.NAME.old-*`` for the moment between the two
+    renames (a directory cannot be swapped in one); it is put back if the second fails,
+    and a process killed in between leaves it for ``remove_stale_temporaries`` to restore.
+    """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
@@ -61,7 +66,11 @@ def atomic_directory(final: str | Path) -> Iterator[Path]:
         if final.exists():
             old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
             os.replace(final, old)
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except BaseException:
+                os.replace(old, final)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)

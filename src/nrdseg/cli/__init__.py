@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, KeyError, ImportError) as err:
+    except (ValueError, TypeError, KeyError, OSError, ImportError) as err:
         print(f"nrdseg {args.command}: error: {err}", file=sys.stderr)
         return 2
 

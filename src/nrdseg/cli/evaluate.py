@@ -44,6 +44,11 @@ def run(args: argparse.Namespace) -> int:
     with process_group_from_env() as (info, device):
         dataset = build_val_dataset(config, source=args.config)
         model = load_model(checkpoint, device=device)
+        if model.num_classes != dataset.num_classes:
+            raise ValueError(
+                f"{checkpoint} predicts {model.num_classes} classes but data.val of "
+                f"{args.config} has {dataset.num_classes}; use the config it was trained with"
+            )
         result = evaluate(
             model,
             dataset,

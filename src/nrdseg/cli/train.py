@@ -12,7 +12,7 @@ from nrdseg.engine.build import default_work_dir, train_from_config
 from nrdseg.engine.checkpointing import CHECKPOINTS
 from nrdseg.engine.config import load_config
 from nrdseg.engine.logger import METRICS_FILE
-from nrdseg.engine.trainer import TrainingDiverged
+from nrdseg.engine.trainer import TrainingStopped
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         )
     try:
         train_from_config(config, work_dir, resume=args.resume)
-    except TrainingDiverged as err:
+    except TrainingStopped as err:
         print(f"nrdseg train: {err}", file=sys.stderr)
         return 1
     if main_process:

@@ -32,7 +32,9 @@ class SegDataset(Dataset, abc.ABC):
     ``[0, num_classes)`` or 255. Without ``transforms`` the sample is the whole image,
     normalized with ImageNet mean/std. With ``on_error="skip"`` a bad sample is logged,
     counted in ``skipped`` and replaced by the next good one, so one broken file does not
-    stop a long training run (with DataLoader workers each worker counts its own).
+    stop a long training run. Each copy of a dataset counts for itself (DataLoader workers
+    hold copies): ``replaced``, the requests answered with another sample, does not depend
+    on which copy served which request, so per-request differences add up exactly.
     """
 
     ignore_index = IGNORE_INDEX
@@ -52,6 +54,8 @@ class SegDataset(Dataset, abc.ABC):
         self.on_error = on_error
         #: Number of bad samples met so far (construction and loading) with on_error="skip".
         self.skipped = 0
+        #: Requests for a bad sample answered with the next good one, with on_error="skip".
+        self.replaced = 0
         self._bad: set[int] = set()
 
     @property
@@ -86,6 +90,8 @@ class SegDataset(Dataset, abc.ABC):
                 self._bad.add(current)
                 self._skip(f"sample {current}", err)
                 continue
+            if offset:
+                self.replaced += 1
             return self._finish(image, label, path)
         raise DataError(f"all {size} samples of this {type(self).__name__} are bad")
 
@@ -121,10 +127,12 @@ class PairedFileDataset(SegDataset):
     def _exists(self, image: Path, mask: Path) -> bool:
         if image.is_file() and mask.is_file():
             return True
-        if image.is_file():
-            err = DataError(f"image {image} has no mask: expected {mask}")
-        else:
+        if not image.is_file():
             err = DataError(f"image not found: {image}")
+        elif mask.exists():
+            err = DataError(f"mask {mask} of image {image} is not a file")
+        else:
+            err = DataError(f"image {image} has no mask: expected {mask}")
         if self.on_error == "raise":
             raise err
         self._skip(str(image), err)

@@ -31,6 +31,8 @@ def _open(path: Path, what: str) -> Image.Image:
             return ImageOps.exif_transpose(image)
     except FileNotFoundError as err:
         raise DataError(f"{what} not found: {path}") from err
+    except (PermissionError, IsADirectoryError) as err:  # the file is fine, its access is not
+        raise DataError(f"{path}: cannot open {what} ({err.strerror})") from err
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(
             f"{path}: cannot read {what}, the file is corrupt or truncated ({err})"

@@ -24,7 +24,11 @@ def find_images(folder: Path) -> dict[str, Path]:
         raise FileNotFoundError(f"folder not found: {folder}\nexpected layout:\n{LAYOUT}")
     found: dict[str, Path] = {}
     for path in sorted(folder.rglob("*")):
-        if path.suffix.lower() not in IMAGE_EXTENSIONS or path.name.startswith("."):
+        if (
+            path.suffix.lower() not in IMAGE_EXTENSIONS
+            or path.name.startswith(".")
+            or not path.is_file()  # a sub-folder named like an image holds images
+        ):
             continue
         stem = path.relative_to(folder).with_suffix("").as_posix()
         if stem in found:

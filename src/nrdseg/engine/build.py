@@ -54,9 +54,8 @@ def build_split(spec: DatasetConfig, *, train: bool, config: Config) -> Any:
         )
     else:
         transforms = build_transforms(train=False, scale=t.scale, **_normalization(config))
-    kwargs = {"split": spec.split, **spec.options}
-    if spec.root is not None:
-        kwargs["root"] = spec.root
+    given = {key: getattr(spec, key) for key in ("root", "split") if getattr(spec, key) is not None}
+    kwargs = {**given, **spec.options}
     return build_dataset(spec.name, transforms=transforms, **kwargs)
 
 
@@ -144,8 +143,6 @@ def train_from_config(
     with process_group_from_env() as (info, device):
         work_dir = Path(work_dir)
         latest = _prepare_work_dir(work_dir, resume=resume, info=info)
-        if info.is_main:
-            save_config(config, work_dir / CONFIG_FILE)
         _set_determinism(config.train.deterministic)
         if device.type == "cpu":
             _share_cpu_threads(workers=config.loader.num_workers, info=info)
@@ -176,4 +173,6 @@ def train_from_config(
         )
         if latest is not None:
             trainer.resume(latest)
+        if info.is_main:  # only now: a config that cannot resume this run must not replace its own
+            save_config(config, work_dir / CONFIG_FILE)
         return trainer.train()

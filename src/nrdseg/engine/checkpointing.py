@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
+import pickle
 import re
 import shutil
 import uuid
@@ -28,12 +30,26 @@ from nrdseg.checkpoint import (
 )
 from nrdseg.models.segmentor import Segmentor
 
+logger = logging.getLogger("nrdseg.train")
+
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 BEST = "best"
 STATE_FILE = "training_state.pt"
 EVAL_FILE = "eval.json"
+#: What every training state holds (see ``Trainer._training_state``).
+STATE_KEYS = (
+    "iteration",
+    "consumed_batches",
+    "bad_batches",
+    "best_metric",
+    "best_iteration",
+    "optimizer",
+    "scaler",
+    "rng",
+)
 _NAME = re.compile(r"iter_(\d+)")
+_LEFTOVER = re.compile(r"\.(.+)\.(tmp|old|del)-[^.]+")
 
 
 def checkpoint_dir(work_dir: Path, iteration: int) -> Path:
@@ -65,7 +81,7 @@ def write_best(work_dir: Path, *, model: Segmentor, result: dict[str, Any]) -> P
 
 def remove_directory(path: Path) -> None:
     """Rename out of sight first, so a crash mid-delete never leaves half a checkpoint."""
-    hidden = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+    hidden = path.with_name(f".{path.name}.del-{uuid.uuid4().hex[:8]}")
     os.replace(path, hidden)
     shutil.rmtree(hidden)
 
@@ -88,38 +104,83 @@ def prune_checkpoints(work_dir: Path, *, keep_last: int) -> list[Path]:
 
 
 def remove_stale_temporaries(work_dir: Path) -> list[Path]:
-    """Leftovers of a process killed mid-write (``.NAME.tmp-*`` / ``.NAME.old-*``)."""
+    """Clear what a process killed mid-write left behind; returns what was removed.
+
+    ``.NAME.tmp-*`` (a write not renamed into place yet) and ``.NAME.del-*`` (a pruned
+    checkpoint) go. ``.NAME.old-*`` is the previous ``NAME`` set aside while a new one is
+    renamed in: it goes once ``NAME`` exists, and is renamed back when the kill came
+    between the two renames, so a complete ``best/`` or checkpoint is never lost.
+    """
     stale = []
     for root in (Path(work_dir), Path(work_dir) / CHECKPOINTS):
-        if root.is_dir():
-            stale += [p for p in root.iterdir() if re.match(r"\..+\.(tmp|old)-", p.name)]
+        if not root.is_dir():
+            continue
+        for path in sorted(root.iterdir()):
+            found = _LEFTOVER.fullmatch(path.name)
+            if found is None:
+                continue
+            name, kind = found.groups()
+            if kind == "old" and not (root / name).exists():
+                os.replace(path, root / name)
+                logger.warning("put back %s, set aside by an interrupted write", root / name)
+            else:
+                stale.append(path)
     for path in stale:
         if path.is_dir():
             shutil.rmtree(path)
         else:
             path.unlink()
+    if stale:
+        shown = ", ".join(p.name for p in stale)
+        logger.warning("removed %d leftover(s) of an interrupted write: %s", len(stale), shown)
     return stale
 
 
 def latest_checkpoint(work_dir: Path) -> Path | None:
-    """The directory ``checkpoints/latest`` names, or None when there is no pointer."""
+    """The directory ``checkpoints/latest`` names, or None when there is no checkpoint.
+
+    Without the pointer (a kill between the first checkpoint's rename and the pointer's
+    write) the newest checkpoint directory is the latest: each appeared whole, by rename.
+    """
     pointer = Path(work_dir) / CHECKPOINTS / LATEST
-    if not pointer.is_file():
-        return None
-    target = pointer.parent / pointer.read_text().strip()
+    if pointer.is_file():
+        target = pointer.parent / pointer.read_text().strip()
+        source = f"{pointer} names {target.name}"
+    else:
+        found = list_checkpoints(work_dir)
+        if not found:
+            return None
+        target = found[-1]
+        source = f"{target} (no {LATEST} pointer)"
     if not (target / STATE_FILE).is_file():
-        raise FileNotFoundError(f"{pointer} names {target.name}, which is not a checkpoint")
+        raise FileNotFoundError(f"{source}, which is not a checkpoint: no {STATE_FILE}")
     return target
 
 
 def read_training_state(directory: Path) -> dict[str, Any]:
+    """``training_state.pt``, read with ``weights_only=True``: a file that holds anything
+    but tensors and plain containers (a pickle that would run code) is refused unrun."""
     path = Path(directory) / STATE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{directory} has no {STATE_FILE}: not a training checkpoint")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's own advice (retry with weights_only=False) is wrong for a file of unknown
+        # origin: keep only the line saying what it refused.
+        refused = [
+            line for line in str(err).splitlines() if "GLOBAL" in line or "Unsupported" in line
+        ]
+        raise ValueError(
+            f"{path}: refused, not a training state of tensors and plain containers "
+            f"({refused[0] if refused else 'not a weights-only torch file'}); nothing in it was run"
+        ) from err
     except Exception as err:
         raise ValueError(f"cannot read {path}: {err}") from err
+    missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise ValueError(f"{path}: not an nrdseg training state; missing {', '.join(missing)}")
+    return state
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

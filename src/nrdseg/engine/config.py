@@ -46,11 +46,12 @@ class ModelConfig:
 
 @dataclass(kw_only=True)
 class DatasetConfig:
-    """``nrdseg.data.build_dataset(name, root=..., split=..., **options)``."""
+    """``nrdseg.data.build_dataset(name, root=..., split=..., **options)``; ``split: null``
+    leaves the dataset's own default (for ``folder``: every image, no split file)."""
 
     name: str
     root: str | None = None
-    split: str = "train"
+    split: str | None = "train"
     options: dict[str, Any] = field(default_factory=dict)
 
 

@@ -74,7 +74,13 @@ def sample_seed(seed: int, epoch: int, position: int) -> int:
 
 
 class SeededSamples(Dataset):
-    """``dataset[index]`` loaded and augmented under the seed given with the index."""
+    """``dataset[index]`` loaded and augmented under the seed given with the index.
+
+    Each sample also carries ``replaced``: 1 when the dataset served another sample in
+    place of a bad one (``on_error="skip"``). Counted here, in whichever process loads
+    the sample, and summed by the trainer from the batches: a DataLoader worker's own
+    counters never reach the main process.
+    """
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
@@ -84,5 +90,7 @@ class SeededSamples(Dataset):
 
     def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:
         index, seed = item
+        before = getattr(self.dataset, "replaced", 0)
         with seeded_rng(seed):
-            return self.dataset[index]
+            sample = self.dataset[index]
+        return {**sample, "replaced": getattr(self.dataset, "replaced", 0) - before}

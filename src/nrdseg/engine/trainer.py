@@ -24,8 +24,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from nrdseg.checkpoint import WEIGHTS_FILE, load_weights
+from nrdseg.checkpoint import WEIGHTS_FILE, load_weights, read_record
+from nrdseg.data.files import DataError
 from nrdseg.engine.checkpointing import (
+    BEST,
     checkpoint_dir,
     prune_checkpoints,
     read_training_state,
@@ -47,7 +49,11 @@ logger = logging.getLogger("nrdseg.train")
 _AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingStopped(RuntimeError):
+    """Training cannot go on; the message says why and which checkpoint to resume from."""
+
+
+class TrainingDiverged(TrainingStopped):
     """A non-finite loss, gradient or weight stopped training; checkpoints are untouched."""
 
 
@@ -124,6 +130,8 @@ class Trainer:
         self.iteration = 0
         self.consumed_batches = 0
         self.bad_batches = 0
+        #: Training samples served in place of bad ones (on_error: skip), over all ranks.
+        self.skipped_samples = 0
         self.best_metric: float | None = None
         self.best_iteration: int | None = None
         self.last_checkpoint: Path | None = None
@@ -134,12 +142,15 @@ class Trainer:
         """Continue exactly where the checkpoint ``directory`` left off."""
         directory = Path(directory)
         state = read_training_state(directory)
-        load_weights(self.model, load_file(str(directory / WEIGHTS_FILE)), source=str(directory))
+        saved = read_record(directory)["model"]
+        source = f"{directory} ({saved['name']}, {saved['num_classes']} classes)"
+        load_weights(self.model, load_file(str(directory / WEIGHTS_FILE)), source=source)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.iteration = state["iteration"]
         self.consumed_batches = state["consumed_batches"]
         self.bad_batches = state["bad_batches"]
+        self.skipped_samples = state.get("skipped_samples", 0)  # older checkpoints lack it
         self.best_metric = state["best_metric"]
         self.best_iteration = state["best_iteration"]
         self.last_checkpoint = directory
@@ -160,6 +171,7 @@ class Trainer:
             "iteration": self.iteration,
             "consumed_batches": self.consumed_batches,
             "bad_batches": self.bad_batches,
+            "skipped_samples": self.skipped_samples,
             "best_metric": self.best_metric,
             "best_iteration": self.best_iteration,
             "optimizer": self.optimizer.state_dict(),
@@ -210,6 +222,9 @@ class Trainer:
         )
         if events is not None and self.iteration > 0:
             events.write({"event": "resume", "iter": self.iteration})
+        dropped = getattr(self.train_dataset, "skipped", 0)
+        if events is not None and dropped:  # samples whose files were missing at start
+            events.write({"event": "data", "iter": self.iteration, "dropped_samples": dropped})
         self.model.train()
         batches = self._batches()
         window: dict[str, float] = {}
@@ -233,6 +248,8 @@ class Trainer:
                     event.update({k: v / window_iters for k, v in window.items()})
                     event["time_per_iter"] = seconds
                     event["eta_min"] = seconds * (settings.iters - self.iteration) / 60
+                    if self.skipped_samples:
+                        event["skipped_samples"] = self.skipped_samples
                     if self.device.type == "cuda":
                         event["max_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
                     if events is not None:
@@ -259,10 +276,11 @@ class Trainer:
         amp = self.settings.amp
         saved = self._buffers() if self.settings.max_bad_batches else None
         self.optimizer.zero_grad(set_to_none=True)
-        sums, keys = None, None
+        sums, keys, replaced = None, None, 0
         for micro in range(accum):
-            batch = next(batches)
+            batch = _next_batch(batches)
             self.consumed_batches += 1
+            replaced += int(batch["replaced"].sum())
             images = batch["image"].to(self.device, non_blocking=True)
             labels = batch["label"].to(self.device, non_blocking=True)
             syncing = micro == accum - 1 or not isinstance(
@@ -281,11 +299,14 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         grad_norm = torch.nn.utils.get_total_norm(grads)
-        values = mean_over_ranks(self.dist, torch.cat([sums, grad_norm.float().reshape(1)]))
-        values = values.tolist()
-        terms = dict(zip(keys, values[:-1], strict=True))
-        terms["grad_norm"] = values[-1]
-        finite = all(math.isfinite(v) for v in values[:-1])
+        replaced_count = torch.tensor([float(replaced)], device=sums.device)
+        values = mean_over_ranks(
+            self.dist, torch.cat([sums, grad_norm.float().reshape(1), replaced_count])
+        ).tolist()
+        self.skipped_samples += round(values[-1] * self.dist.world_size)
+        terms = dict(zip(keys, values[:-2], strict=True))
+        terms["grad_norm"] = values[-2]
+        finite = all(math.isfinite(v) for v in values[:-2])
         # Under fp16 an overflowing gradient is the GradScaler's to skip, not a bad batch.
         if not finite or not (math.isfinite(terms["grad_norm"]) or self.scaler.is_enabled()):
             self._bad_batch(terms, saved, events)
@@ -350,7 +371,8 @@ class Trainer:
             events.write({"event": "eval", "iter": self.iteration, **summary})
             if improved:
                 record = {"iter": self.iteration, **summary}
-                best = write_best(self.work_dir, model=self.model, result=record)
+                with self._writing(self.work_dir / BEST):
+                    best = write_best(self.work_dir, model=self.model, result=record)
                 logger.info("new best mIoU %.4f at iteration %d -> %s", miou, self.iteration, best)
 
     def _save(self, events: EventLog | None) -> None:
@@ -365,17 +387,42 @@ class Trainer:
                 f"{self.iteration}; not saved; {self._where_to_resume()}"
             )
         state = self._training_state()
-        self.last_checkpoint = checkpoint_dir(self.work_dir, self.iteration)
-        if events is None:
-            return
-        path = write_checkpoint(
-            self.work_dir, model=self.model, iteration=self.iteration, state=state
-        )
-        removed = prune_checkpoints(self.work_dir, keep_last=self.settings.keep_last)
-        events.write(
-            {"event": "checkpoint", "iter": self.iteration, "path": str(path)}
-            | ({"removed": [p.name for p in removed]} if removed else {})
-        )
+        path = checkpoint_dir(self.work_dir, self.iteration)
+        if events is not None:
+            with self._writing(path):
+                write_checkpoint(
+                    self.work_dir, model=self.model, iteration=self.iteration, state=state
+                )
+            removed = prune_checkpoints(self.work_dir, keep_last=self.settings.keep_last)
+            events.write(
+                {"event": "checkpoint", "iter": self.iteration, "path": str(path)}
+                | ({"removed": [p.name for p in removed]} if removed else {})
+            )
+        self.last_checkpoint = path
+
+    @contextlib.contextmanager
+    def _writing(self, path: Path) -> Iterator[None]:
+        """A failed write (a full disk, say) stops training with a message naming ``path``
+        and the checkpoint to resume from; the atomic writers leave no half of ``path``."""
+        try:
+            yield
+        except OSError as err:
+            raise TrainingStopped(
+                f"training stopped at iteration {self.iteration}: cannot write {path} "
+                f"({err}); {self._where_to_resume()}"
+            ) from err
+
+
+def _next_batch(batches: Iterator[dict[str, Any]]) -> dict[str, Any]:
+    """The next batch; a bad file met in a DataLoader worker comes back as the worker's
+    whole traceback, so its error is cut back to the one line that names the file."""
+    try:
+        return next(batches)
+    except DataError as err:
+        text = str(err).rstrip()
+        if not text.startswith(f"Caught {DataError.__name__} in DataLoader worker"):
+            raise
+        raise DataError(text.rsplit(f"{DataError.__name__}: ", 1)[-1]) from err
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
