@@ -78,4 +78,5 @@ def upsample_argmax(
         first, last = start * factor, min(stop * factor, crop_h)
         offset = first - lo * factor
         labels[:, first:last] = band[:, :, offset : offset + last - first, :crop_w].argmax(dim=1)
+        del band  # else the next band is allocated while this one is still referenced
     return labels

@@ -40,24 +40,44 @@ def supports_folding(head: NRDHead) -> bool:
     return all(can_fold(n) for n in norms) and all(c.padding_mode == "zeros" for c in convs)
 
 
-def nrd_inference_forward(head: NRDHead, x: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
-    """Logits of ``head`` in eval mode, equal to its plain forward up to float rounding."""
-    params = head.controller[1](_folded_conv_relu(head.controller[0], x))
-    cells_h, cells_w = params.shape[-2:]
-    s = head.upsample_factor
+def controller_params(head: NRDHead, x: torch.Tensor) -> torch.Tensor:
+    """(B, N, H', W') generated MLP parameters, the controller's BatchNorm folded.
+
+    The small stride-32 input goes channels-last first, so the parameters come out
+    cell-major (N contiguous per cell), the layout the per-patch MLP reads, instead of
+    needing a transpose of the larger N-channel map afterwards.
+    """
+    x = x.contiguous(memory_format=torch.channels_last)
+    return head.controller[1](_folded_conv_relu(head.controller[0], x))
+
+
+def normalized_inputs(
+    head: NRDHead, low_level: torch.Tensor, *, size: tuple[int, int], dtype: torch.dtype
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(coords (2, s, s), guidance (B, C_m, H, W)) after the input BatchNorm, folded in."""
     scale, shift = batchnorm_affine(head.input_norm)
     n_coords = 2 if head.use_coords else 0
-    coords = None
+    coords = guidance = None
     if head.use_coords:
-        coords = patch_coordinates(s, device=params.device, dtype=params.dtype)
+        s = head.upsample_factor
+        coords = patch_coordinates(s, device=low_level.device, dtype=dtype)
         coords = coords * scale[:2, None, None] + shift[:2, None, None]
-    guidance = None
     if head.guidance is not None:
         hidden = _folded_conv_relu(head.guidance[0], low_level)
         last = head.guidance[1]
         weight, bias = scale_conv(last, scale=scale[n_coords:], shift=shift[n_coords:])
-        guidance = F.conv2d(hidden, weight, bias, last.stride, last.padding)
-        guidance = resize(guidance, (cells_h * s, cells_w * s))
+        guidance = resize(F.conv2d(hidden, weight, bias, last.stride, last.padding), size)
+    return coords, guidance
+
+
+def nrd_inference_forward(head: NRDHead, x: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
+    """Logits of ``head`` in eval mode, equal to its plain forward up to float rounding."""
+    params = controller_params(head, x)
+    cells_h, cells_w = params.shape[-2:]
+    s = head.upsample_factor
+    coords, guidance = normalized_inputs(
+        head, low_level, size=(cells_h * s, cells_w * s), dtype=params.dtype
+    )
     return patch_mlp_inference(
         guidance=guidance,
         coords=coords,

@@ -1,0 +1,126 @@
+"""Full-model inference: nrd_r50 vs dlv3p_r50_d8 vs SMP's DeepLabV3Plus(resnet50).
+
+Eval mode, no_grad, one image; time is the median of several calls after a warm-up, peak
+memory is measured in a fresh process per model (see ``harness``). Variants: NCHW fp32
+(the default), channels-last (model and input), channels-last with bf16 autocast and,
+with ``--compile``, torch.compile (inductor, weights frozen so BatchNorms fold).
+
+    python benchmarks/bench_models.py [--quick] [--full] [--compile] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+import torch
+
+import nrdseg
+from harness import (
+    MIB,
+    add_common_arguments,
+    count_gmacs,
+    describe_machine,
+    markdown_table,
+    peak_in_subprocess,
+    report_peak,
+    setup,
+    time_call,
+)
+
+MODELS = ["nrd_r50", "dlv3p_r50_d8", "smp_deeplabv3plus_r50", "dlv3p_r50", "bilinear_r50"]
+SMP_NAME = "smp_deeplabv3plus_r50"
+VARIANTS = ["NCHW fp32", "channels_last", "channels_last bf16"]
+
+
+def build(name: str, device: torch.device) -> torch.nn.Module:
+    if name == SMP_NAME:
+        import segmentation_models_pytorch as smp
+
+        model = smp.DeepLabV3Plus("resnet50", encoder_weights=None, classes=19)
+    else:
+        model = nrdseg.create_model(name, num_classes=19)
+    return model.to(device).eval()
+
+
+def prepare(model: torch.nn.Module, variant: str, height: int, width: int, device: torch.device):
+    """(callable running one inference, its input) for a variant name."""
+    channels_last = "channels_last" in variant
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=fmt)
+    images = torch.randn(1, 3, height, width, device=device).contiguous(memory_format=fmt)
+    call = model
+    if "compiled" in variant:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True
+        call = torch.compile(model)
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if "bf16" in variant
+        else contextlib.nullcontext()
+    )
+
+    def run():
+        with torch.no_grad(), autocast:
+            return call(images)
+
+    return run
+
+
+def sizes(args) -> list[tuple[int, int]]:
+    if args.quick:
+        return [(256, 512)]
+    return [(512, 1024)] + ([(1024, 2048)] if args.full else [])
+
+
+def worker(spec: str, args) -> None:
+    name, height, width = spec.split(":")
+    device = setup(args)
+    run = prepare(build(name, device), "NCHW fp32", int(height), int(width), device)
+    report_peak(run, device=device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_arguments(parser)
+    parser.add_argument("--full", action="store_true", help="also 1024x2048 (slow on CPU)")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile rows (minutes)")
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args)
+        return
+    device = setup(args)
+    repeats = args.repeats or (2 if args.quick else 3)
+    variants = VARIANTS + (["channels_last compiled"] if args.compile else [])
+    print("# Full-model inference (1 image, 19 classes)\n")
+    print(describe_machine(device) + "\n")
+    for height, width in sizes(args):
+        print(f"## {height}x{width}\n")
+        rows, times = [], {}
+        for name in MODELS:
+            model = build(name, device)
+            gmacs = count_gmacs(prepare(model, "NCHW fp32", height, width, device))
+            peak = peak_in_subprocess(__file__, f"{name}:{height}:{width}", args) / MIB
+            row = [name, gmacs, peak]
+            for variant in variants:
+                run = prepare(model, variant, height, width, device)
+                timing = time_call(run, device=device, repeats=repeats, warmup=1)
+                times[name, variant] = timing.median_ms
+                row.append(timing.median_ms)
+            rows.append(row)
+            del model
+        headers = ["model", "GMACs", "peak MiB (NCHW fp32)"] + [f"ms, {v}" for v in variants]
+        print(markdown_table(headers, rows) + "\n")
+        for variant in variants:
+            nrd = times["nrd_r50", variant]
+            d8 = nrd / times["dlv3p_r50_d8", variant]
+            peer = nrd / times[SMP_NAME, variant]
+            print(
+                f"- {variant}: nrd_r50 / dlv3p_r50_d8 = **{d8:.3f}**, nrd_r50 / SMP = **{peer:.3f}**"
+            )
+        print()
+
+
+if __name__ == "__main__":
+    main()
