@@ -19,6 +19,7 @@ import torch
 
 from harness import (
     add_common_arguments,
+    compile_for_inference,
     conv_rate_gmacs,
     count_gmacs,
     describe_machine,
@@ -92,7 +93,7 @@ def decoder_rows(args, device, height, width, classes, peak_rate):
         head = heads[name]
         head.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         x, low = _features(height, width, device, channels_last)
-        call = torch.compile(fn) if compiled else fn
+        call = compile_for_inference(fn) if compiled else fn
 
         def run(call=call, x=x, low=low, bf16=bf16):
             with torch.no_grad(), _autocast(device, bf16):

@@ -153,6 +153,14 @@ def conv_rate_gmacs(device: torch.device, *, dtype: torch.dtype = torch.float32)
     return 256 * 256 * 9 * 128 * 128 / timing.min_ms / 1e6
 
 
+def compile_for_inference(fn: Callable) -> Callable:
+    """torch.compile with inductor's freezing: weights become constants, so BatchNorms fold."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    return torch.compile(fn)
+
+
 def count_gmacs(fn: Callable[[], object]) -> float:
     """Multiply-accumulates of convolutions and matrix products in one call of ``fn``."""
     counter = torch.utils.flop_counter.FlopCounterMode(display=False)

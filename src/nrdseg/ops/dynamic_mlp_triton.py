@@ -17,9 +17,15 @@ _HAS_TRITON = importlib.util.find_spec("triton") is not None
 
 
 def triton_usable(*tensors: torch.Tensor | None) -> bool:
-    """True when Triton is installed, the tensors live on CUDA and no gradient is needed."""
+    """True when Triton is installed, the tensors live on CUDA and no gradient is needed.
+
+    Never while exporting (ONNX, torch.export, TorchScript tracing): the exported graph
+    must hold portable operators, not a CUDA kernel.
+    """
     present = [t for t in tensors if t is not None]
     if not _HAS_TRITON or not all(t.is_cuda for t in present):
+        return False
+    if torch.jit.is_tracing() or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export():
         return False
     return not (torch.is_grad_enabled() and any(t.requires_grad for t in present))
 
