@@ -17,16 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from harness import (
-    add_common_arguments,
-    compile_for_inference,
-    conv_rate_gmacs,
-    count_gmacs,
-    describe_machine,
-    markdown_table,
-    setup,
-    time_call,
-)
+import harness
 from nrdseg.models.heads import BilinearHead, DeepLabV3PlusHead, NRDHead
 from nrdseg.models.heads.nrd_inference import controller_params, normalized_inputs
 from nrdseg.ops.dynamic_mlp import patch_coordinates, per_patch_mlp
@@ -93,14 +84,14 @@ def decoder_rows(args, device, height, width, classes, peak_rate):
         head = heads[name]
         head.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         x, low = _features(height, width, device, channels_last)
-        call = compile_for_inference(fn) if compiled else fn
+        call = harness.compile_for_inference(fn) if compiled else fn
 
         def run(call=call, x=x, low=low, bf16=bf16):
             with torch.no_grad(), _autocast(device, bf16):
                 return call(x, low)
 
-        gmacs = count_gmacs(run) if not compiled else None
-        timing = time_call(run, device=device, repeats=repeats, warmup=2 if compiled else 1)
+        gmacs = harness.count_gmacs(run) if not compiled else None
+        timing = harness.time_call(run, device=device, repeats=repeats, warmup=2 if compiled else 1)
         results.append((label, name, channels_last, bf16, gmacs, timing))
     base = {
         (cl, bf): t.median_ms
@@ -168,7 +159,8 @@ def breakdown_rows(args, device, height, width, classes):
         with torch.no_grad():
             for stage, (plain, fast) in _stages(head, x, low).items():
                 t_plain, t_fast = (
-                    time_call(fn, device=device, repeats=repeats).median_ms for fn in (plain, fast)
+                    harness.time_call(fn, device=device, repeats=repeats).median_ms
+                    for fn in (plain, fast)
                 )
                 rows.append([f"{stage} ({fmt})", t_plain, t_fast, f"{t_plain / t_fast:.2f}x"])
     return rows
@@ -178,7 +170,7 @@ def copy_bandwidth(device: torch.device) -> float:
     """GB/s of a 256 MiB device-to-device copy (read + write)."""
     src = torch.empty(64 * 2**20, device=device)
     dst = torch.empty_like(src)
-    timing = time_call(lambda: dst.copy_(src), device=device, repeats=10)
+    timing = harness.time_call(lambda: dst.copy_(src), device=device, repeats=10)
     return 2 * src.numel() * 4 / timing.min_ms / 1e6
 
 
@@ -207,7 +199,7 @@ def mlp_rows(args, device, height, width, classes):
             )
 
         with torch.no_grad():
-            timing = time_call(run, device=device, repeats=args.repeats or 20)
+            timing = harness.time_call(run, device=device, repeats=args.repeats or 20)
         rate = minimal / timing.median_ms / 1e6
         rows.append(
             [backend, timing.median_ms, minimal / 2**20, rate, f"{100 * rate / copy_rate:.0f}%"]
@@ -217,13 +209,13 @@ def mlp_rows(args, device, height, width, classes):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser)
+    harness.add_common_arguments(parser)
     parser.add_argument("--compile", action="store_true", help="add torch.compile rows (minutes)")
     args = parser.parse_args()
-    device = setup(args)
+    device = harness.setup(args)
     print("# Decoder-only inference\n")
-    print(describe_machine(device) + "\n")
-    peak_rate = conv_rate_gmacs(device)
+    print(harness.describe_machine(device) + "\n")
+    peak_rate = harness.conv_rate_gmacs(device)
     print(
         f"Reference: a dense 3x3 256->256 conv (channels_last, fp32) runs at {peak_rate:.0f} GMAC/s.\n"
     )
@@ -239,7 +231,7 @@ def main() -> None:
             "of conv rate",
             "/ DeepLabV3+ (same format)",
         ]
-        print(markdown_table(headers, rows) + "\n")
+        print(harness.markdown_table(headers, rows) + "\n")
         ratios = [
             ("NRD eval path / DeepLabV3+ (both NCHW)", "NRD eval path (folded)", "DeepLabV3+"),
             (
@@ -258,7 +250,7 @@ def main() -> None:
         print()
         print("NRD stages, plain path vs eval path (median ms):\n")
         print(
-            markdown_table(
+            harness.markdown_table(
                 ["stage", "plain", "eval", "speed-up"],
                 breakdown_rows(args, device, height, width, classes),
             )
@@ -268,7 +260,7 @@ def main() -> None:
             rows, copy_rate = mlp_rows(args, device, height, width, classes)
             print(f"Per-patch MLP alone; device copy bandwidth {copy_rate:.0f} GB/s:\n")
             print(
-                markdown_table(
+                harness.markdown_table(
                     ["backend", "median ms", "minimal MiB", "GB/s", "of copy bandwidth"], rows
                 )
             )

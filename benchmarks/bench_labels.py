@@ -14,17 +14,8 @@ import argparse
 
 import torch
 
+import harness
 import nrdseg
-from harness import (
-    MIB,
-    add_common_arguments,
-    describe_machine,
-    markdown_table,
-    peak_in_subprocess,
-    report_peak,
-    setup,
-    time_call,
-)
 from nrdseg.models.blocks import resize
 from nrdseg.ops.labels import upsample_argmax
 
@@ -62,22 +53,22 @@ def make_case(case: str, args, device: torch.device):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser)
+    harness.add_common_arguments(parser)
     args = parser.parse_args()
     if args.worker:
-        device = setup(args)
-        report_peak(make_case(args.worker, args, device), device=device)
+        device = harness.setup(args)
+        harness.report_peak(make_case(args.worker, args, device), device=device)
         return
-    device = setup(args)
+    device = harness.setup(args)
     repeats = args.repeats or (2 if args.quick else 3)
     print("# Label-only inference vs argmax of full-resolution float logits\n")
-    print(describe_machine(device) + "\n")
+    print(harness.describe_machine(device) + "\n")
     rows, peaks, outputs = [], {}, {}
     for case in CASES:
-        peaks[case] = peak_in_subprocess(__file__, case, args) / MIB
+        peaks[case] = harness.peak_in_subprocess(__file__, case, args) / harness.MIB
         run = make_case(case, args, device)
         outputs[case] = run()
-        timing = time_call(run, device=device, repeats=repeats)
+        timing = harness.time_call(run, device=device, repeats=repeats)
         *_, full, quick = CASES[case]
         size = "x".join(map(str, quick if args.quick else full))
         rows.append([case, size, peaks[case], timing.median_ms])
@@ -86,7 +77,7 @@ def main() -> None:
     for float_case, label_case in pairs:
         if not torch.equal(outputs[float_case], outputs[label_case].long()):
             raise AssertionError(f"{label_case!r} differs from {float_case!r}")
-    print(markdown_table(["case", "input", "peak MiB", "median ms"], rows) + "\n")
+    print(harness.markdown_table(["case", "input", "peak MiB", "median ms"], rows) + "\n")
     for float_case, label_case in pairs:
         print(
             f"- peak {label_case} / {float_case}: **{peaks[label_case] / peaks[float_case]:.3f}**"

@@ -15,19 +15,8 @@ import contextlib
 
 import torch
 
+import harness
 import nrdseg
-from harness import (
-    MIB,
-    add_common_arguments,
-    compile_for_inference,
-    count_gmacs,
-    describe_machine,
-    markdown_table,
-    peak_in_subprocess,
-    report_peak,
-    setup,
-    time_call,
-)
 
 MODELS = ["nrd_r50", "dlv3p_r50_d8", "smp_deeplabv3plus_r50", "dlv3p_r50", "bilinear_r50"]
 SMP_NAME = "smp_deeplabv3plus_r50"
@@ -50,7 +39,7 @@ def prepare(model: torch.nn.Module, variant: str, height: int, width: int, devic
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=fmt)
     images = torch.randn(1, 3, height, width, device=device).contiguous(memory_format=fmt)
-    call = compile_for_inference(model) if "compiled" in variant else model
+    call = harness.compile_for_inference(model) if "compiled" in variant else model
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16)
         if "bf16" in variant
@@ -72,42 +61,44 @@ def sizes(args) -> list[tuple[int, int]]:
 
 def worker(spec: str, args) -> None:
     name, height, width = spec.split(":")
-    device = setup(args)
+    device = harness.setup(args)
     run = prepare(build(name, device), "NCHW fp32", int(height), int(width), device)
-    report_peak(run, device=device)
+    harness.report_peak(run, device=device)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser)
+    harness.add_common_arguments(parser)
     parser.add_argument("--full", action="store_true", help="also 1024x2048 (slow on CPU)")
     parser.add_argument("--compile", action="store_true", help="add torch.compile rows (minutes)")
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args)
         return
-    device = setup(args)
+    device = harness.setup(args)
     repeats = args.repeats or (2 if args.quick else 3)
     variants = VARIANTS + (["channels_last compiled"] if args.compile else [])
     print("# Full-model inference (1 image, 19 classes)\n")
-    print(describe_machine(device) + "\n")
+    print(harness.describe_machine(device) + "\n")
     for height, width in sizes(args):
         print(f"## {height}x{width}\n")
         rows, times = [], {}
         for name in MODELS:
             model = build(name, device)
-            gmacs = count_gmacs(prepare(model, "NCHW fp32", height, width, device))
-            peak = peak_in_subprocess(__file__, f"{name}:{height}:{width}", args) / MIB
+            gmacs = harness.count_gmacs(prepare(model, "NCHW fp32", height, width, device))
+            peak = (
+                harness.peak_in_subprocess(__file__, f"{name}:{height}:{width}", args) / harness.MIB
+            )
             row = [name, gmacs, peak]
             for variant in variants:
                 run = prepare(model, variant, height, width, device)
-                timing = time_call(run, device=device, repeats=repeats, warmup=1)
+                timing = harness.time_call(run, device=device, repeats=repeats, warmup=1)
                 times[name, variant] = timing.median_ms
                 row.append(timing.median_ms)
             rows.append(row)
             del model
         headers = ["model", "GMACs", "peak MiB (NCHW fp32)"] + [f"ms, {v}" for v in variants]
-        print(markdown_table(headers, rows) + "\n")
+        print(harness.markdown_table(headers, rows) + "\n")
         for variant in variants:
             nrd = times["nrd_r50", variant]
             d8 = nrd / times["dlv3p_r50_d8", variant]

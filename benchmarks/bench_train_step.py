@@ -15,18 +15,8 @@ import contextlib
 
 import torch
 
+import harness
 import nrdseg
-from harness import (
-    MIB,
-    add_common_arguments,
-    count_gmacs,
-    describe_machine,
-    markdown_table,
-    peak_in_subprocess,
-    report_peak,
-    setup,
-    time_call,
-)
 
 MODELS = ["nrd_r50", "dlv3p_r50", "bilinear_r50"]
 VARIANTS = ["NCHW fp32", "channels_last", "channels_last bf16"]
@@ -61,36 +51,36 @@ def crop_size(args) -> tuple[int, int]:
 
 
 def worker(name: str, args) -> None:
-    device = setup(args)
-    report_peak(make_step(name, "NCHW fp32", crop_size(args), device), device=device)
+    device = harness.setup(args)
+    harness.report_peak(make_step(name, "NCHW fp32", crop_size(args), device), device=device)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser)
+    harness.add_common_arguments(parser)
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args)
         return
-    device = setup(args)
+    device = harness.setup(args)
     crop = crop_size(args)
     repeats = args.repeats or (2 if args.quick else 3)
     print(f"# One training step, batch 2 x {crop[0]}x{crop[1]}, 19 classes\n")
-    print(describe_machine(device) + "\n")
+    print(harness.describe_machine(device) + "\n")
     rows, times = [], {}
     for name in MODELS:
-        gmacs = count_gmacs(make_step(name, "NCHW fp32", crop, device))
-        peak = peak_in_subprocess(__file__, name, args) / MIB
+        gmacs = harness.count_gmacs(make_step(name, "NCHW fp32", crop, device))
+        peak = harness.peak_in_subprocess(__file__, name, args) / harness.MIB
         row = [name, gmacs, peak]
         for variant in VARIANTS:
-            timing = time_call(
+            timing = harness.time_call(
                 make_step(name, variant, crop, device), device=device, repeats=repeats
             )
             times[name, variant] = timing.median_ms
             row.append(timing.median_ms)
         rows.append(row)
     headers = ["model", "GMACs (fwd+bwd)", "peak MiB (NCHW fp32)"] + [f"ms, {v}" for v in VARIANTS]
-    print(markdown_table(headers, rows) + "\n")
+    print(harness.markdown_table(headers, rows) + "\n")
     for variant in VARIANTS:
         nrd = times["nrd_r50", variant]
         print(

@@ -107,26 +107,43 @@ def test_batchnorm_without_running_stats_uses_the_plain_path():
         torch.testing.assert_close(head(x, low), head.forward_plain(x, low))
 
 
-@pytest.mark.parametrize(
-    ("coords", "guide", "hidden", "classes", "s"),
-    [(2, 16, 16, 19, 8), (0, 5, 8, 7, 3), (2, 0, 16, 3, 4), (2, 4, 4, 150, 2)],
-)
-def test_inference_mlp_matches_slow_reference(coords, guide, hidden, classes, s):
+#: (coord channels, guidance channels, hidden, classes, s): the paper's shape, the two
+#: ablations, a patch that is not a power of two, and a wide class count.
+MLP_CASES = [(2, 16, 16, 19, 8), (0, 5, 8, 7, 3), (2, 0, 16, 3, 4), (2, 4, 4, 150, 2)]
+
+
+def random_mlp_case(
+    coords: int, guide: int, hidden: int, classes: int, s: int
+) -> tuple[dict, torch.Tensor]:
+    """Keyword arguments of ``patch_mlp_inference`` (2 x 3 x 2 cells, channels-last guidance)
+    and the (B, C_in, H, W) map the slow reference reads: coords tiled, then guidance."""
     n = mlp_param_count(in_channels=coords + guide, hidden_channels=hidden, num_classes=classes)
     params = torch.randn(2, n, 3, 2) * 0.5
     coord_table = torch.randn(coords, s, s) if coords else None
     guidance = torch.randn(2, guide, 3 * s, 2 * s) if guide else None
-    out = patch_mlp_inference(
-        guidance=guidance,
-        coords=coord_table,
-        params=params,
-        hidden_channels=hidden,
-        num_classes=classes,
-    )
+    if guidance is not None:  # a strided map: both paths read any layout
+        guidance = guidance.contiguous(memory_format=torch.channels_last)
+    kwargs = {
+        "guidance": guidance,
+        "coords": coord_table,
+        "params": params,
+        "hidden_channels": hidden,
+        "num_classes": classes,
+    }
     parts = [] if coord_table is None else [coord_table.repeat(1, 3, 2).expand(2, -1, -1, -1)]
-    inputs = torch.cat([*parts, *([] if guidance is None else [guidance])], dim=1)
-    slow = reference_mlp(inputs, params, hidden, classes)
+    return kwargs, torch.cat([*parts, *([] if guidance is None else [guidance])], dim=1)
+
+
+def assert_matches_reference(out: torch.Tensor, case: dict, inputs: torch.Tensor) -> None:
+    slow = reference_mlp(inputs, case["params"], case["hidden_channels"], case["num_classes"])
+    assert out.shape == slow.shape
     torch.testing.assert_close(out.double(), slow, rtol=1e-5, atol=1e-5 * slow.abs().max().item())
+
+
+@pytest.mark.parametrize("shape", MLP_CASES)
+def test_inference_mlp_matches_slow_reference(shape):
+    case, inputs = random_mlp_case(*shape)
+    assert_matches_reference(patch_mlp_inference(**case, backend="torch"), case, inputs)
 
 
 def test_inference_mlp_rejects_mismatched_inputs():
