@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -43,78 +44,88 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    head: str
+    plain: bool = False  # NRD's training-path forward instead of the eval path
+    channels_last: bool = False
+    bf16: bool = False
+    compiled: bool = False
+
+
+VARIANTS = [
+    Variant("bilinear", "bilinear"),
+    Variant("DeepLabV3+", "DeepLabV3+"),
+    Variant("DeepLabV3+, channels_last", "DeepLabV3+", channels_last=True),
+    Variant("DeepLabV3+, channels_last, bf16", "DeepLabV3+", channels_last=True, bf16=True),
+    Variant("NRD plain (BN kept, NCHW params)", "NRD", plain=True),
+    Variant("NRD eval path (folded)", "NRD"),
+    Variant("NRD plain, channels_last", "NRD", plain=True, channels_last=True),
+    Variant("NRD eval path, channels_last", "NRD", channels_last=True),
+    Variant("NRD eval path, channels_last, bf16", "NRD", channels_last=True, bf16=True),
+]
+COMPILED = [
+    Variant("DeepLabV3+, channels_last, compiled", "DeepLabV3+", channels_last=True, compiled=True),
+    Variant("NRD eval path, channels_last, compiled", "NRD", channels_last=True, compiled=True),
+]
+
+
+def _head(name: str, classes: int) -> torch.nn.Module:
+    if name == "bilinear":
+        return BilinearHead(in_channels=512, num_classes=classes)
+    if name == "DeepLabV3+":
+        return DeepLabV3PlusHead(in_channels=512, low_level_channels=256, num_classes=classes)
+    return NRDHead(in_channels=512, low_level_channels=256, num_classes=classes)
+
+
+def _runner(variant: Variant, height: int, width: int, classes: int, device: torch.device):
+    """A no-argument callable running one decoder forward as ``variant`` says."""
+    fmt = torch.channels_last if variant.channels_last else torch.contiguous_format
+    head = _head(variant.head, classes).to(device).eval().to(memory_format=fmt)
+    fn = head.forward_plain if variant.plain else head
+    fn = harness.compile_for_inference(fn) if variant.compiled else fn
+    x, low = _features(height, width, device, variant.channels_last)
+
+    def run():
+        with torch.no_grad(), _autocast(device, variant.bf16):
+            return fn(x, low)
+
+    return run
+
+
 def decoder_rows(args, device, height, width, classes, peak_rate):
-    heads = {
-        "bilinear": BilinearHead(in_channels=512, num_classes=classes),
-        "DeepLabV3+": DeepLabV3PlusHead(
-            in_channels=512, low_level_channels=256, num_classes=classes
-        ),
-        "NRD": NRDHead(in_channels=512, low_level_channels=256, num_classes=classes),
-    }
-    for head in heads.values():
-        head.to(device).eval()
-    nrd = heads["NRD"]
-    # (label, head name, callable taking (x, low), channels_last, bf16, compile)
-    variants: list[tuple[str, str, Callable, bool, bool, bool]] = [
-        ("bilinear", "bilinear", heads["bilinear"], False, False, False),
-        ("DeepLabV3+", "DeepLabV3+", heads["DeepLabV3+"], False, False, False),
-        ("DeepLabV3+, channels_last", "DeepLabV3+", heads["DeepLabV3+"], True, False, False),
-        ("DeepLabV3+, channels_last, bf16", "DeepLabV3+", heads["DeepLabV3+"], True, True, False),
-        ("NRD plain (BN kept, NCHW params)", "NRD", nrd.forward_plain, False, False, False),
-        ("NRD eval path (folded)", "NRD", nrd, False, False, False),
-        ("NRD plain, channels_last", "NRD", nrd.forward_plain, True, False, False),
-        ("NRD eval path, channels_last", "NRD", nrd, True, False, False),
-        ("NRD eval path, channels_last, bf16", "NRD", nrd, True, True, False),
-    ]
-    if args.compile:
-        variants += [
-            (
-                "DeepLabV3+, channels_last, compiled",
-                "DeepLabV3+",
-                heads["DeepLabV3+"],
-                True,
-                False,
-                True,
-            ),
-            ("NRD eval path, channels_last, compiled", "NRD", nrd, True, False, True),
-        ]
-    repeats = args.repeats or (3 if args.quick else 5)
-    results = []
-    for label, name, fn, channels_last, bf16, compiled in variants:
-        head = heads[name]
-        head.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        x, low = _features(height, width, device, channels_last)
-        call = harness.compile_for_inference(fn) if compiled else fn
-
-        def run(call=call, x=x, low=low, bf16=bf16):
-            with torch.no_grad(), _autocast(device, bf16):
-                return call(x, low)
-
-        gmacs = harness.count_gmacs(run) if not compiled else None
-        timing = harness.time_call(run, device=device, repeats=repeats, warmup=2 if compiled else 1)
-        results.append((label, name, channels_last, bf16, gmacs, timing))
+    variants = VARIANTS + (COMPILED if args.compile else [])
+    runners = {v.label: _runner(v, height, width, classes, device) for v in variants}
+    gmacs = {v.head: harness.count_gmacs(runners[v.label]) for v in VARIANTS if not v.bf16}
+    timings = harness.time_interleaved(
+        runners,
+        device=device,
+        repeats=args.repeats or (3 if args.quick else 5),
+        warmup=2 if args.compile else 1,
+    )
     base = {
-        (cl, bf): t.median_ms
-        for label, n, cl, bf, g, t in results
-        if n == "DeepLabV3+" and "compiled" not in label
+        (v.channels_last, v.bf16): timings[v.label].median_ms
+        for v in variants
+        if v.head == "DeepLabV3+" and not v.compiled
     }
     rows = []
-    for label, _name, channels_last, bf16, gmacs, timing in results:
-        gmacs = gmacs if gmacs is not None else float("nan")
-        rate = gmacs / timing.median_ms * 1e3
-        ref = base.get((channels_last, bf16))
+    for v in variants:
+        timing = timings[v.label]
+        rate = gmacs[v.head] / timing.median_ms * 1e3
+        ref = base[v.channels_last, v.bf16]
         rows.append(
             [
-                label,
+                v.label,
                 timing.median_ms,
                 timing.min_ms,
-                gmacs,
+                gmacs[v.head],
                 rate,
                 f"{100 * rate / peak_rate:.0f}%",
-                f"{timing.median_ms / ref:.3f}" if ref else "-",
+                f"{timing.median_ms / ref:.3f}",
             ]
         )
-    return rows, {label: t.median_ms for label, *_, t in results}
+    return rows, {label: t.median_ms for label, t in timings.items()}
 
 
 def _stages(
@@ -149,20 +160,20 @@ def _stages(
 
 def breakdown_rows(args, device, height, width, classes):
     """Where the NRD time goes, plain path vs eval path, stage by stage."""
-    head = NRDHead(in_channels=512, low_level_channels=256, num_classes=classes).to(device).eval()
     repeats = args.repeats or (3 if args.quick else 5)
     rows = []
     for channels_last in (False, True):
-        head.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        head = _head("NRD", classes).to(device).eval().to(memory_format=fmt)
         x, low = _features(height, width, device, channels_last)
-        fmt = "channels_last" if channels_last else "NCHW"
         with torch.no_grad():
-            for stage, (plain, fast) in _stages(head, x, low).items():
-                t_plain, t_fast = (
-                    harness.time_call(fn, device=device, repeats=repeats).median_ms
-                    for fn in (plain, fast)
-                )
-                rows.append([f"{stage} ({fmt})", t_plain, t_fast, f"{t_plain / t_fast:.2f}x"])
+            stages = _stages(head, x, low)
+            fns = {(stage, i): pair[i] for stage, pair in stages.items() for i in (0, 1)}
+            timings = harness.time_interleaved(fns, device=device, repeats=repeats)
+        for stage in stages:
+            plain, fast = (timings[stage, i].median_ms for i in (0, 1))
+            fmt_name = "channels_last" if channels_last else "NCHW"
+            rows.append([f"{stage} ({fmt_name})", plain, fast, f"{plain / fast:.2f}x"])
     return rows
 
 
@@ -185,21 +196,23 @@ def mlp_rows(args, device, height, width, classes):
     out_bytes = classes * size[0] * size[1] * 4
     minimal = params.numel() * 4 + guidance.numel() * 4 + out_bytes
     copy_rate = copy_bandwidth(device)
+
+    def runner(backend: str) -> Callable[[], torch.Tensor]:
+        return lambda: patch_mlp_inference(
+            guidance=guidance,
+            coords=coords,
+            params=params,
+            hidden_channels=head.rep_channels,
+            num_classes=classes,
+            backend=backend,
+        )
+
+    with torch.no_grad():
+        timings = harness.time_interleaved(
+            {b: runner(b) for b in ("torch", "triton")}, device=device, repeats=args.repeats or 20
+        )
     rows = []
-    for backend in ("torch", "triton"):
-
-        def run(backend=backend):
-            return patch_mlp_inference(
-                guidance=guidance,
-                coords=coords,
-                params=params,
-                hidden_channels=16,
-                num_classes=classes,
-                backend=backend,
-            )
-
-        with torch.no_grad():
-            timing = harness.time_call(run, device=device, repeats=args.repeats or 20)
+    for backend, timing in timings.items():
         rate = minimal / timing.median_ms / 1e6
         rows.append(
             [backend, timing.median_ms, minimal / 2**20, rate, f"{100 * rate / copy_rate:.0f}%"]
@@ -265,6 +278,7 @@ def main() -> None:
                 )
             )
             print()
+    print(harness.load_note())
 
 
 if __name__ == "__main__":

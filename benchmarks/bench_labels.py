@@ -63,25 +63,30 @@ def main() -> None:
     repeats = args.repeats or (2 if args.quick else 3)
     print("# Label-only inference vs argmax of full-resolution float logits\n")
     print(harness.describe_machine(device) + "\n")
-    rows, peaks, outputs = [], {}, {}
-    for case in CASES:
-        peaks[case] = harness.peak_in_subprocess(__file__, case, args) / harness.MIB
-        run = make_case(case, args, device)
-        outputs[case] = run()
-        timing = harness.time_call(run, device=device, repeats=repeats)
-        *_, full, quick = CASES[case]
-        size = "x".join(map(str, quick if args.quick else full))
-        rows.append([case, size, peaks[case], timing.median_ms])
     names = list(CASES)
-    pairs = [names[i : i + 2] for i in range(0, len(names), 2)]
-    for float_case, label_case in pairs:
-        if not torch.equal(outputs[float_case], outputs[label_case].long()):
+    pairs = [names[i : i + 2] for i in range(0, len(names), 2)]  # (float path, label path)
+    rows, ratios = [], []
+    for pair in pairs:
+        peaks = {
+            case: harness.peak_in_subprocess(__file__, case, args) / harness.MIB for case in pair
+        }
+        runs = {case: make_case(case, args, device) for case in pair}
+        float_case, label_case = pair
+        if not torch.equal(runs[float_case]().long(), runs[label_case]().long()):
             raise AssertionError(f"{label_case!r} differs from {float_case!r}")
-    print(harness.markdown_table(["case", "input", "peak MiB", "median ms"], rows) + "\n")
-    for float_case, label_case in pairs:
-        print(
-            f"- peak {label_case} / {float_case}: **{peaks[label_case] / peaks[float_case]:.3f}**"
+        timings = harness.time_interleaved(runs, device=device, repeats=repeats)
+        for case in pair:
+            *_, full, quick = CASES[case]
+            size = "x".join(map(str, quick if args.quick else full))
+            rows.append([case, size, peaks[case], timings[case].median_ms])
+        ratios.append(
+            f"- {label_case} / {float_case}: peak **{peaks[label_case] / peaks[float_case]:.3f}**, "
+            f"time {timings[label_case].median_ms / timings[float_case].median_ms:.3f}"
         )
+        del runs
+    print(harness.markdown_table(["case", "input", "peak MiB", "median ms"], rows) + "\n")
+    print("\n".join(ratios) + "\n")
+    print(harness.load_note())
 
 
 if __name__ == "__main__":

@@ -90,21 +90,28 @@ def main() -> None:
     print(harness.describe_machine(device) + "\n")
     for height, width in sizes(args):
         print(f"## {height}x{width}\n")
-        rows, times = [], {}
-        for name in args.models:
-            model = build(name, device)
+        models = {name: build(name, device) for name in args.models}
+        rows = {}
+        for name, model in models.items():
             gmacs = harness.count_gmacs(prepare(model, "NCHW fp32", height, width, device))
-            peak = (
-                harness.peak_in_subprocess(__file__, f"{name}:{height}:{width}", args) / harness.MIB
-            )
-            row = [name, gmacs, peak]
-            for variant in variants:
-                run = prepare(model, variant, height, width, device)
-                timing = harness.time_call(run, device=device, repeats=repeats, warmup=1)
+            spec = f"{name}:{height}:{width}"
+            rows[name] = [
+                name,
+                gmacs,
+                harness.peak_in_subprocess(__file__, spec, args) / harness.MIB,
+            ]
+        times = {}
+        for variant in variants:  # models interleaved within a variant, see time_interleaved
+            runners = {
+                name: prepare(model, variant, height, width, device)
+                for name, model in models.items()
+            }
+            timings = harness.time_interleaved(runners, device=device, repeats=repeats)
+            for name, timing in timings.items():
                 times[name, variant] = timing.median_ms
-                row.append(timing.median_ms)
-            rows.append(row)
-            del model
+                rows[name].append(timing.median_ms)
+        del models
+        rows = list(rows.values())
         headers = ["model", "GMACs", "peak MiB (NCHW fp32)"] + [f"ms, {v}" for v in variants]
         print(harness.markdown_table(headers, rows) + "\n")
         for variant in variants:
@@ -117,6 +124,7 @@ def main() -> None:
                     parts.append(f"nrd_r50 / {other} = **{nrd / times[other, variant]:.3f}**")
             print(f"- {variant}: " + ", ".join(parts))
         print()
+    print(harness.load_note())
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def describe_machine(device: torch.device) -> str:
     if hasattr(os, "getloadavg"):
         load = os.getloadavg()[0]
         note = " - LOADED machine, timings noisy" if load > 0.5 * (os.cpu_count() or 1) else ""
-        parts.append(f"load average {load:.1f}{note}")
+        parts.append(f"load average at the start {load:.1f}{note}")
     return "; ".join(parts)
 
 
@@ -82,20 +82,41 @@ class Timing:
     min_ms: float
 
 
+def time_interleaved(
+    fns: dict[str, Callable[[], object]], *, device: torch.device, repeats: int, warmup: int = 1
+) -> dict[str, Timing]:
+    """Median and minimum wall time of each callable, timed round-robin after a warm-up.
+
+    Round-robin spreads a busy neighbour's load over every case alike, so ratios taken
+    within one call stay meaningful on a shared machine.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    synchronize(device)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: Timing(statistics.median(t), min(t)) for name, t in times.items()}
+
+
 def time_call(
     fn: Callable[[], object], *, device: torch.device, repeats: int, warmup: int = 1
 ) -> Timing:
     """Median and minimum wall time of ``fn`` after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return Timing(statistics.median(times), min(times))
+    return time_interleaved({"fn": fn}, device=device, repeats=repeats, warmup=warmup)["fn"]
+
+
+def load_note() -> str:
+    """The load average now, for the end of a report (other processes skew CPU timings)."""
+    if not hasattr(os, "getloadavg"):
+        return ""
+    load = os.getloadavg()
+    return f"Load average at the end: {load[0]:.1f} (1 min), {load[1]:.1f} (5 min)."
 
 
 def _status_kib(key: str) -> int:
