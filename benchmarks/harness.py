@@ -162,16 +162,18 @@ def report_peak(fn: Callable[[], object], *, device: torch.device) -> None:
     print(json.dumps({"peak_bytes": peak_bytes(fn, device=device)}))
 
 
-def conv_rate_gmacs(device: torch.device, *, dtype: torch.dtype = torch.float32) -> float:
-    """GMAC/s of a large dense 3x3 conv (channels-last, best of 10): what convs can reach here."""
-    x = torch.randn(1, 256, 128, 128, device=device, dtype=dtype)
+def reference_conv(device: torch.device) -> tuple[Callable[[], object], float]:
+    """A large dense 3x3 conv (channels-last, 256 -> 256 at 128x128) and its GMACs: what a
+    conv can reach here. Time it among the cases so it sees the same machine load."""
+    x = torch.randn(1, 256, 128, 128, device=device)
     x = x.contiguous(memory_format=torch.channels_last)
-    w = torch.randn(256, 256, 3, 3, device=device, dtype=dtype)
-    with torch.no_grad():
-        timing = time_call(
-            lambda: torch.nn.functional.conv2d(x, w, padding=1), device=device, repeats=10
-        )
-    return 256 * 256 * 9 * 128 * 128 / timing.min_ms / 1e6
+    w = torch.randn(256, 256, 3, 3, device=device)
+
+    def run():
+        with torch.no_grad():
+            return torch.nn.functional.conv2d(x, w, padding=1)
+
+    return run, 256 * 256 * 9 * 128 * 128 / 1e9
 
 
 def compile_for_inference(fn: Callable) -> Callable:
