@@ -12,6 +12,7 @@ from torch import nn
 
 from nrdseg.models.blocks import resize
 from nrdseg.models.inputs import ImageLike, to_batch
+from nrdseg.ops.labels import upsample_argmax
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -192,6 +193,19 @@ class Segmentor(nn.Module):
             )
 
     @torch.no_grad()
+    def predict_labels(self, images: torch.Tensor) -> torch.Tensor:
+        """``self(images).argmax(1)`` without full-resolution float logits, in the current mode.
+
+        The decoder's native-resolution logits are upsampled and reduced band by band
+        (:func:`nrdseg.ops.labels.upsample_argmax`); labels are uint8 for <= 255 classes.
+        """
+        self._check_images(images)
+        height, width = images.shape[-2:]
+        padded = self._pad(images, 0.0)
+        logits, _ = self.decode_padded(padded)
+        return upsample_argmax(logits, size=padded.shape[-2:], crop=(height, width))
+
+    @torch.no_grad()
     def predict(self, images: ImageLike | Sequence[ImageLike]) -> torch.Tensor:
         """Labels at each image's own size: (H, W) for one image, (B, H, W) for a batch.
 
@@ -203,7 +217,7 @@ class Segmentor(nn.Module):
         try:
             batch, single = to_batch(images, mean=self.mean, std=self.std)
             device = next(self.parameters()).device
-            labels = self(batch.to(device)).argmax(dim=1)
+            labels = self.predict_labels(batch.to(device)).long()
         finally:
             self.train(was_training)
         return labels[0] if single else labels

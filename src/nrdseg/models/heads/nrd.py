@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from nrdseg.models.blocks import ConvBNReLU, resize
+from nrdseg.models.heads.nrd_inference import nrd_inference_forward, supports_folding
 from nrdseg.ops.dynamic_mlp import mlp_param_count, patch_coordinates, per_patch_mlp
 
 
@@ -69,6 +70,13 @@ class NRDHead(nn.Module):
         nn.init.zeros_(last.bias)
 
     def forward(self, x: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
+        """Eval mode takes the folded inference path; training the plain differentiable one."""
+        if not self.training and supports_folding(self):
+            return nrd_inference_forward(self, x, low_level)
+        return self.forward_plain(x, low_level)
+
+    def forward_plain(self, x: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
+        """The decoder as the paper writes it: BatchNorms applied, inputs concatenated."""
         params = self.controller(x)
         batch, _, cells_h, cells_w = params.shape
         s = self.upsample_factor
