@@ -17,7 +17,7 @@ from typing import Any
 
 from nrdseg.analysis.decoder_costs import DecoderCost, decoder_costs
 from nrdseg.analysis.experiments import Budget, Run, execute
-from nrdseg.analysis.figures import CostPoint, accuracy_vs_gmacs
+from nrdseg.analysis.figures import CostPoint, study_figure
 from nrdseg.checkpoint import atomic_write_bytes
 
 #: label -> (zoo model, group, what the paper calls it). Table order: decoders, then NRD's.
@@ -165,7 +165,8 @@ def format_table(rows: Sequence[StudyRow], *, latency_size: Sequence[int]) -> st
 
 
 def study_plot(rows: Sequence[StudyRow], *, title: str) -> bytes:
-    """Accuracy vs decoder GMACs (Fig. 2a) at the narrowest trimap width."""
+    """Accuracy vs decoder GMACs (Fig. 2a) at the narrowest trimap width, and the NRD
+    variants beside NRD itself."""
     width = min(rows[0].trimap, key=int)
     groups = {label: group for label, (_, group, _) in STUDY_MODELS.items()}
     points = [
@@ -180,17 +181,24 @@ def study_plot(rows: Sequence[StudyRow], *, title: str) -> bytes:
         )
         for row in rows
     ]
-    return accuracy_vs_gmacs(points, trimap_width=int(width), title=title)
+    decoders = [p for p in points if p.group != "NRD variant"]
+    variants = [p for p in points if p.group != "decoder"]
+    return study_figure(decoders, variants, trimap_width=int(width), title=title)
 
 
 def write_report(
-    rows: Sequence[StudyRow], directory: str | Path, *, header: str, latency_size: Sequence[int]
+    rows: Sequence[StudyRow],
+    directory: str | Path,
+    *,
+    header: str,
+    title: str,
+    latency_size: Sequence[int],
 ) -> Path:
-    """``study.md`` (header + table), ``study.json`` and ``study.png`` in ``directory``."""
+    """``study.md`` (header + table), ``study.json`` and ``study.png`` (``title`` on top)."""
     directory = Path(directory)
     table = format_table(rows, latency_size=latency_size)
     atomic_write_bytes(directory / "study.md", f"{header}\n\n{table}\n".encode())
     records = [row.as_dict() for row in rows]
     atomic_write_bytes(directory / "study.json", json.dumps(records, indent=1).encode())
-    atomic_write_bytes(directory / "study.png", study_plot(rows, title=header.splitlines()[0]))
+    atomic_write_bytes(directory / "study.png", study_plot(rows, title=title))
     return directory

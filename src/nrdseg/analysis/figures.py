@@ -105,39 +105,46 @@ class CostPoint:
     group: str
 
 
-def accuracy_vs_gmacs(points: Sequence[CostPoint], *, trimap_width: int, title: str) -> bytes:
-    """Fig. 2a: mIoU and trimap mIoU against decoder GMACs (log scale), one colour per
-    ``group``, error bars for the spread over seeds."""
+def study_figure(
+    decoders: Sequence[CostPoint], variants: Sequence[CostPoint], *, trimap_width: int, title: str
+) -> bytes:
+    """Fig. 2a for the decoders (mIoU and trimap mIoU against decoder GMACs, log scale),
+    and the NRD variants (Tables 2 and 4) as bars; error bars are the spread over seeds."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    groups = list(dict.fromkeys(p.group for p in points))
-    colours = dict(zip(groups, plt.get_cmap("tab10").colors[: len(groups)], strict=True))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), width_ratios=(1, 1, 1.2))
     panels = (("miou", "mIoU (%)"), ("trimap", f"trimap mIoU, {trimap_width} px (%)"))
-    for ax, (key, ylabel) in zip(axes, panels, strict=True):
-        for point in points:
+    for ax, (key, ylabel) in zip(axes[:2], panels, strict=True):
+        for point in decoders:
+            value = getattr(point, key)
+            colour = "tab:red" if point.group == "NRD" else "tab:blue"
             ax.errorbar(
-                point.gmacs,
-                getattr(point, key),
-                yerr=getattr(point, f"{key}_spread"),
-                fmt="o",
-                color=colours[point.group],
-                capsize=3,
-                label=point.group,
-            )
+                point.gmacs, value, yerr=getattr(point, f"{key}_spread"), fmt="o",
+                color=colour, capsize=3,
+            )  # fmt: skip
             ax.annotate(
-                point.label,
-                (point.gmacs, getattr(point, key)),
-                textcoords="offset points",
-                xytext=(5, 4),
-                fontsize=8,
-            )
+                point.label, (point.gmacs, value), textcoords="offset points", xytext=(5, 4),
+                fontsize=9, color=colour,
+            )  # fmt: skip
         ax.set_xscale("log")
-        ax.set_xlabel("decoder GMACs at 1024 x 2048, 19 classes (ResNet-50 widths)")
+        ax.set_xlabel("decoder GMACs (1024 x 2048, 19 classes, ResNet-50 widths)")
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
-        handles, labels = ax.get_legend_handles_labels()
-        unique = dict(zip(labels, handles, strict=True))
-        ax.legend(unique.values(), unique.keys(), fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    ax = axes[2]
+    positions = np.arange(len(variants))
+    for offset, (key, ylabel) in zip((-0.2, 0.2), panels, strict=True):
+        ax.bar(
+            positions + offset,
+            [getattr(p, key) for p in variants],
+            width=0.4,
+            yerr=[getattr(p, f"{key}_spread") for p in variants],
+            capsize=3,
+            label=ylabel,
+        )
+    ax.set_xticks(positions, [p.label for p in variants], rotation=30, ha="right", fontsize=9)
+    ax.set_ylabel("%")
+    ax.set_title("NRD variants (Tables 2 and 4)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return png_bytes(fig)
