@@ -20,7 +20,6 @@ The MLP needs no training data: its prior is the architecture; PCA's prior is le
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -30,6 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from nrdseg.analysis.figures import png_bytes, pyplot
 from nrdseg.analysis.label_patches import collect_patches, one_hot_patches, pca_basis
 from nrdseg.checkpoint import atomic_write_bytes
 from nrdseg.engine.metrics import SegMetric
@@ -258,15 +258,7 @@ def format_table(rows: Sequence[StudyRow]) -> str:
 
 def plot_study(rows: Sequence[StudyRow]) -> bytes:
     """PNG bytes: mIoU and pixel accuracy vs code size, one panel per patch size."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as err:
-        raise ImportError(
-            "the patch-study plot needs matplotlib: pip install 'nrdseg[plot]'"
-        ) from err
+    plt = pyplot()
     ratios = sorted({r.ratio for r in rows})
     fig, axes = plt.subplots(1, len(ratios), figsize=(5 * len(ratios), 4), squeeze=False)
     for ax, ratio in zip(axes[0], ratios, strict=True):
@@ -294,10 +286,7 @@ def plot_study(rows: Sequence[StudyRow]) -> bytes:
         ax.grid(True, alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    return buffer.getvalue()
+    return png_bytes(fig, dpi=120)
 
 
 def write_report(rows: Sequence[StudyRow], directory: str | Path, *, plot: bool = True) -> Path:

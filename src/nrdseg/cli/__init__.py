@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from nrdseg import __version__
-from nrdseg.cli import data, evaluate, export, flops, models, predict, study, train
+from nrdseg.cli import data, demo, evaluate, export, flops, models, predict, study, train
 
 #: Subcommand modules; each defines ``add_parser(subparsers)`` that sets ``func``.
-COMMANDS = [flops, models, data, train, evaluate, study, predict, export]
+COMMANDS = [demo, flops, models, data, train, evaluate, study, predict, export]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,110 @@
+"""What a decoder costs: GMACs and parameters at the paper's scale, CPU latency.
+
+Accuracy on the synthetic scenes comes from small encoders, but a decoder's cost is a
+property of the decoder at the widths it is used at. So GMACs and parameters are counted
+as in the paper's tables (ResNet-50 widths: a 512-channel encoder output at stride 32 and
+256-channel stride-4 features; 1024 x 2048 input, 19 classes; on the meta device), and
+latency is timed on random features of those widths, from the encoder's output to
+full-resolution labels, the work a decoder adds to a prediction.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from nrdseg.analysis.flops import count_flops
+from nrdseg.models.blocks import resize
+from nrdseg.models.zoo import create_model
+
+#: The paper's GMACs setting (Tables 1 and 3): Cityscapes images, 19 classes.
+PAPER_SCALE = {"height": 1024, "width": 2048, "num_classes": 19}
+
+
+@dataclass(frozen=True)
+class DecoderCost:
+    """Decoder GMACs and parameters (M) at the paper's scale, latency in ms."""
+
+    gmacs: float
+    params: float
+    latency_ms: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def paper_scale_decoder(model: str, **options: Any) -> tuple[float, float]:
+    """Decoder GMACs and parameters (M) of zoo ``model`` at 1024 x 2048, 19 classes."""
+    with torch.device("meta"):
+        segmentor = create_model(
+            model, num_classes=PAPER_SCALE["num_classes"], pretrained=False, **options
+        )
+    report = count_flops(segmentor, height=PAPER_SCALE["height"], width=PAPER_SCALE["width"])
+    params = sum(p.numel() for p in segmentor.decoder.parameters()) / 1e6
+    return report.decoder, params
+
+
+def _decode_to_labels(
+    decoder: torch.nn.Module, features: torch.Tensor, low_level: torch.Tensor, size: Sequence[int]
+) -> torch.Tensor:
+    logits = decoder(features, low_level)
+    return resize(logits, size).argmax(dim=1)
+
+
+def decoder_latencies(
+    models: Sequence[str],
+    *,
+    height: int = 512,
+    width: int = 1024,
+    repeats: int = 5,
+    num_classes: int = PAPER_SCALE["num_classes"],
+) -> dict[str, float]:
+    """Median ms per image of each zoo model's decoder, eval mode, on this machine's CPU.
+
+    Input: random ResNet-50-width features of an ``height`` x ``width`` image; output:
+    labels at that size (decoder, bilinear resize, argmax). The decoders are timed in
+    turns, one call each per round after a warm-up call, so that the load of other
+    processes spreads over all of them alike.
+    """
+    features = torch.randn(1, 512, height // 32, width // 32)
+    low_level = torch.randn(1, 256, height // 4, width // 4)
+    decoders = {
+        model: create_model(
+            model, num_classes=num_classes, pretrained=False, aux=False
+        ).decoder.eval()
+        for model in dict.fromkeys(models)
+    }
+    times: dict[str, list[float]] = {model: [] for model in decoders}
+    with torch.no_grad():
+        for round_index in range(repeats + 1):
+            for model, decoder in decoders.items():
+                start = time.perf_counter()
+                _decode_to_labels(decoder, features, low_level, (height, width))
+                if round_index:  # round 0 warms up
+                    times[model].append((time.perf_counter() - start) * 1e3)
+    return {model: statistics.median(values) for model, values in times.items()}
+
+
+def decoder_costs(
+    models: Sequence[str], *, latency_size: Sequence[int] = (512, 1024), repeats: int = 5
+) -> dict[str, DecoderCost]:
+    """:class:`DecoderCost` of every zoo model in ``models`` (GMACs/params at the paper's
+    scale, latency at ``latency_size``)."""
+    latencies = decoder_latencies(
+        models, height=latency_size[0], width=latency_size[1], repeats=repeats
+    )
+    costs = {}
+    for model in dict.fromkeys(models):
+        gmacs, params = paper_scale_decoder(model)
+        costs[model] = DecoderCost(gmacs=gmacs, params=params, latency_ms=latencies[model])
+    return costs
+
+
+def demo_scale_gmacs(model: torch.nn.Module, *, size: int) -> float:
+    """Decoder GMACs of a trained (small) model on one ``size`` x ``size`` image."""
+    return count_flops(model, height=size, width=size).decoder

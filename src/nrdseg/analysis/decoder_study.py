@@ -1,0 +1,204 @@
+"""The decoder study: every zoo decoder and the NRD variants of the paper's Tables 2 and 4,
+trained on the synthetic scenes with one encoder and one budget, over several seeds.
+
+Accuracy (mean and standard deviation over seeds) comes from the runs of
+:mod:`nrdseg.analysis.experiments`; cost (GMACs, parameters, latency) from
+:mod:`nrdseg.analysis.decoder_costs` at the paper's widths.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from nrdseg.analysis.decoder_costs import DecoderCost, decoder_costs
+from nrdseg.analysis.experiments import Budget, Run, execute
+from nrdseg.analysis.figures import CostPoint, study_figure
+from nrdseg.checkpoint import atomic_write_bytes
+
+#: label -> (zoo model, group, what the paper calls it). Table order: decoders, then NRD's.
+STUDY_MODELS: dict[str, tuple[str, str, str]] = {
+    "bilinear": ("bilinear_r50", "decoder", "bilinear decoder (Table 1)"),
+    "dlv3p": ("dlv3p_r50", "decoder", "DeepLabV3+ decoder (Table 1)"),
+    "duc": ("duc_r50", "decoder", "DUC (Table 3)"),
+    "carafe": ("carafe_r50", "decoder", "CARAFE (Table 3)"),
+    "dupsample": ("dupsample_r50", "decoder", "DUpsampling, W learned"),
+    "nrd": ("nrd_r50", "NRD", "NRD, C_r = C_m = 16 (Tables 1-4)"),
+    "nrd_coord_only": ("nrd_r50_coord_only", "NRD variant", "coordinates only (Tables 1, 4)"),
+    "nrd_guidance_only": ("nrd_r50_guidance_only", "NRD variant", "guidance only (Table 4)"),
+    "nrd_cr8": ("nrd_r50_cr8", "NRD variant", "C_r = 8 (Table 2)"),
+    "nrd_cr32": ("nrd_r50_cr32", "NRD variant", "C_r = 32 (Table 2)"),
+    "nrd_cm8": ("nrd_r50_cm8", "NRD variant", "C_m = 8 (Table 2)"),
+    "nrd_cm32": ("nrd_r50_cm32", "NRD variant", "C_m = 32 (Table 2)"),
+}
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    """One decoder over its seeds: scores as fractions (mean, std), cost, train time."""
+
+    label: str
+    model: str
+    seeds: int
+    miou: float
+    miou_std: float
+    trimap: dict[str, float]
+    trimap_std: dict[str, float]
+    thin_iou: dict[str, float]
+    seconds_per_iter: float
+    cost: DecoderCost
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def aggregate(
+    records: Sequence[dict[str, Any]],
+    *,
+    costs: dict[str, DecoderCost],
+    thin_classes: Sequence[str] = ("line", "ring", "dot"),
+) -> list[StudyRow]:
+    """One row per label of ``records`` (run results), in the order labels first appear."""
+    rows = []
+    for label in dict.fromkeys(r["label"] for r in records):
+        runs = [r for r in records if r["label"] == label]
+        miou, miou_std = _mean_std([r["mIoU"] for r in runs])
+        trimap, trimap_std = {}, {}
+        for width in runs[0]["trimap"]:
+            trimap[width], trimap_std[width] = _mean_std([r["trimap"][width] for r in runs])
+        thin = {
+            name: statistics.fmean(r["IoU"][name] or 0.0 for r in runs)
+            for name in thin_classes
+            if name in runs[0]["IoU"]
+        }
+        iters = runs[0]["config"]["train"]["iters"]
+        rows.append(
+            StudyRow(
+                label=label,
+                model=runs[0]["model"],
+                seeds=len(runs),
+                miou=miou,
+                miou_std=miou_std,
+                trimap=trimap,
+                trimap_std=trimap_std,
+                thin_iou=thin,
+                seconds_per_iter=statistics.fmean(r["train_seconds"] for r in runs) / iters,
+                cost=costs[runs[0]["model"]],
+            )
+        )
+    return rows
+
+
+def run_study(
+    labels: Sequence[str],
+    *,
+    seeds: Sequence[int],
+    budget: Budget,
+    out: str | Path,
+    latency_size: Sequence[int],
+    latency_repeats: int,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> list[StudyRow]:
+    """Train (or read) every label x seed run under ``out``, then cost the decoders.
+
+    Runs go seed by seed, so that an interrupted study already has every decoder's first
+    seeds; finished runs are read back, an interrupted one resumes.
+    """
+    unknown = [label for label in labels if label not in STUDY_MODELS]
+    if unknown:
+        raise ValueError(f"unknown decoder(s) {unknown}; choose from {', '.join(STUDY_MODELS)}")
+    runs = [
+        Run(label=label, model=STUDY_MODELS[label][0], seed=seed)
+        for seed in seeds
+        for label in labels
+    ]
+    records = []
+    for number, run in enumerate(runs, 1):
+        say(f"[{number}/{len(runs)}] {run.key}: {STUDY_MODELS[run.label][2]} ({run.model})")
+        records.append(execute(run, budget, out=out, progress=progress))
+    say(f"timing the decoders at ResNet-50 widths, {latency_size[0]} x {latency_size[1]} ...")
+    costs = decoder_costs(
+        [STUDY_MODELS[label][0] for label in labels],
+        latency_size=latency_size,
+        repeats=latency_repeats,
+    )
+    return aggregate(records, costs=costs)
+
+
+def _pm(mean: float, std: float, seeds: int) -> str:
+    return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if seeds > 1 else "")
+
+
+def format_table(rows: Sequence[StudyRow], *, latency_size: Sequence[int]) -> str:
+    """Markdown: scores in % (mean ± std over seeds), decoder cost, training speed."""
+    widths = list(rows[0].trimap)
+    thin = list(rows[0].thin_iou)
+    size = f"{latency_size[0]}x{latency_size[1]}"
+    header = (
+        ["decoder", "mIoU"]
+        + [f"trimap {w} px" for w in widths]
+        + [f"IoU {name}" for name in thin]
+        + ["GMACs (dec.)", "params (M, dec.)", f"ms (dec., {size})", "train s/it"]
+    )
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for row in rows:
+        cells = [f"`{row.label}`", _pm(row.miou, row.miou_std, row.seeds)]
+        cells += [_pm(row.trimap[w], row.trimap_std[w], row.seeds) for w in widths]
+        cells += [f"{100 * row.thin_iou[name]:.1f}" for name in thin]
+        cells += [
+            f"{row.cost.gmacs:.2f}",
+            f"{row.cost.params:.2f}",
+            f"{row.cost.latency_ms:.0f}",
+            f"{row.seconds_per_iter:.2f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def study_plot(rows: Sequence[StudyRow], *, title: str) -> bytes:
+    """Accuracy vs decoder GMACs (Fig. 2a) at the narrowest trimap width, and the NRD
+    variants beside NRD itself."""
+    width = min(rows[0].trimap, key=int)
+    groups = {label: group for label, (_, group, _) in STUDY_MODELS.items()}
+    points = [
+        CostPoint(
+            label=row.label,
+            gmacs=row.cost.gmacs,
+            miou=100 * row.miou,
+            miou_spread=100 * row.miou_std,
+            trimap=100 * row.trimap[width],
+            trimap_spread=100 * row.trimap_std[width],
+            group=groups.get(row.label, "other"),
+        )
+        for row in rows
+    ]
+    decoders = [p for p in points if p.group != "NRD variant"]
+    variants = [p for p in points if p.group != "decoder"]
+    return study_figure(decoders, variants, trimap_width=int(width), title=title)
+
+
+def write_report(
+    rows: Sequence[StudyRow],
+    directory: str | Path,
+    *,
+    header: str,
+    title: str,
+    latency_size: Sequence[int],
+) -> Path:
+    """``study.md`` (header + table), ``study.json`` and ``study.png`` (``title`` on top)."""
+    directory = Path(directory)
+    table = format_table(rows, latency_size=latency_size)
+    atomic_write_bytes(directory / "study.md", f"{header}\n\n{table}\n".encode())
+    records = [row.as_dict() for row in rows]
+    atomic_write_bytes(directory / "study.json", json.dumps(records, indent=1).encode())
+    atomic_write_bytes(directory / "study.png", study_plot(rows, title=title))
+    return directory

@@ -1,0 +1,198 @@
+"""Train-and-evaluate runs on the synthetic scenes: the one runner behind ``nrdseg demo``
+and ``nrdseg study decoders``.
+
+A :class:`Run` (a zoo decoder, its options, a seed) and a :class:`Budget` (the encoder,
+data and schedule every decoder of a comparison shares) make an engine :class:`Config`
+in code, so nothing depends on the repository's ``configs/`` folder. Training and the
+final evaluation are the engine's (``train_from_config``, which evaluates with
+``nrdseg.engine.evaluate.evaluate`` and keeps the model in ``best/``). A finished run
+leaves ``result.json`` and is skipped next time; an interrupted one resumes from its
+last checkpoint, so a long study can be restarted with the same command.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nrdseg.checkpoint import atomic_write_bytes
+from nrdseg.engine.build import train_from_config
+from nrdseg.engine.checkpointing import BEST, EVAL_FILE, latest_checkpoint
+from nrdseg.engine.config import (
+    Config,
+    DataConfig,
+    DatasetConfig,
+    EvalConfig,
+    LoaderConfig,
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+    TransformsConfig,
+    config_to_dict,
+)
+from nrdseg.engine.logger import METRICS_FILE
+from nrdseg.models.zoo import valid_options
+
+logger = logging.getLogger("nrdseg.study")
+
+RESULT_FILE = "result.json"
+RUNS_DIR = "runs"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Budget:
+    """What every decoder of one comparison shares: encoder, data, schedule, evaluation.
+
+    The defaults are the demo's (see the README, "Reproducing the paper", for the runs
+    that chose them).
+    """
+
+    backbone: str = "resnet18d"
+    neck_channels: int = 128
+    image_size: int = 128
+    batch_size: int = 8
+    iters: int = 300
+    lr: float = 0.002
+    weight_decay: float = 0.01
+    warmup_iters: int = 30
+    train_images: int = 2000
+    val_images: int = 200
+    trimap_widths: tuple[int, ...] = (1, 3, 5)
+    #: DataLoader workers; 0 gives the cores to the model (a synthetic batch takes ~30 ms).
+    num_workers: int = 0
+    ckpt_interval: int = 100
+
+    def model_options(self, model: str) -> dict[str, Any]:
+        """The encoder, and the head's width scaled to the neck where the head has one."""
+        options: dict[str, Any] = {
+            "backbone": self.backbone,
+            "neck_channels": self.neck_channels,
+            "aux_channels": min(256, self.neck_channels // 2),
+        }
+        for key in ("controller_channels", "channels"):
+            if key in valid_options(model):
+                options[key] = self.neck_channels
+        return options
+
+
+@dataclass(frozen=True, kw_only=True)
+class Run:
+    """One training run: ``label`` names it in tables, ``model`` is the zoo entry."""
+
+    label: str
+    model: str
+    options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.label}-seed{self.seed}"
+
+
+def run_config(run: Run, budget: Budget) -> Config:
+    """The engine config of ``run`` under ``budget``: synthetic train/val splits with their
+    own data seeds, AdamW with a short warm-up, one evaluation at the end."""
+    size = [budget.image_size, budget.image_size]
+    return Config(
+        model=ModelConfig(
+            name=run.model,
+            num_classes=None,
+            pretrained=False,
+            options={**budget.model_options(run.model), **run.options},
+        ),
+        data=DataConfig(
+            train=DatasetConfig(
+                name="synthetic",
+                split="train",
+                options={"size": size, "length": budget.train_images, "seed": 0},
+            ),
+            val=DatasetConfig(
+                name="synthetic",
+                split="val",
+                options={"size": size, "length": budget.val_images, "seed": 1},
+            ),
+            transforms=TransformsConfig(
+                crop_size=(budget.image_size, budget.image_size),
+                scale=(budget.image_size, budget.image_size),
+                ratio_range=(0.75, 1.5),
+                photometric=False,
+            ),
+        ),
+        loader=LoaderConfig(batch_size=budget.batch_size, num_workers=budget.num_workers),
+        optim=OptimConfig(
+            type="adamw",
+            lr=budget.lr,
+            weight_decay=budget.weight_decay,
+            decay_norm_and_bias=False,
+            min_lr=budget.lr / 200,
+            warmup_iters=budget.warmup_iters,
+            warmup_ratio=0.1,
+        ),
+        train=TrainConfig(
+            iters=budget.iters,
+            seed=run.seed,
+            log_interval=budget.iters,
+            ckpt_interval=min(budget.ckpt_interval, budget.iters),
+            keep_last=1,
+            eval_interval=0,
+        ),
+        eval=EvalConfig(trimap_widths=budget.trimap_widths),
+    )
+
+
+def run_dir(out: str | Path, run: Run) -> Path:
+    return Path(out) / RUNS_DIR / run.key
+
+
+def train_seconds(work_dir: Path) -> float:
+    """Training time from ``metrics.jsonl`` (seconds per iteration x iterations of each
+    logged window), so that a run resumed after a crash still reports its whole cost."""
+    seconds, last = 0.0, 0
+    for line in (work_dir / METRICS_FILE).read_text().splitlines():
+        event = json.loads(line)
+        if event.get("event") == "resume":
+            last = event["iter"]
+        elif event.get("event") == "train":
+            seconds += event["time_per_iter"] * (event["iter"] - last)
+            last = event["iter"]
+    return seconds
+
+
+def execute(run: Run, budget: Budget, *, out: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Train and evaluate ``run`` (or read its finished result); returns the result record.
+
+    The record holds the evaluation summary (``mIoU``, ``IoU`` by class, ``trimap`` by
+    width, fractions), ``train_seconds``, and the config; a finished run whose config
+    differs from this one is an error rather than silently reused.
+    """
+    config = run_config(run, budget)
+    tree = config_to_dict(config)
+    work_dir = run_dir(out, run)
+    result_path = work_dir / RESULT_FILE
+    if result_path.is_file():
+        record = json.loads(result_path.read_text())
+        if record.get("config") != tree:
+            raise ValueError(
+                f"{result_path} was run with other settings than this {run.key}; "
+                "choose another --out, or delete that run directory to redo it"
+            )
+        logger.info("%s: finished earlier, read %s", run.key, result_path)
+        return record
+    latest = latest_checkpoint(work_dir) if work_dir.is_dir() else None
+    evaluated = (work_dir / BEST / EVAL_FILE).is_file()
+    if latest is None or not evaluated or latest.name != f"iter_{budget.iters:06d}":
+        train_from_config(config, work_dir, resume=latest is not None, progress=progress)
+    summary = json.loads((work_dir / BEST / EVAL_FILE).read_text())
+    record = {
+        "label": run.label,
+        "model": run.model,
+        "seed": run.seed,
+        **{key: summary[key] for key in ("mIoU", "mAcc", "aAcc", "IoU", "trimap")},
+        "train_seconds": train_seconds(work_dir),
+        "config": tree,
+    }
+    atomic_write_bytes(result_path, json.dumps(record, indent=1).encode())
+    return record
