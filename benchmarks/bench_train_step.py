@@ -88,7 +88,7 @@ def main() -> None:
             f"- {variant}: nrd_r50 / dlv3p_r50 = **{nrd / times['dlv3p_r50', variant]:.3f}**, "
             f"nrd_r50 / bilinear_r50 = **{nrd / times['bilinear_r50', variant]:.3f}**"
         )
-    print(harness.load_note())
+    print("\n" + harness.load_note())
 
 
 if __name__ == "__main__":
