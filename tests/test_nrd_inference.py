@@ -77,6 +77,8 @@ def test_eval_path_equals_plain_path(options, channels_last):
         fast, plain = head(x, low), head.forward_plain(x, low)
     assert fast.shape == plain.shape
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5 * plain.abs().max().item())
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert fast.is_contiguous(memory_format=layout)  # the caller's layout, as a conv keeps it
 
 
 def test_eval_path_gradients_equal_plain_path():

@@ -78,10 +78,18 @@ def nrd_inference_forward(head: NRDHead, x: torch.Tensor, low_level: torch.Tenso
     coords, guidance = normalized_inputs(
         head, low_level, size=(cells_h * s, cells_w * s), dtype=params.dtype
     )
-    return patch_mlp_inference(
+    logits = patch_mlp_inference(
         guidance=guidance,
         coords=coords,
         params=params,
         hidden_channels=head.rep_channels,
         num_classes=head.num_classes,
+    )
+    # The MLP writes channels-last; return the layout of the caller's features, as a conv
+    # would, so that NCHW callers get contiguous logits (a copy of the small stride-4 map).
+    channels_last = not low_level.is_contiguous() and low_level.is_contiguous(
+        memory_format=torch.channels_last
+    )
+    return logits.contiguous(
+        memory_format=torch.channels_last if channels_last else torch.contiguous_format
     )
