@@ -131,7 +131,7 @@ def run_study(
         latency_size=latency_size,
         repeats=latency_repeats,
     )
-    return aggregate(records, costs=costs)
+    return aggregate(records, costs=costs, thin_classes=budget.thin_classes)
 
 
 def _pm(mean: float, std: float, seeds: int) -> str:

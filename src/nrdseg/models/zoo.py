@@ -68,9 +68,16 @@ def build_encoder(
     output_stride: int = 32,
     neck_channels: int = 512,
     dilations: Sequence[int] | None = None,
+    frozen_stages: int = -1,
 ) -> tuple[TimmBackbone, SeparableASPP]:
-    """Backbone + depthwise-separable ASPP with the dilations of its output stride."""
-    body = TimmBackbone(name=backbone, pretrained=pretrained, output_stride=output_stride)
+    """Backbone + depthwise-separable ASPP with the dilations of its output stride;
+    ``frozen_stages`` as mmseg's (see :class:`TimmBackbone`)."""
+    body = TimmBackbone(
+        name=backbone,
+        pretrained=pretrained,
+        output_stride=output_stride,
+        frozen_stages=frozen_stages,
+    )
     neck = SeparableASPP(
         in_channels=body.channels[-1],
         channels=neck_channels,
