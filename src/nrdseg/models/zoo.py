@@ -68,9 +68,19 @@ def build_encoder(
     output_stride: int = 32,
     neck_channels: int = 512,
     dilations: Sequence[int] | None = None,
+    frozen_stages: int = -1,
 ) -> tuple[TimmBackbone, SeparableASPP]:
-    """Backbone + depthwise-separable ASPP with the dilations of its output stride."""
-    body = TimmBackbone(name=backbone, pretrained=pretrained, output_stride=output_stride)
+    """Backbone + depthwise-separable ASPP with the dilations of its output stride.
+
+    ``frozen_stages`` (mmseg's meaning, see :class:`TimmBackbone`) freezes the stem and
+    the first layers of a ResNet-family backbone.
+    """
+    body = TimmBackbone(
+        name=backbone,
+        pretrained=pretrained,
+        output_stride=output_stride,
+        frozen_stages=frozen_stages,
+    )
     neck = SeparableASPP(
         in_channels=body.channels[-1],
         channels=neck_channels,
@@ -154,7 +164,8 @@ def create_model(name: str, *, num_classes: int, **overrides: Any) -> Segmentor:
 
 _R50 = {"backbone": "resnet50c"}
 _R101 = {"backbone": "resnet101c"}
-_X101 = {"backbone": "resnext101_64x4d"}
+#: The authors' ResNeXt-101 recipe freezes the stem and layer1 (mmseg ``frozen_stages=1``).
+_X101 = {"backbone": "resnext101_64x4d", "frozen_stages": 1}
 _D8 = {"backbone": "resnet50c", "output_stride": 8}
 
 for _name, _spec in {
