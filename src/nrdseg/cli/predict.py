@@ -7,7 +7,7 @@ import argparse
 import torch
 
 from nrdseg.checkpoint import load_model
-from nrdseg.deploy.predict import LABELS_DIR, OVERLAYS_DIR, predict_files
+from nrdseg.deploy.predict import FORMATS, LABELS_DIR, OVERLAYS_DIR, predict_files
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -21,6 +21,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or globs")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--overlay", action="store_true", help="also write image + mask blends")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="palette",
+        help="label PNGs: class ids with the palette (default), or Cityscapes label ids "
+        "(8-bit gray, labelIds) for the Cityscapes test server",
+    )
     parser.add_argument("--tta", action="store_true", help="flip + scales 0.5-1.75 (slower)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
@@ -44,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         tta=args.tta,
         batch_size=args.batch_size,
         on_error=args.on_error,
+        format=args.format,
     )
     where = f"{args.out}/{LABELS_DIR}" + (f" and {args.out}/{OVERLAYS_DIR}" if args.overlay else "")
     print(f"wrote {len(summary.written)} label PNGs to {where}")

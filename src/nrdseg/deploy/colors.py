@@ -30,6 +30,15 @@ def label_png(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> bytes:
         image.putpalette([int(c) for rgb in palette for c in rgb])
     else:
         image = Image.fromarray(labels.astype(np.uint16))
+    return _png(image)
+
+
+def gray_png(values: np.ndarray) -> bytes:
+    """PNG bytes of an (H, W) map of values 0-255 as plain 8-bit grayscale ("L")."""
+    return _png(Image.fromarray(values.astype(np.uint8)))
+
+
+def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -41,6 +50,4 @@ def overlay_png(
     """PNG bytes of the RGB image blended with the coloured labels."""
     colors = np.asarray(palette, dtype=np.float32)[labels]
     blend = (1.0 - alpha) * image.astype(np.float32) + alpha * colors
-    buffer = io.BytesIO()
-    Image.fromarray(np.rint(blend).astype(np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return _png(Image.fromarray(np.rint(blend).astype(np.uint8)))

@@ -86,25 +86,28 @@ class TimmBackbone(nn.Module):
         self.load_report: LoadReport | None = None
         if isinstance(pretrained, (str, Path)):
             self.load_report = load_backbone_checkpoint(self.body, pretrained)
-        self.frozen_stages = frozen_stages
-        self.frozen: list[nn.Module] = _frozen_modules(self.body, name, frozen_stages)
-        for module in self.frozen:
-            module.requires_grad_(False)
-        self.train(self.training)
+        #: Names of the frozen children of ``body``, looked up on every ``train()`` call
+        #: because SyncBatchNorm conversion replaces modules.
+        self.frozen = _frozen_names(self.body, name, frozen_stages)
+        for key in self.frozen:
+            self.body.get_submodule(key).requires_grad_(False)
+        self.train()
 
     def train(self, mode: bool = True) -> TimmBackbone:
-        """Switch modes, keeping the frozen stages (and their BatchNorms) in eval mode."""
+        """``nn.Module.train`` that keeps the frozen stages in eval mode."""
         super().train(mode)
-        for module in self.frozen:
-            module.eval()
+        for key in self.frozen:
+            self.body.get_submodule(key).eval()
         return self
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.body(x)
 
 
-def _frozen_modules(body: nn.Module, name: str, frozen_stages: int) -> list[nn.Module]:
-    """The modules of ``body`` (in execution order) that ``frozen_stages`` freezes."""
+def _frozen_names(body: nn.Module, name: str, frozen_stages: int) -> list[str]:
+    """Names of the modules of ``body`` that ``frozen_stages`` freezes, outermost first."""
+    if not isinstance(frozen_stages, int) or frozen_stages < -1:
+        raise ValueError(f"frozen_stages must be an integer >= -1, got {frozen_stages!r}")
     if frozen_stages < 0:
         return []
     with torch.device("meta"):
@@ -134,8 +137,7 @@ def _frozen_modules(body: nn.Module, name: str, frozen_stages: int) -> list[nn.M
     # outermost such modules (a parent like ``blocks`` that straddles the cut is skipped).
     later = names[end:]
     whole = [n for n in names[:end] if not any(m.startswith(n + ".") for m in later)]
-    modules = dict(body.named_modules())
-    return [modules[n] for n in whole if n.rpartition(".")[0] not in whole]
+    return [n for n in whole if n.rpartition(".")[0] not in whole]
 
 
 def _feature_indices(name: str) -> tuple[int, ...]:

@@ -12,6 +12,7 @@ from torch import nn
 
 from nrdseg.models.blocks import resize
 from nrdseg.models.inputs import ImageLike, to_batch
+from nrdseg.ops.cross_entropy import cross_entropy
 from nrdseg.ops.labels import upsample_argmax
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -25,6 +26,12 @@ class Segmentor(nn.Module):
     logits (B, C, H, W): inputs are padded to a multiple of ``size_divisor`` inside and the
     logits are cropped back. ``loss(images, labels)`` returns the training losses;
     ``predict(image)`` returns labels for tensors, PIL images or numpy arrays.
+
+    ``avg_non_ignore`` (mmseg's name) sets the cross-entropy's denominator, for the main
+    and the auxiliary loss: False (the default, the authors' code and mmseg 0.x) divides
+    the summed loss by all pixels of the labels, ignored ones included; True by the
+    labelled pixels only (PyTorch's mean). See :func:`nrdseg.ops.cross_entropy.cross_entropy`.
+    The pixels the model pads to /32 inside never count.
     """
 
     size_divisor = 32
@@ -39,6 +46,7 @@ class Segmentor(nn.Module):
         aux_head: nn.Module | None = None,
         aux_weight: float = 0.4,
         ignore_index: int = 255,
+        avg_non_ignore: bool = False,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
@@ -52,6 +60,7 @@ class Segmentor(nn.Module):
         self.num_classes = num_classes
         self.aux_weight = aux_weight
         self.ignore_index = ignore_index
+        self.avg_non_ignore = avg_non_ignore
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         #: Keyword arguments that rebuild this model with ``nrdseg.create_model``.
@@ -130,19 +139,27 @@ class Segmentor(nn.Module):
                 "differ in size"
             )
         padded = self._pad(images, 0.0)
-        target = self._pad(labels.long(), float(self.ignore_index))
+        target = labels.long()
         logits, aux = self.decode_padded(padded)
-        losses = {"loss_main": self._ce(logits, target)}
+        losses = {"loss_main": self._ce(logits, target, padded.shape[-2:])}
         total = losses["loss_main"]
         if aux is not None:
-            losses["loss_aux"] = self._ce(aux, target)
+            losses["loss_aux"] = self._ce(aux, target, padded.shape[-2:])
             total = total + self.aux_weight * losses["loss_aux"]
         losses["loss"] = total
         return losses
 
-    def _ce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logits = resize(logits, target.shape[-2:])
-        return F.cross_entropy(logits.float(), target, ignore_index=self.ignore_index)
+    def _ce(
+        self, logits: torch.Tensor, target: torch.Tensor, padded: Sequence[int]
+    ) -> torch.Tensor:
+        """Upsample to the padded input's size, crop the padding off, then cross-entropy."""
+        logits = resize(logits, padded)[..., : target.shape[-2], : target.shape[-1]]
+        return cross_entropy(
+            logits,
+            target,
+            ignore_index=self.ignore_index,
+            avg_non_ignore=self.avg_non_ignore,
+        )
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.yaml`` + ``model.safetensors`` into ``directory`` atomically."""

@@ -91,7 +91,15 @@ def _head_options(head: type[nn.Module]) -> set[str]:
 
 
 _ENCODER_OPTIONS = set(inspect.signature(build_encoder).parameters)
-_SEGMENTOR_OPTIONS = {"aux", "aux_weight", "aux_channels", "ignore_index", "mean", "std"}
+_SEGMENTOR_OPTIONS = {
+    "aux",
+    "aux_weight",
+    "aux_channels",
+    "ignore_index",
+    "avg_non_ignore",
+    "mean",
+    "std",
+}
 
 
 def valid_options(name: str) -> list[str]:
@@ -102,6 +110,10 @@ def valid_options(name: str) -> list[str]:
 
 def create_model(name: str, *, num_classes: int, **overrides: Any) -> Segmentor:
     """Build a zoo model; ``overrides`` replace encoder, decoder or segmentor defaults.
+
+    Every zoo model trains with the authors' loss normalisation, ``avg_non_ignore=False``
+    (cross-entropy summed over labelled pixels, divided by all pixels); pass
+    ``avg_non_ignore=True`` for PyTorch's mean over labelled pixels (see :class:`Segmentor`).
 
     >>> model = create_model("nrd_r50", num_classes=19, pretrained=True)
     """
@@ -131,7 +143,9 @@ def create_model(name: str, *, num_classes: int, **overrides: Any) -> Segmentor:
             channels=options.get("aux_channels", 256),
         )
     seg_kwargs = {
-        k: options[k] for k in ("aux_weight", "ignore_index", "mean", "std") if k in options
+        k: options[k]
+        for k in ("aux_weight", "ignore_index", "avg_non_ignore", "mean", "std")
+        if k in options
     }
     model = Segmentor(
         backbone=body,
@@ -147,7 +161,8 @@ def create_model(name: str, *, num_classes: int, **overrides: Any) -> Segmentor:
 
 _R50 = {"backbone": "resnet50c"}
 _R101 = {"backbone": "resnet101c"}
-_X101 = {"backbone": "resnext101_64x4d"}
+#: The authors' ResNeXt-101 recipe freezes the stem and layer1 (mmseg ``frozen_stages=1``).
+_X101 = {"backbone": "resnext101_64x4d", "frozen_stages": 1}
 _D8 = {"backbone": "resnet50c", "output_stride": 8}
 
 for _name, _spec in {
