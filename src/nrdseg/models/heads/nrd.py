@@ -7,7 +7,10 @@ from torch import nn
 
 from nrdseg.models.blocks import ConvBNReLU, init_conv_module, resize
 from nrdseg.models.heads.nrd_inference import nrd_inference_forward, supports_folding
-from nrdseg.ops.dynamic_mlp import mlp_param_count, patch_coordinates, per_patch_mlp
+from nrdseg.ops.dynamic_mlp import mlp_param_count, patch_coordinates, per_patch_mlp, split_params
+
+#: How the controller's final bias starts: "zeros" (the authors') or "template".
+MLP_BIAS_INITS = ("zeros", "template")
 
 
 class NRDHead(nn.Module):
@@ -32,10 +35,16 @@ class NRDHead(nn.Module):
         upsample_factor: int = 8,
         use_guidance: bool = True,
         use_coords: bool = True,
+        mlp_bias_init: str = "zeros",
     ) -> None:
         super().__init__()
         if not (use_guidance or use_coords):
             raise ValueError("NRD needs at least one input: use_guidance or use_coords")
+        if mlp_bias_init not in MLP_BIAS_INITS:
+            raise ValueError(
+                f"mlp_bias_init must be one of {MLP_BIAS_INITS}, got {mlp_bias_init!r}"
+            )
+        self.mlp_bias_init = mlp_bias_init
         self.num_classes = num_classes
         self.rep_channels = rep_channels
         self.upsample_factor = upsample_factor
@@ -63,12 +72,26 @@ class NRDHead(nn.Module):
         self._init_controller()
 
     def _init_controller(self) -> None:
-        """Xavier-normal scaled by 1/N so that the generated MLPs start near zero."""
+        """Xavier-normal scaled by 1/N so that the generated MLPs start near zero (official).
+
+        ``mlp_bias_init="template"`` also sets the bias of the hidden layers' weights (w0,
+        w1) to one kaiming-normal draw, so every cell's MLP starts as the same live random
+        network of its inputs instead of a near-zero product of three near-zero layers.
+        """
         last = self.controller[-1]
         nn.init.xavier_normal_(last.weight)
         with torch.no_grad():
             last.weight.div_(self.num_params)
         nn.init.zeros_(last.bias)
+        if self.mlp_bias_init == "template":
+            w0, _, w1, *_ = split_params(
+                last.bias.data[None],
+                in_channels=self.mlp_in_channels,
+                hidden_channels=self.rep_channels,
+                num_classes=self.num_classes,
+            )
+            for weight in (w0[0], w1[0]):  # views into the bias
+                nn.init.kaiming_normal_(weight, nonlinearity="relu")
 
     def forward(self, x: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
         """Eval mode takes the folded inference path; training the plain differentiable one."""
