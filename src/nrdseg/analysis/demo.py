@@ -9,6 +9,7 @@ the shown scenes as ``images/*.png`` and one training work dir per decoder under
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -22,11 +23,12 @@ import torch
 from PIL import Image
 
 from nrdseg.analysis.decoder_study import format_table, run_study
-from nrdseg.analysis.experiments import Budget, Run, run_config, run_dir
+from nrdseg.analysis.experiments import CAMVID, Budget, Run, describe, run_config, run_dir
 from nrdseg.analysis.figures import prediction_grid
 from nrdseg.checkpoint import atomic_write_bytes, load_model
 from nrdseg.engine.build import build_val_dataset
 from nrdseg.engine.metrics import boundary_mask
+from nrdseg.models.blocks import resize
 
 #: Column titles of the figure, in Table 1's order.
 TITLES = {"bilinear": "bilinear", "dlv3p": "DeepLabV3+ decoder", "nrd": "NRD"}
@@ -63,6 +65,16 @@ QUICK = DemoSettings(
 )
 
 
+def camvid_settings(root: str | Path, *, quick: bool = False) -> DemoSettings:
+    """The demo on real CamVid frames under ``root``: the real-image study's budget
+    (:data:`nrdseg.analysis.experiments.CAMVID`), or a few iterations with ``quick``."""
+    budget = dataclasses.replace(CAMVID, root=str(root))
+    if quick:
+        budget = dataclasses.replace(budget, iters=4, warmup_iters=2, ckpt_interval=4)
+        return DemoSettings(budget=budget, latency_size=(64, 128), latency_repeats=1, figure_rows=2)
+    return DemoSettings(budget=budget, latency_size=(512, 1024), latency_repeats=5, figure_rows=4)
+
+
 def fine_structure_indices(dataset: object, *, count: int, pool: int = 64) -> list[int]:
     """The ``count`` samples among the first ``pool`` with the most boundary pixels."""
     size = min(pool, len(dataset))
@@ -92,9 +104,13 @@ def figure_rows(
         picture = image.permute(1, 2, 0).numpy()
         atomic_write_bytes(out / "images" / f"val_{index:04d}.png", _png(picture))
         row = {"image": picture, "ground truth": label.numpy()}
-        normalized = dataset[index]["image"]
+        normalized = dataset[index]["image"][None]
         for run in runs:
-            row[TITLES.get(run.label, run.label)] = models[run.label].predict(normalized).numpy()
+            # Scored as in evaluation: logits at the test-time size, resized to the label's.
+            with torch.no_grad():
+                logits = models[run.label].eval()(normalized)
+            labels = resize(logits, label.shape).argmax(dim=1)[0]
+            row[TITLES.get(run.label, run.label)] = labels.numpy()
         rows.append(row)
     return rows, dataset
 
@@ -139,10 +155,8 @@ def run_demo(
     budget = settings.budget
     wall = time.perf_counter() - start
     header = (
-        f"Synthetic scenes ({budget.image_size} x {budget.image_size}, 6 classes, "
-        f"{budget.val_images} validation images), `{budget.backbone}` encoder from scratch "
-        f"({budget.neck_channels}-channel ASPP), batch {budget.batch_size}, {budget.iters} "
-        f"AdamW iterations per decoder, seed {settings.seed}. Scores in %; trimap = mIoU "
+        f"{describe(budget)[0].upper()}{describe(budget)[1:]} per decoder, seed "
+        f"{settings.seed}. Scores in %; trimap = mIoU "
         "within w px of a boundary. GMACs and parameters: the decoder at the paper's scale "
         "(1024 x 2048, 19 classes, ResNet-50 widths); ms: the decoder from encoder output to "
         f"labels at {settings.latency_size[0]} x {settings.latency_size[1]} (same widths), "

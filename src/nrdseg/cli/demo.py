@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nrdseg.analysis.demo import FULL, QUICK, next_steps, run_demo
+from nrdseg.analysis.demo import FULL, QUICK, camvid_settings, next_steps, run_demo
+from nrdseg.cli.study import add_data_arguments
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -21,11 +22,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="a few iterations of a tiny model (a smoke test)"
     )
+    add_data_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    markdown = run_demo(args.out, settings=QUICK if args.quick else FULL)
+    if args.data == "camvid":
+        if args.root is None:
+            raise SystemExit("nrdseg demo: error: --data camvid needs --root DIR")
+        settings = camvid_settings(args.root, quick=args.quick)
+    else:
+        settings = QUICK if args.quick else FULL
+    markdown = run_demo(args.out, settings=settings)
     print(f"\n{markdown}")
     print(f"wrote {args.out}/demo.md, demo.json, demo.png, images/ and checkpoints in runs/\n")
     print(next_steps(args.out))
