@@ -212,11 +212,14 @@ def sample_indices(size: int, max_samples: int | None) -> list[int]:
     return sorted({round(i * (size - 1) / (max_samples - 1)) for i in range(max_samples)})
 
 
-def label_statistics(dataset: SegDataset, *, max_samples: int | None = None) -> LabelStats:
+def label_statistics(
+    dataset: SegDataset, *, max_samples: int | None = None, full: bool = False
+) -> LabelStats:
     """Count training ids over ``dataset`` (``max_samples``: an evenly spaced subset).
 
-    Reads labels with ``dataset.load_label`` (masks only for file datasets), so transforms
-    and crops do not change the counts. Unreadable samples are listed in ``bad``.
+    Reads labels with ``dataset.load_label`` (masks only for file datasets), or with
+    ``full`` the whole raw sample (image decoded, sizes checked: ``nrdseg data check``);
+    transforms and crops never change the counts. Unreadable samples are listed in ``bad``.
     """
     num_classes = dataset.num_classes
     ignore_index = dataset.ignore_index
@@ -225,7 +228,7 @@ def label_statistics(dataset: SegDataset, *, max_samples: int | None = None) -> 
     ignored, counted, bad = 0, 0, []
     for index in sample_indices(len(dataset), max_samples):
         try:
-            label = np.asarray(dataset.load_label(index))
+            label = np.asarray(dataset.load(index)[1] if full else dataset.load_label(index))
         except DataError as err:
             bad.append((index, str(err)))
             continue

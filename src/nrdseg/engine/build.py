@@ -8,6 +8,7 @@ when needed.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,8 @@ from nrdseg.models.segmentor import IMAGENET_MEAN, IMAGENET_STD, Segmentor
 from nrdseg.models.zoo import create_model
 
 CONFIG_FILE = "config.yaml"
+
+logger = logging.getLogger("nrdseg.train")
 
 
 def _normalization(config: Config) -> dict[str, Any]:
@@ -54,9 +57,37 @@ def build_split(spec: DatasetConfig, *, train: bool, config: Config) -> Any:
         )
     else:
         transforms = build_transforms(train=False, scale=t.scale, **_normalization(config))
+    if "transforms" in spec.options:
+        raise ValueError(
+            "data options: 'transforms' is a Python callable; set augmentation in the "
+            "config's data.transforms section instead"
+        )
     given = {key: getattr(spec, key) for key in ("root", "split") if getattr(spec, key) is not None}
     kwargs = {**given, **spec.options}
     return build_dataset(spec.name, transforms=transforms, **kwargs)
+
+
+def check_labels(dataset: Any, *, max_samples: int, log: bool) -> None:
+    """Count the training labels; log the table and warnings, raise on an error finding.
+
+    Every process counts (the same masks), so all of them stop together on an error.
+    """
+    from nrdseg.data import DataError
+    from nrdseg.data.label_stats import label_statistics
+
+    stats = label_statistics(dataset, max_samples=max_samples)
+    findings = stats.findings()
+    if log:
+        logger.info("training labels:\n%s", stats.table())
+        for finding in findings:
+            logger.warning("training labels: %s", finding.message)
+    errors = [f.message for f in findings if f.severity == "error"]
+    if errors:
+        raise DataError(
+            "training labels: "
+            + "\n".join(errors)
+            + "\n(data.check_labels: false trains anyway; `nrdseg data check` shows the table)"
+        )
 
 
 def build_val_dataset(config: Config, *, source: str = "config") -> Any:
@@ -65,8 +96,11 @@ def build_val_dataset(config: Config, *, source: str = "config") -> Any:
     return build_split(config.data.val, train=False, config=config)
 
 
-def build_model(config: Config, *, num_classes: int | None) -> Segmentor:
-    """The zoo model of ``model``; ``num_classes`` fills in ``model.num_classes: null``."""
+def build_model(config: Config, *, num_classes: int | None, resuming: bool = False) -> Segmentor:
+    """The zoo model of ``model``; ``num_classes`` fills in ``model.num_classes: null``.
+
+    A resumed run takes its weights from its own checkpoint, so ``model.init_from`` is
+    not read again (its files may be gone by then)."""
     classes = config.model.num_classes or num_classes
     if classes is None:
         raise ValueError("model.num_classes: not set, and the dataset does not tell it")
@@ -74,6 +108,7 @@ def build_model(config: Config, *, num_classes: int | None) -> Segmentor:
         config.model.name,
         num_classes=classes,
         pretrained=config.model.pretrained,
+        init_from=None if resuming else config.model.init_from,
         **config.model.options,
     )
 
@@ -148,9 +183,15 @@ def train_from_config(
             _share_cpu_threads(workers=config.loader.num_workers, info=info)
         seed_everything(config.train.seed)
         train_set = build_split(config.data.train, train=True, config=config)
+        if config.data.check_labels:
+            check_labels(train_set, max_samples=config.data.label_stats_samples, log=info.is_main)
         if not info.is_main:  # rank 0 fetches pretrained weights first, the others reuse them
             barrier(info)
-        model = build_model(config, num_classes=getattr(train_set, "num_classes", None))
+        model = build_model(
+            config,
+            num_classes=getattr(train_set, "num_classes", None),
+            resuming=latest is not None,
+        )
         if info.is_main:
             barrier(info)
         evaluator = None
