@@ -163,7 +163,7 @@ class LabelStats:
         width = max([len(name) for name in self.classes] + [9])
         lines = [
             f"label statistics over {self.scope()}"
-            + (f" ({len(self.bad)} unreadable)" if self.bad else ""),
+            + (f" ({len(self.bad)} unreadable, not counted)" if self.bad else ""),
             f"{'id':>4}  {'class':<{width}}  {'pixels':>12}  {'labelled':>8}  {'images':>6}",
         ]
         for index, name in enumerate(self.classes):

@@ -67,8 +67,8 @@ def build_split(spec: DatasetConfig, *, train: bool, config: Config) -> Any:
     return build_dataset(spec.name, transforms=transforms, **kwargs)
 
 
-def check_labels(dataset: Any, *, max_samples: int, log: bool) -> None:
-    """Count the training labels; log the table and warnings, raise on an error finding.
+def check_labels(dataset: Any, *, split: str, max_samples: int, log: bool) -> None:
+    """Count the labels of ``split``; log the table and warnings, raise on an error finding.
 
     Every process counts (the same masks), so all of them stop together on an error.
     """
@@ -78,13 +78,13 @@ def check_labels(dataset: Any, *, max_samples: int, log: bool) -> None:
     stats = label_statistics(dataset, max_samples=max_samples)
     findings = stats.findings()
     if log:
-        logger.info("training labels:\n%s", stats.table())
+        logger.info("%s labels:\n%s", split, stats.table())
         for finding in findings:
-            logger.warning("training labels: %s", finding.message)
+            logger.warning("%s labels: %s", split, finding.message)
     errors = [f.message for f in findings if f.severity == "error"]
     if errors:
         raise DataError(
-            "training labels: "
+            f"{split} labels: "
             + "\n".join(errors)
             + "\n(data.check_labels: false trains anyway; `nrdseg data check` shows the table)"
         )
@@ -183,8 +183,16 @@ def train_from_config(
             _share_cpu_threads(workers=config.loader.num_workers, info=info)
         seed_everything(config.train.seed)
         train_set = build_split(config.data.train, train=True, config=config)
+        val_set = None if config.data.val is None else build_val_dataset(config)
         if config.data.check_labels:
-            check_labels(train_set, max_samples=config.data.label_stats_samples, log=info.is_main)
+            for split, dataset in (("training", train_set), ("validation", val_set)):
+                if dataset is not None:
+                    check_labels(
+                        dataset,
+                        split=split,
+                        max_samples=config.data.label_stats_samples,
+                        log=info.is_main,
+                    )
         if not info.is_main:  # rank 0 fetches pretrained weights first, the others reuse them
             barrier(info)
         model = build_model(
@@ -195,10 +203,8 @@ def train_from_config(
         if info.is_main:
             barrier(info)
         evaluator = None
-        if config.data.val is not None:
-            evaluator = build_evaluator(
-                config, build_val_dataset(config), device=device, progress=progress
-            )
+        if val_set is not None:
+            evaluator = build_evaluator(config, val_set, device=device, progress=progress)
         trainer = Trainer(
             model=model,
             train_dataset=train_set,

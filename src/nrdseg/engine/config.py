@@ -81,9 +81,9 @@ class TransformsConfig:
 
 @dataclass(kw_only=True)
 class DataConfig:
-    """``check_labels``: count the training labels at start (``label_stats_samples`` evenly
-    spaced masks, 0 = all), log the table and warnings, stop on an error such as 0/255
-    masks of a 2-class set."""
+    """``check_labels``: count the training and validation labels at start
+    (``label_stats_samples`` evenly spaced masks each, 0 = all), log the tables and
+    warnings, stop on an error such as 0/255 masks of a 2-class set."""
 
     train: DatasetConfig
     val: DatasetConfig | None = None
