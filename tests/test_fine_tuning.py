@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 import nrdseg
-from nrdseg.checkpoint import init_from_checkpoint
+from nrdseg.checkpoint import init_from_checkpoint, load_weights
 from tests.conftest import tiny_options
 
 #: One zoo entry per decoder: each has its own class-dependent layers.
@@ -121,3 +121,9 @@ def test_nothing_that_fits_is_an_error_naming_the_file(tmp_path: Path) -> None:
         _fresh("nrd_r50", 5, init_from=path)
     with pytest.raises(FileNotFoundError, match="nowhere"):
         _fresh("nrd_r50", 5, init_from=tmp_path / "nowhere")
+
+
+def test_strict_loading_points_to_init_from() -> None:
+    state = _trained("nrd_r50", 19).state_dict()
+    with pytest.raises(ValueError, match=r"shape mismatch: .*\n.*nrdseg train --init-from"):
+        load_weights(_fresh("nrd_r50", 5), state, source="ckpt/model.safetensors")

@@ -166,6 +166,10 @@ def load_weights(model: Segmentor, state: Mapping[str, torch.Tensor], *, source:
                     f"; ... ({len(keys)} in all)" if len(keys) > 6 else ""
                 )
                 lines.append(f"  {title}: {shown}")
+        lines.append(
+            "  (to start another model or class count from these weights, fine-tune with "
+            "init_from / nrdseg train --init-from)"
+        )
         raise ValueError("\n".join(lines))
     model.load_state_dict(dict(state))
 
