@@ -211,3 +211,5 @@ def test_folder_label_map_is_validated(tmp_path: Path, label_map: object, messag
         build_dataset("folder", root=tmp_path, num_classes=12, label_map=label_map)
     with pytest.raises(ValueError, match="reduce_zero_label must be true or false"):
         build_dataset("folder", root=tmp_path, num_classes=12, reduce_zero_label="yes")
+    with pytest.raises(TypeError, match=r"\['ignore_index'\].*label_map=\{V: 255\}"):
+        build_dataset("folder", root=tmp_path, num_classes=12, ignore_index=11)
