@@ -32,11 +32,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue from WORK_DIR/checkpoints/latest"
     )
+    parser.add_argument(
+        "--init-from",
+        metavar="CHECKPOINT",
+        help="fine-tune: start from an nrdseg checkpoint or work dir of any class count "
+        "(sets model.init_from)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config, parse_assignments(args.set))
+    overrides = parse_assignments(args.set)
+    if args.init_from:
+        overrides["model.init_from"] = args.init_from
+    config = load_config(args.config, overrides)
     work_dir = Path(args.work_dir) if args.work_dir else default_work_dir(args.config)
     main_process = os.environ.get("RANK", "0") == "0"
     if main_process:

@@ -8,6 +8,7 @@ when needed.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,8 @@ from nrdseg.models.segmentor import IMAGENET_MEAN, IMAGENET_STD, Segmentor
 from nrdseg.models.zoo import create_model
 
 CONFIG_FILE = "config.yaml"
+
+logger = logging.getLogger("nrdseg.train")
 
 
 def _normalization(config: Config) -> dict[str, Any]:
@@ -57,9 +60,37 @@ def build_split(spec: DatasetConfig, *, train: bool, config: Config) -> Any:
         transforms = build_transforms(
             train=False, scale=t.scale, antialias=t.antialias, **_normalization(config)
         )
+    if "transforms" in spec.options:
+        raise ValueError(
+            f"data.{'train' if train else 'val'}.options.transforms: a dataset's transforms "
+            "is a Python callable; set augmentation in the config's data.transforms instead"
+        )
     given = {key: getattr(spec, key) for key in ("root", "split") if getattr(spec, key) is not None}
     kwargs = {**given, **spec.options}
     return build_dataset(spec.name, transforms=transforms, **kwargs)
+
+
+def check_labels(dataset: Any, *, split: str, max_samples: int, log: bool) -> None:
+    """Count the labels of ``split``; log the table and warnings, raise on an error finding.
+
+    Every process counts (the same masks), so all of them stop together on an error.
+    """
+    from nrdseg.data import DataError
+    from nrdseg.data.label_stats import label_statistics
+
+    stats = label_statistics(dataset, max_samples=max_samples)
+    findings = stats.findings()
+    if log:
+        logger.info("%s labels:\n%s", split, stats.table())
+        for finding in findings:
+            logger.warning("%s labels: %s", split, finding.message)
+    errors = [f.message for f in findings if f.severity == "error"]
+    if errors:
+        raise DataError(
+            f"{split} labels: "
+            + "\n".join(errors)
+            + "\n(data.check_labels: false trains anyway; `nrdseg data check` shows the table)"
+        )
 
 
 def build_val_dataset(config: Config, *, source: str = "config") -> Any:
@@ -68,8 +99,11 @@ def build_val_dataset(config: Config, *, source: str = "config") -> Any:
     return build_split(config.data.val, train=False, config=config)
 
 
-def build_model(config: Config, *, num_classes: int | None) -> Segmentor:
-    """The zoo model of ``model``; ``num_classes`` fills in ``model.num_classes: null``."""
+def build_model(config: Config, *, num_classes: int | None, resuming: bool = False) -> Segmentor:
+    """The zoo model of ``model``; ``num_classes`` fills in ``model.num_classes: null``.
+
+    A resumed run takes its weights from its own checkpoint, so ``model.init_from`` is
+    not read again (its files may be gone by then)."""
     classes = config.model.num_classes or num_classes
     if classes is None:
         raise ValueError("model.num_classes: not set, and the dataset does not tell it")
@@ -77,6 +111,7 @@ def build_model(config: Config, *, num_classes: int | None) -> Segmentor:
         config.model.name,
         num_classes=classes,
         pretrained=config.model.pretrained,
+        init_from=None if resuming else config.model.init_from,
         **config.model.options,
     )
 
@@ -151,16 +186,28 @@ def train_from_config(
             _share_cpu_threads(workers=config.loader.num_workers, info=info)
         seed_everything(config.train.seed)
         train_set = build_split(config.data.train, train=True, config=config)
+        val_set = None if config.data.val is None else build_val_dataset(config)
+        if config.data.check_labels:
+            for split, dataset in (("training", train_set), ("validation", val_set)):
+                if dataset is not None:
+                    check_labels(
+                        dataset,
+                        split=split,
+                        max_samples=config.data.label_stats_samples,
+                        log=info.is_main,
+                    )
         if not info.is_main:  # rank 0 fetches pretrained weights first, the others reuse them
             barrier(info)
-        model = build_model(config, num_classes=getattr(train_set, "num_classes", None))
+        model = build_model(
+            config,
+            num_classes=getattr(train_set, "num_classes", None),
+            resuming=latest is not None,
+        )
         if info.is_main:
             barrier(info)
         evaluator = None
-        if config.data.val is not None:
-            evaluator = build_evaluator(
-                config, build_val_dataset(config), device=device, progress=progress
-            )
+        if val_set is not None:
+            evaluator = build_evaluator(config, val_set, device=device, progress=progress)
         trainer = Trainer(
             model=model,
             train_dataset=train_set,

@@ -35,11 +35,17 @@ def _non_negative(**values: float | int) -> None:
 
 @dataclass(kw_only=True)
 class ModelConfig:
-    """A zoo model; ``num_classes: null`` takes the training dataset's class count."""
+    """A zoo model; ``num_classes: null`` takes the training dataset's class count.
+
+    ``pretrained``: timm's weights (true) or a backbone checkpoint file (timm, mmseg or
+    nrdseg layout). ``init_from``: fine-tune from an nrdseg checkpoint directory or work
+    dir of any class count (what fits is loaded, class-dependent layers re-initialised).
+    """
 
     name: str = "nrd_r50"
     num_classes: int | None = None
     pretrained: bool | str = False
+    init_from: str | None = None
     #: Further ``create_model`` keyword overrides (backbone, neck_channels, ...).
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -78,9 +84,18 @@ class TransformsConfig:
 
 @dataclass(kw_only=True)
 class DataConfig:
+    """``check_labels``: count the training and validation labels at start
+    (``label_stats_samples`` evenly spaced masks each, 0 = all), log the tables and
+    warnings, stop on an error such as 0/255 masks of a 2-class set."""
+
     train: DatasetConfig
     val: DatasetConfig | None = None
     transforms: TransformsConfig = field(default_factory=TransformsConfig)
+    check_labels: bool = True
+    label_stats_samples: int = 200
+
+    def __post_init__(self) -> None:
+        _non_negative(label_stats_samples=self.label_stats_samples)
 
 
 @dataclass(kw_only=True)
