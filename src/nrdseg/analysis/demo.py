@@ -65,12 +65,22 @@ QUICK = DemoSettings(
 )
 
 
+#: What ``--quick`` changes in the CamVid budget: a few tiny batches.
+QUICK_CAMVID = {
+    "iters": 4,
+    "warmup_iters": 2,
+    "ckpt_interval": 4,
+    "batch_size": 2,
+    "image_size": 64,
+}
+
+
 def camvid_settings(root: str | Path, *, quick: bool = False) -> DemoSettings:
     """The demo on real CamVid frames under ``root``: the real-image study's budget
     (:data:`nrdseg.analysis.experiments.CAMVID`), or a few iterations with ``quick``."""
     budget = dataclasses.replace(CAMVID, root=str(root))
     if quick:
-        budget = dataclasses.replace(budget, iters=4, warmup_iters=2, ckpt_interval=4)
+        budget = dataclasses.replace(budget, **QUICK_CAMVID)
         return DemoSettings(budget=budget, latency_size=(64, 128), latency_repeats=1, figure_rows=2)
     return DemoSettings(budget=budget, latency_size=(512, 1024), latency_repeats=5, figure_rows=4)
 

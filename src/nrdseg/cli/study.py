@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from nrdseg.analysis import decoder_study
-from nrdseg.analysis.demo import QUICK, machine_line
+from nrdseg.analysis.demo import QUICK, QUICK_CAMVID, machine_line
 from nrdseg.analysis.experiments import CAMVID, Budget, describe
 from nrdseg.analysis.patch_study import format_table, run_patch_study, write_report
 from nrdseg.data import build_dataset
@@ -154,7 +154,7 @@ def run_decoders(args: argparse.Namespace) -> int:
         return 2
     budget = data_budget(args, QUICK.budget if args.quick else Budget())
     if args.quick and args.data == "camvid":
-        budget = dataclasses.replace(budget, iters=4, warmup_iters=2, ckpt_interval=4)
+        budget = dataclasses.replace(budget, **QUICK_CAMVID)
     changes = {"iters": args.iters, "backbone": args.backbone, "image_size": args.image_size}
     budget = dataclasses.replace(budget, **{k: v for k, v in changes.items() if v is not None})
     models = args.models or (CAMVID_MODELS if args.data == "camvid" else list(STUDY))
