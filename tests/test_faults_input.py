@@ -10,12 +10,20 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
 from nrdseg.cli import main
+from nrdseg.data import DataError, build_dataset
 from nrdseg.engine.config import ConfigError, load_config
+from nrdseg.engine.evaluate import evaluate
 from nrdseg.engine.inference import infer_logits, slide_logits
+from nrdseg.engine.report import result_summary
+from tests.datasets_on_disk import SIZE, write_image, write_mask
 from tests.engine_fixtures import one_thread, tiny_model, write_tiny_config
 
 __all__ = ["one_thread"]  # a fixture, used by name
@@ -87,3 +95,61 @@ def test_eval_cli_refuses_uncovering_windows_before_scoring(tmp_path, capsys):
     assert "eval.stride: [32, 32] is larger than crop_size [16, 16]" in err
     assert main([*args, "--tta", "--set", "eval.scales=[0.5]"]) == 2
     assert "eval.scales: [0.5] would be ignored" in capsys.readouterr().err
+
+
+# -- 2. "serve the next good sample" is for training only -------------------------------
+class AllZero(torch.nn.Module):
+    """Predicts class 0 everywhere."""
+
+    num_classes = 3
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = images.new_zeros(images.shape[0], 3, *images.shape[-2:])
+        logits[:, 0] = 1
+        return logits
+
+
+def _val_folder(root: Path) -> Path:
+    """a, c: all class 0; d: all class 1; b: corrupt."""
+    for i, (stem, value) in enumerate((("a", 0), ("b", 0), ("c", 0), ("d", 1))):
+        write_image(root / "images" / f"{stem}.png", seed=i)
+        write_mask(root / "masks" / f"{stem}.png", np.full(SIZE, value))
+    (root / "images" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    return root
+
+
+def test_evaluation_counts_each_readable_sample_once_and_names_the_skipped(tmp_path):
+    root = _val_folder(tmp_path / "val")
+    dataset = build_dataset("folder", root=root, num_classes=3, on_error="skip")
+    result = evaluate(AllZero(), dataset, progress=False)
+    assert result["aAcc"] == pytest.approx(2 / 3)
+    assert len(result["skipped"]) == 1 and "images/b.png: cannot read image" in result["skipped"][0]
+    assert result_summary(result)["skipped"] == result["skipped"]
+    with pytest.raises(DataError, match="b.png"):  # on_error: raise still stops
+        evaluate(AllZero(), build_dataset("folder", root=root, num_classes=3), progress=False)
+
+
+def test_evaluation_reports_samples_dropped_when_the_dataset_was_built(tmp_path):
+    root = _val_folder(tmp_path / "val")
+    (root / "images" / "b.png").unlink()
+    write_image(root / "images" / "e.png", seed=9)  # an image without a mask
+    dataset = build_dataset("folder", root=root, num_classes=3, on_error="skip")
+    result = evaluate(AllZero(), dataset, progress=False)
+    assert result["aAcc"] == pytest.approx(2 / 3)
+    assert ["e.png has no mask" in m for m in result["skipped"]] == [True]
+
+
+def test_eval_cli_names_the_root_of_a_null_split_and_lists_skipped_samples(tmp_path, capsys):
+    root = _val_folder(tmp_path / "val")
+    config = write_tiny_config(tmp_path / "tiny.yaml")
+    checkpoint = tiny_model().save_pretrained(tmp_path / "ckpt")
+    val = (
+        f"{{name: folder, root: {root}, split: null, options: {{num_classes: 3, on_error: skip}}}}"
+    )
+    args = ["eval", str(config), "--checkpoint", str(checkpoint), "--set", f"data.val={val}"]
+    assert main([*args, "--set", "eval.max_samples=null"]) == 0
+    out = capsys.readouterr().out
+    assert f"{checkpoint} on folder root {root}\n" in out and "None" not in out
+    assert "left out 1 unreadable sample(s) (on_error: skip):\n  " in out
+    assert main([*args, "--set", "eval.max_samples=null", "--json"]) == 0
+    assert "b.png: cannot read image" in json.loads(capsys.readouterr().out)["skipped"][0]

@@ -61,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"checkpoint": str(checkpoint), **result_summary(result)}))
     else:
-        print(f"{checkpoint} on {config.data.val.name} {config.data.val.split}")
+        val = config.data.val
+        # split null (the folder layout's "every image") names the root instead of "None".
+        where = f"split {val.split}" if val.split is not None else f"root {val.root}"
+        print(f"{checkpoint} on {val.name} {where}")
         print(format_table(result))
+        if result["skipped"]:
+            print(f"left out {len(result['skipped'])} unreadable sample(s) (on_error: skip):")
+            print("\n".join(f"  {message}" for message in result["skipped"]))
     return 0
