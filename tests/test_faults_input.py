@@ -11,20 +11,31 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from timm.layers import BatchNormAct2d
+from torch import nn
 
 from nrdseg.cli import main
 from nrdseg.data import DataError, build_dataset
-from nrdseg.engine.config import ConfigError, load_config
+from nrdseg.engine.checkpointing import latest_checkpoint
+from nrdseg.engine.config import ConfigError, LoaderConfig, TrainConfig, load_config
+from nrdseg.engine.distributed import DistInfo
 from nrdseg.engine.evaluate import evaluate
 from nrdseg.engine.inference import infer_logits, slide_logits
 from nrdseg.engine.report import result_summary
+from nrdseg.engine.sync_bn import convert_sync_batchnorm
+from nrdseg.engine.trainer import Trainer
+from nrdseg.ops.sync_batchnorm import check_batch_statistics, is_sync_batchnorm
 from tests.datasets_on_disk import SIZE, write_image, write_mask
-from tests.engine_fixtures import one_thread, tiny_model, write_tiny_config
+from tests.engine_fixtures import Scenes, make_trainer, one_thread, tiny_model, write_tiny_config
+from tests.test_ddp import _free_port
 
 __all__ = ["one_thread"]  # a fixture, used by name
 
@@ -153,3 +164,72 @@ def test_eval_cli_names_the_root_of_a_null_split_and_lists_skipped_samples(tmp_p
     assert "left out 1 unreadable sample(s) (on_error: skip):\n  " in out
     assert main([*args, "--set", "eval.max_samples=null", "--json"]) == 0
     assert "b.png: cannot read image" in json.loads(capsys.readouterr().out)["skipped"][0]
+
+
+# -- 3. type tests that know nrdseg's own substitutes ------------------------------------
+def _batch_one_worker(rank: int, port: int, work_dir: Path) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        Trainer(
+            model=tiny_model(),
+            train_dataset=Scenes(length=4, size=(32, 32)),
+            work_dir=work_dir,
+            train=TrainConfig(iters=1, ckpt_interval=1, eval_interval=0),
+            loader=LoaderConfig(batch_size=1, num_workers=0),
+            dist=DistInfo(rank=rank, world_size=2, local_rank=0),
+            progress=False,
+        ).train()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_cpu_processes_with_one_image_each_train_with_sync_bn(tmp_path):
+    mp.start_processes(
+        _batch_one_worker, args=(_free_port(), tmp_path), nprocs=2, join=True, start_method="fork"
+    )
+    assert latest_checkpoint(tmp_path) is not None
+
+
+def test_sync_batchnorm_checks_know_every_synchronised_class():
+    cpu = convert_sync_batchnorm(nn.Sequential(nn.BatchNorm2d(3)), device=torch.device("cpu"))
+    cuda = convert_sync_batchnorm(nn.Sequential(nn.BatchNorm2d(3)), device=torch.device("cuda"))
+    assert is_sync_batchnorm(cpu[0]) and is_sync_batchnorm(cuda[0])
+    assert not is_sync_batchnorm(nn.BatchNorm2d(3))
+    # Without other processes even a synchronised norm sees one image: still refused.
+    with pytest.raises(ValueError, match="at least 2 images per batch"):
+        check_batch_statistics(cpu.train(), 1)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_sync_bn_conversion_keeps_the_activation_of_timm_batchnorm_act(device):
+    norm = BatchNormAct2d(3, act_layer=nn.ReLU).eval()
+    x = torch.randn(2, 3, 4, 4)
+    expected = norm(x)
+    assert (expected >= 0).all()
+    synced = convert_sync_batchnorm(nn.Sequential(norm), device=torch.device(device))[0]
+    assert is_sync_batchnorm(synced) and isinstance(synced.act, nn.ReLU)
+    if device == "cpu":  # torch's SyncBatchNorm runs on CUDA only
+        torch.testing.assert_close(synced(x), expected)
+
+
+# -- 4. preconditions checked before the model runs --------------------------------------
+@pytest.mark.parametrize("size", [32, 64])
+def test_batch_of_one_is_refused_clearly_at_loss_for_any_crop(size):
+    model = tiny_model().train()
+    images, labels = torch.randn(1, 3, size, size), torch.zeros(1, size, size, dtype=torch.long)
+    with pytest.raises(ValueError, match="training needs at least 2 images per batch, got 1"):
+        model.loss(images, labels)
+    model.loss(images.expand(2, -1, -1, -1), labels.expand(2, -1, -1))  # two images train
+
+
+def test_trainer_refuses_a_batch_of_one_before_loading_data(tmp_path):
+    class NoData(Scenes):
+        def __getitem__(self, index):
+            raise AssertionError("no sample may load before the batch size is checked")
+
+    with pytest.raises(ValueError, match="at least 2 images per batch, got 1"):
+        make_trainer(
+            tmp_path, dataset=NoData(), loader=LoaderConfig(batch_size=1, num_workers=0)
+        ).train()

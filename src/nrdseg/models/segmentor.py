@@ -13,6 +13,7 @@ from torch import nn
 from nrdseg.models.blocks import resize
 from nrdseg.models.inputs import ImageLike, to_batch
 from nrdseg.ops.labels import upsample_argmax
+from nrdseg.ops.sync_batchnorm import check_batch_statistics
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -129,6 +130,8 @@ class Segmentor(nn.Module):
                 f"labels {tuple(labels.shape[-2:])} and images {tuple(images.shape[-2:])} "
                 "differ in size"
             )
+        if self.training:  # before the backbone, which fails first on small crops
+            check_batch_statistics(self, images.shape[0])
         padded = self._pad(images, 0.0)
         target = self._pad(labels.long(), float(self.ignore_index))
         logits, aux = self.decode_padded(padded)
