@@ -16,15 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import timm
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+import yaml
 from timm.layers import BatchNormAct2d
 from torch import nn
 
 from nrdseg.cli import main
 from nrdseg.data import DataError, build_dataset
-from nrdseg.engine.checkpointing import latest_checkpoint
+from nrdseg.engine.checkpointing import latest_checkpoint, read_training_state
 from nrdseg.engine.config import ConfigError, LoaderConfig, TrainConfig, load_config
 from nrdseg.engine.distributed import DistInfo
 from nrdseg.engine.evaluate import evaluate
@@ -37,7 +39,7 @@ from tests.datasets_on_disk import SIZE, write_image, write_mask
 from tests.engine_fixtures import Scenes, make_trainer, one_thread, tiny_model, write_tiny_config
 from tests.test_ddp import _free_port
 
-__all__ = ["one_thread"]  # a fixture, used by name
+pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
 
 class Ones(torch.nn.Module):
@@ -233,3 +235,43 @@ def test_trainer_refuses_a_batch_of_one_before_loading_data(tmp_path):
         make_trainer(
             tmp_path, dataset=NoData(), loader=LoaderConfig(batch_size=1, num_workers=0)
         ).train()
+
+
+# -- 5, 7. resuming needs only the run's own checkpoint ----------------------------------
+def _train(config: Path, work: Path, *extra: str) -> int:
+    return main(["train", str(config), "--work-dir", str(work), "--set", "data.val=null", *extra])
+
+
+def test_resume_needs_neither_the_pretrained_file_nor_the_network(tmp_path, monkeypatch):
+    backbone = tmp_path / "backbone.pth"
+    torch.save(tiny_model().backbone.body.state_dict(), backbone)
+    config, work = write_tiny_config(tmp_path / "tiny.yaml", iters=1), tmp_path / "work"
+    assert _train(config, work, "--set", f"model.pretrained={backbone}") == 0
+    backbone.rename(tmp_path / "moved.pth")
+    more = ("--resume", "--set", "train.iters=2")
+    assert _train(config, work, *more, "--set", f"model.pretrained={backbone}") == 0
+    assert yaml.safe_load((latest_checkpoint(work) / "config.yaml").read_text())["model"][
+        "pretrained"
+    ] == str(backbone)
+
+    create = timm.create_model
+
+    def offline(*args, **kwargs):
+        assert not kwargs.get("pretrained"), "resume must not download backbone weights"
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    assert (
+        _train(config, work, "--resume", "--set", "train.iters=3", "--set", "model.pretrained=true")
+        == 0
+    )
+    assert read_training_state(latest_checkpoint(work))["iteration"] == 3
+
+
+def test_resume_before_the_first_checkpoint_starts_from_scratch(tmp_path, caplog):
+    config, work = write_tiny_config(tmp_path / "tiny.yaml", iters=2), tmp_path / "work"
+    (work / "checkpoints" / ".iter_000002.tmp-dead").mkdir(parents=True)  # a kill -9 mid-write
+    assert _train(config, work, "--resume") == 0
+    assert f"--resume: {work} has no checkpoint yet; starting from iteration 0" in caplog.text
+    assert read_training_state(latest_checkpoint(work))["iteration"] == 2
+    assert not (work / "checkpoints" / ".iter_000002.tmp-dead").exists()

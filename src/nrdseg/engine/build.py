@@ -8,6 +8,7 @@ when needed.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,8 @@ from nrdseg.models.segmentor import IMAGENET_MEAN, IMAGENET_STD, Segmentor
 from nrdseg.models.zoo import create_model
 
 CONFIG_FILE = "config.yaml"
+
+logger = logging.getLogger("nrdseg.train")
 
 
 def _normalization(config: Config) -> dict[str, Any]:
@@ -65,17 +68,26 @@ def build_val_dataset(config: Config, *, source: str = "config") -> Any:
     return build_split(config.data.val, train=False, config=config)
 
 
-def build_model(config: Config, *, num_classes: int | None) -> Segmentor:
-    """The zoo model of ``model``; ``num_classes`` fills in ``model.num_classes: null``."""
+def build_model(
+    config: Config, *, num_classes: int | None, load_pretrained: bool = True
+) -> Segmentor:
+    """The zoo model of ``model``; ``num_classes`` fills in ``model.num_classes: null``.
+
+    ``load_pretrained=False`` skips ``model.pretrained`` (no file read, no download) for a
+    model whose every weight comes next from a checkpoint; ``model.config`` still records
+    the setting, so the checkpoints of a resumed run say how it started.
+    """
     classes = config.model.num_classes or num_classes
     if classes is None:
         raise ValueError("model.num_classes: not set, and the dataset does not tell it")
-    return create_model(
+    model = create_model(
         config.model.name,
         num_classes=classes,
-        pretrained=config.model.pretrained,
+        pretrained=config.model.pretrained if load_pretrained else False,
         **config.model.options,
     )
+    model.config["pretrained"] = config.model.pretrained
+    return model
 
 
 def build_evaluator(
@@ -105,8 +117,9 @@ def default_work_dir(config_path: str | Path) -> Path:
 def _prepare_work_dir(work_dir: Path, *, resume: bool, info: DistInfo) -> Path | None:
     """The checkpoint to resume from; refuses to train over an existing run without it."""
     latest = latest_checkpoint(work_dir)
-    if resume and latest is None:
-        raise FileNotFoundError(f"--resume: {work_dir} has no checkpoints/latest to resume from")
+    if resume and latest is None and info.is_main:
+        # Schedulers requeue a job killed before its first checkpoint with --resume too.
+        logger.warning("--resume: %s has no checkpoint yet; starting from iteration 0", work_dir)
     if not resume and (latest is not None or list_checkpoints(work_dir)):
         raise ValueError(
             f"{work_dir} already holds checkpoints; pass --resume to continue that run, "
@@ -150,7 +163,12 @@ def train_from_config(
         train_set = build_split(config.data.train, train=True, config=config)
         if not info.is_main:  # rank 0 fetches pretrained weights first, the others reuse them
             barrier(info)
-        model = build_model(config, num_classes=getattr(train_set, "num_classes", None))
+        # A resumed run takes every weight from its checkpoint: no backbone file or download.
+        model = build_model(
+            config,
+            num_classes=getattr(train_set, "num_classes", None),
+            load_pretrained=latest is None,
+        )
         if info.is_main:
             barrier(info)
         evaluator = None
