@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -26,6 +27,7 @@ from torch import nn
 
 from nrdseg.cli import main
 from nrdseg.data import DataError, build_dataset
+from nrdseg.deploy.export import check_export
 from nrdseg.engine.checkpointing import latest_checkpoint, read_training_state
 from nrdseg.engine.config import ConfigError, LoaderConfig, TrainConfig, load_config
 from nrdseg.engine.distributed import DistInfo
@@ -275,3 +277,63 @@ def test_resume_before_the_first_checkpoint_starts_from_scratch(tmp_path, caplog
     assert f"--resume: {work} has no checkpoint yet; starting from iteration 0" in caplog.text
     assert read_training_state(latest_checkpoint(work))["iteration"] == 2
     assert not (work / "checkpoints" / ".iter_000002.tmp-dead").exists()
+
+
+# -- 6. export options checked in the written file ---------------------------------------
+def test_an_onnx_opset_the_exporter_cannot_write_fails_and_writes_nothing(tmp_path, capsys):
+    checkpoint = tiny_model().save_pretrained(tmp_path / "ckpt")
+    out = tmp_path / "m.onnx"
+    args = ["export", str(checkpoint), "--format", "onnx", "--out", str(out), "--size", "64", "64"]
+    assert main([*args, "--opset", "99"]) == 2  # refused before exporting
+    assert "--opset 99 does not exist: torch's exporter writes opsets 18 to" in (
+        capsys.readouterr().err
+    )
+    assert main([*args, "--opset", "17", "--verify"]) == 2
+    err = capsys.readouterr().err
+    assert "the onnx export is not what was asked: opset 18 instead of --opset 17" in err
+    assert "use --opset 18 or newer" in err and not out.exists()
+
+
+class Pinned(nn.Module):
+    """Logits of one fixed size, whatever the input: an export pinned to its example."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images.new_zeros(1, 5, 8, 8) + images.mean()
+
+
+def _expected(**check):
+    return {
+        "format": "onnx",
+        "metadata": {"classes": "[]"},
+        "num_classes": 5,
+        "opset": None,
+    } | check
+
+
+def test_export_check_names_fixed_axes_and_missing_metadata():
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["images"], ["logits"])],
+        "pinned",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, "height", 64])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, "height", 64])],
+    )
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    with pytest.raises(ValueError) as err:
+        check_export(data.SerializeToString(), **_expected(opset=20))
+    message = str(err.value)
+    assert "opset 18 instead of --opset 20" in message
+    assert "images has shape [1, 3, 'height', 64]; expected (batch, 3, height, width)" in message
+    assert "logits has shape [1, 3, 'height', 64]; expected (batch, 5, height, width)" in message
+    assert "metadata classes missing or different" in message
+
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.trace(Pinned(), torch.zeros(1, 3, 8, 8)), buffer)
+    with pytest.raises(ValueError, match=r"the trace is pinned to the example size; metadata"):
+        check_export(buffer.getvalue(), **_expected(format="torchscript"))
+
+    buffer = io.BytesIO()
+    torch.export.save(torch.export.export(nn.Conv2d(3, 5, 1), (torch.zeros(2, 3, 40, 40),)), buffer)
+    with pytest.raises(ValueError, match=r"images has shape \[2, 3, 40, 40\]; expected"):
+        check_export(buffer.getvalue(), **_expected(format="exported"))
