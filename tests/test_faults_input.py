@@ -25,11 +25,18 @@ import yaml
 from timm.layers import BatchNormAct2d
 from torch import nn
 
+from nrdseg.checkpoint import load_model
 from nrdseg.cli import main
 from nrdseg.data import DataError, build_dataset
 from nrdseg.deploy.export import check_export
 from nrdseg.engine.checkpointing import latest_checkpoint, read_training_state
-from nrdseg.engine.config import ConfigError, LoaderConfig, TrainConfig, load_config
+from nrdseg.engine.config import (
+    ConfigError,
+    LoaderConfig,
+    TrainConfig,
+    load_config,
+    save_config,
+)
 from nrdseg.engine.distributed import DistInfo
 from nrdseg.engine.evaluate import evaluate
 from nrdseg.engine.inference import infer_logits, slide_logits
@@ -337,3 +344,36 @@ def test_export_check_names_fixed_axes_and_missing_metadata():
     torch.export.save(torch.export.export(nn.Conv2d(3, 5, 1), (torch.zeros(2, 3, 40, 40),)), buffer)
     with pytest.raises(ValueError, match=r"images has shape \[2, 3, 40, 40\]; expected"):
         check_export(buffer.getvalue(), **_expected(format="exported"))
+
+
+# -- one checkpoint resolver for load_model, eval, predict and export ---------------------
+def test_a_work_dir_without_a_checkpoint_is_named_the_same_by_every_command(tmp_path, capsys):
+    work = tmp_path / "work"
+    work.mkdir()
+    save_config(load_config(write_tiny_config(tmp_path / "tiny.yaml")), work / "config.yaml")
+    image = tmp_path / "in.png"
+    write_image(image, seed=0)
+    expected = f"{work} is a training work dir without a checkpoint yet (no best/ or checkpoints"
+    for argv in (
+        ["predict", str(work), str(image), "--out", str(tmp_path / "out")],
+        ["eval", "--checkpoint", str(work)],
+        ["export", str(work), "--out", str(tmp_path / "m.onnx")],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert expected in err and "data:" not in err, err
+    with pytest.raises(FileNotFoundError, match="without a checkpoint yet"):
+        load_model(work)
+
+
+def test_eval_of_a_work_dir_reads_its_own_config(tmp_path, capsys):
+    config, work = write_tiny_config(tmp_path / "tiny.yaml", iters=1), tmp_path / "work"
+    assert main(["train", str(config), "--work-dir", str(work)]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(work), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["checkpoint"] == str(work / "best")
+    checkpoint = latest_checkpoint(work)
+    assert main(["eval", "--checkpoint", str(checkpoint)]) == 2
+    assert f"give CONFIG: {checkpoint} is not a work dir with the config.yaml" in (
+        capsys.readouterr().err
+    )

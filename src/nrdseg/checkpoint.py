@@ -167,30 +167,27 @@ def load_weights(model: Segmentor, state: Mapping[str, torch.Tensor], *, source:
     model.load_state_dict(dict(state))
 
 
-def _checkpoint_directory(path: str | Path) -> Path:
-    """``path`` itself, the checkpoint a training work dir points to, or a Hub download.
+def checkpoint_directory(path: str | Path) -> Path:
+    """The checkpoint directory ``path`` names: a directory itself, a training work dir's
+    ``best/`` (else its latest checkpoint), or a Hub download for ``hf://org/name[@rev]``
+    (config and safetensors only, with huggingface_hub).
 
-    ``hf://org/name[@revision]`` fetches config and safetensors only (huggingface_hub).
-    A work dir (``best/`` or ``checkpoints/latest``, no weights of its own) gives its
-    ``best/``, else its latest checkpoint.
+    The one resolver behind ``load_model``, ``nrdseg eval``, ``predict`` and ``export``;
+    a work dir without a checkpoint yet is an error that says so.
     """
     if str(path).startswith(HUB_PREFIX):
         from nrdseg.deploy.hub import download_checkpoint
 
         repo_id, _, revision = str(path)[len(HUB_PREFIX) :].partition("@")
         return download_checkpoint(repo_id, revision=revision or None)
-    from nrdseg.engine.checkpointing import BEST, CHECKPOINTS, LATEST, resolve_checkpoint
+    from nrdseg.engine.checkpointing import resolve_checkpoint
 
-    directory = Path(path)
-    work_dir = (directory / BEST).is_dir() or (directory / CHECKPOINTS / LATEST).is_file()
-    if work_dir and not (directory / WEIGHTS_FILE).is_file():
-        return resolve_checkpoint(directory)
-    return directory
+    return resolve_checkpoint(path)
 
 
 def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Segmentor:
     """Rebuild a model from a checkpoint directory, a training work dir or ``hf://org/name``."""
-    directory = _checkpoint_directory(path)
+    directory = checkpoint_directory(path)
     record = read_record(directory)
     options = dict(record["model"])
     name, num_classes = options.pop("name"), options.pop("num_classes")
