@@ -25,10 +25,11 @@ import yaml
 from timm.layers import BatchNormAct2d
 from torch import nn
 
-from nrdseg.checkpoint import load_model
+from nrdseg.checkpoint import load_model, load_weights, save_pretrained
 from nrdseg.cli import main
 from nrdseg.data import DataError, build_dataset
 from nrdseg.deploy.export import check_export
+from nrdseg.deploy.predict import predict_files
 from nrdseg.engine.checkpointing import latest_checkpoint, read_training_state
 from nrdseg.engine.config import (
     ConfigError,
@@ -40,6 +41,7 @@ from nrdseg.engine.config import (
 from nrdseg.engine.distributed import DistInfo
 from nrdseg.engine.evaluate import evaluate
 from nrdseg.engine.inference import infer_logits, slide_logits
+from nrdseg.engine.optim import parameter_groups
 from nrdseg.engine.report import result_summary
 from nrdseg.engine.sync_bn import convert_sync_batchnorm
 from nrdseg.engine.trainer import Trainer
@@ -377,3 +379,33 @@ def test_eval_of_a_work_dir_reads_its_own_config(tmp_path, capsys):
     assert f"give CONFIG: {checkpoint} is not a work dir with the config.yaml" in (
         capsys.readouterr().err
     )
+
+
+# -- 3 (kind). wrappers and norms that type tests must see through -----------------------
+@pytest.mark.parametrize("wrap", [torch.compile, nn.DataParallel], ids=["compile", "dataparallel"])
+def test_wrapped_models_save_load_predict_and_evaluate_as_the_model(tmp_path, wrap):
+    model = tiny_model().eval()
+    wrapped = wrap(model)
+    directory = save_pretrained(wrapped, tmp_path / "ckpt")
+    loaded = load_model(directory)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value)
+    load_weights(wrap(loaded), model.state_dict(), source="test")
+    image = tmp_path / "in.png"
+    write_image(image, seed=0, size=(40, 40))
+    summary = predict_files(wrapped, [image], out_dir=tmp_path / "out", progress=False)
+    assert len(summary.written) == 1
+    with pytest.raises(ValueError, match="the model predicts 3 classes but the dataset has 6"):
+        evaluate(wrapped, build_dataset("synthetic", size=(32, 32), length=1), progress=False)
+
+
+def test_norm_parameters_of_every_norm_kind_skip_weight_decay_when_asked():
+    from timm.layers import EvoNorm2dS0, FilterResponseNormTlu2d, RmsNorm2d
+
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, bias=False), RmsNorm2d(8), EvoNorm2dS0(8), FilterResponseNormTlu2d(8)
+    )
+    model.append(nn.RMSNorm(8))
+    decay, exempt = parameter_groups(model, weight_decay=0.1, decay_norm_and_bias=False)
+    assert [p.shape for p in decay["params"]] == [model[0].weight.shape]
+    assert len(exempt["params"]) == sum(1 for m in model[1:] for _ in m.parameters())

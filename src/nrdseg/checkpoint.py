@@ -21,6 +21,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from nrdseg.models.segmentor import Segmentor
+from nrdseg.models.wrappers import unwrap_model
 from nrdseg.models.zoo import create_model
 
 FORMAT = "nrdseg-checkpoint/1"
@@ -98,7 +99,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def model_record(model: Segmentor) -> dict[str, Any]:
     """What ``config.yaml`` holds: the format tag, the zoo call and the dataset metadata."""
-    if not model.config.get("name"):
+    model = unwrap_model(model)
+    if not getattr(model, "config", {}).get("name"):
         raise ValueError("only models built by nrdseg.create_model can be saved")
     return plain({"format": FORMAT, "model": model.config, "meta": model.meta})
 
@@ -106,7 +108,7 @@ def model_record(model: Segmentor) -> dict[str, Any]:
 def write_model_files(model: Segmentor, directory: Path) -> None:
     """Write config.yaml + model.safetensors into an existing (temporary) directory."""
     (directory / CONFIG_FILE).write_text(yaml.safe_dump(model_record(model), sort_keys=False))
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in unwrap_model(model).state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
 
 
@@ -139,7 +141,9 @@ def read_record(directory: str | Path) -> dict[str, Any]:
 
 
 def load_weights(model: Segmentor, state: Mapping[str, torch.Tensor], *, source: str) -> None:
-    """Strictly load ``state`` into ``model``, or explain every key that does not fit."""
+    """Strictly load ``state`` into ``model`` (through DDP / torch.compile wrappers), or
+    explain every key that does not fit."""
+    model = unwrap_model(model)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

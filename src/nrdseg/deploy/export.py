@@ -25,6 +25,7 @@ from nrdseg.checkpoint import atomic_write_bytes
 from nrdseg.deploy.colors import model_palette
 from nrdseg.deploy.optional import optional_import
 from nrdseg.models.segmentor import Segmentor
+from nrdseg.models.wrappers import unwrap_model
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,7 @@ def export_model(
     """
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
+    model = unwrap_model(model)  # exporters trace the model, not a DDP / compile wrapper
     if opset is not None and format != "onnx":
         raise ValueError(f"--opset applies to onnx only, not {format}")
     if opset is not None:

@@ -16,6 +16,7 @@ from nrdseg.data.files import DataError
 from nrdseg.engine.inference import infer_logits
 from nrdseg.engine.metrics import SegMetric
 from nrdseg.models.blocks import resize
+from nrdseg.models.wrappers import unwrap_model
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,8 @@ def evaluate(
     dropped when it was built.
     """
     num_classes = dataset.num_classes
-    model_classes = getattr(model, "num_classes", num_classes)
+    # DDP hides the attribute: without unwrapping, the check would be skipped.
+    model_classes = getattr(unwrap_model(model), "num_classes", num_classes)
     if model_classes != num_classes:
         raise ValueError(
             f"the model predicts {model_classes} classes but the dataset has {num_classes}"
