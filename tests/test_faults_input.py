@@ -46,7 +46,7 @@ from nrdseg.engine.report import result_summary
 from nrdseg.engine.sync_bn import convert_sync_batchnorm
 from nrdseg.engine.trainer import Trainer
 from nrdseg.ops.sync_batchnorm import check_batch_statistics, is_sync_batchnorm
-from tests.datasets_on_disk import SIZE, write_image, write_mask
+from tests.datasets_on_disk import SIZE, make_folder, write_image, write_mask
 from tests.engine_fixtures import Scenes, make_trainer, one_thread, tiny_model, write_tiny_config
 from tests.test_ddp import _free_port
 
@@ -409,3 +409,12 @@ def test_norm_parameters_of_every_norm_kind_skip_weight_decay_when_asked():
     decay, exempt = parameter_groups(model, weight_decay=0.1, decay_norm_and_bias=False)
     assert [p.shape for p in decay["params"]] == [model[0].weight.shape]
     assert len(exempt["params"]) == sum(1 for m in model[1:] for _ in m.parameters())
+
+
+def test_a_validation_set_with_other_classes_stops_training_before_it_starts(tmp_path, capsys):
+    make_folder(tmp_path / "val", ["a"], num_classes=2)
+    config, work = write_tiny_config(tmp_path / "tiny.yaml"), tmp_path / "work"
+    val = f"{{name: folder, root: {tmp_path / 'val'}, split: null, options: {{num_classes: 2}}}}"
+    assert main(["train", str(config), "--work-dir", str(work), "--set", f"data.val={val}"]) == 2
+    assert "data.val has 2 classes but the model predicts 6" in capsys.readouterr().err
+    assert not (work / "metrics.jsonl").exists() and not (work / "checkpoints").exists()

@@ -173,9 +173,14 @@ def train_from_config(
             barrier(info)
         evaluator = None
         if config.data.val is not None:
-            evaluator = build_evaluator(
-                config, build_val_dataset(config), device=device, progress=progress
-            )
+            val_set = build_val_dataset(config)
+            # Checked now, not at the first evaluation, eval_interval iterations later.
+            if val_set.num_classes != model.num_classes:
+                raise ValueError(
+                    f"data.val has {val_set.num_classes} classes but the model predicts "
+                    f"{model.num_classes}; data.train and data.val must share their classes"
+                )
+            evaluator = build_evaluator(config, val_set, device=device, progress=progress)
         trainer = Trainer(
             model=model,
             train_dataset=train_set,
