@@ -175,8 +175,8 @@ class EvalConfig:
         elif self.crop_size is not None or self.stride is not None:
             raise ValueError(
                 "crop_size: crop_size and stride apply to mode 'slide' only; set them to "
-                f"null, or mode to 'slide' (mode 'whole', crop_size {self.crop_size}, "
-                f"stride {self.stride})"
+                f"null, or mode to 'slide' (mode 'whole', crop_size "
+                f"{self.crop_size and list(self.crop_size)}, stride {self.stride and list(self.stride)})"
             )
         for name, scales in (("scales", self.scales), ("tta_scales", self.tta_scales)):
             if not scales or any(s <= 0 for s in scales):
