@@ -418,3 +418,27 @@ def test_a_validation_set_with_other_classes_stops_training_before_it_starts(tmp
     assert main(["train", str(config), "--work-dir", str(work), "--set", f"data.val={val}"]) == 2
     assert "data.val has 2 classes but the model predicts 6" in capsys.readouterr().err
     assert not (work / "metrics.jsonl").exists() and not (work / "checkpoints").exists()
+
+
+def test_labels_outside_the_classes_are_refused_before_the_forward_pass():
+    model = tiny_model().train()
+    labels = torch.zeros(2, 32, 32, dtype=torch.long)
+    labels[0, 0, :3] = torch.tensor([7, 255, -1])
+    with pytest.raises(ValueError, match=r"labels hold \[-1, 7\], not classes of this 3-class"):
+        model.loss(torch.randn(2, 3, 32, 32), labels)
+
+
+def test_a_training_set_smaller_than_one_batch_is_refused_when_the_trainer_is_built(tmp_path):
+    with pytest.raises(ValueError, match="the training set has 1 samples, fewer than one batch"):
+        make_trainer(tmp_path, dataset=Scenes(length=1))
+    assert not tmp_path.joinpath("metrics.jsonl").exists()
+
+
+def test_data_check_counts_samples_left_out_when_the_dataset_was_built(tmp_path, capsys):
+    make_folder(tmp_path, ["a", "b", "c"])
+    (tmp_path / "masks" / "b.png").unlink()
+    args = ["data", "check", "folder", "--set", f"root={tmp_path}", "--set", "num_classes=3"]
+    assert main([*args, "--set", "on_error=skip"]) == 1
+    out = capsys.readouterr().out
+    assert "bad sample, left out: image " in out and "b.png has no mask" in out
+    assert "folder: 3 samples, 1 bad, 3 classes" in out

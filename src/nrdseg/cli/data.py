@@ -60,12 +60,19 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     dataset = build_dataset(args.dataset, **parse_assignments(args.set))
-    bad = 0
+    # on_error=skip drops samples with missing files when the dataset is built: bad too.
+    dropped = getattr(dataset, "dropped", [])
+    for message in dropped:
+        print(f"bad sample, left out: {message}")
+    bad = len(dropped)
     for index in range(len(dataset)):
         try:
             dataset.load(index)
         except DataError as err:
             bad += 1
             print(f"bad sample {index}: {err}")
-    print(f"{args.dataset}: {len(dataset)} samples, {bad} bad, {dataset.num_classes} classes")
+    print(
+        f"{args.dataset}: {len(dataset) + len(dropped)} samples, {bad} bad, "
+        f"{dataset.num_classes} classes"
+    )
     return 1 if bad else 0

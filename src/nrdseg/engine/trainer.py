@@ -35,7 +35,7 @@ from nrdseg.engine.checkpointing import (
     write_checkpoint,
 )
 from nrdseg.engine.config import LoaderConfig, OptimConfig, TrainConfig
-from nrdseg.engine.data_order import BatchOrder, SeededSamples
+from nrdseg.engine.data_order import BatchOrder, SeededSamples, check_batch_fits
 from nrdseg.engine.distributed import DistInfo, all_gather_objects, mean_over_ranks
 from nrdseg.engine.logger import EventLog
 from nrdseg.engine.optim import PolySchedule, build_optimizer
@@ -121,6 +121,11 @@ class Trainer:
             model = convert_sync_batchnorm(model.to(self.device), device=self.device)
         self.model = model.to(self.device)
         _check_training_batch(self.model, self.loader_settings.batch_size)
+        check_batch_fits(
+            len(train_dataset),
+            batch_size=self.loader_settings.batch_size,
+            world_size=self.dist.world_size,
+        )
         step = _LossStep(self.model)
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None

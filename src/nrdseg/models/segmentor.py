@@ -130,7 +130,16 @@ class Segmentor(nn.Module):
                 f"labels {tuple(labels.shape[-2:])} and images {tuple(images.shape[-2:])} "
                 "differ in size"
             )
-        if self.training:  # before the backbone, which fails first on small crops
+        # Before the model runs: cross-entropy would fail only after the whole forward pass
+        # (on CUDA as an unreadable device-side assert); the backbone first on small crops.
+        outside = (labels != self.ignore_index) & ((labels < 0) | (labels >= self.num_classes))
+        if outside.any():
+            values = labels[outside].unique()[:5].tolist()
+            raise ValueError(
+                f"labels hold {values}, not classes of this {self.num_classes}-class model; "
+                f"expected 0..{self.num_classes - 1} or {self.ignore_index} (ignore)"
+            )
+        if self.training:
             check_batch_statistics(self, images.shape[0])
         padded = self._pad(images, 0.0)
         target = self._pad(labels.long(), float(self.ignore_index))
