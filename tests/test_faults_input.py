@@ -25,6 +25,7 @@ import yaml
 from timm.layers import BatchNormAct2d
 from torch import nn
 
+from nrdseg.analysis.flops import count_flops
 from nrdseg.checkpoint import load_model, load_weights, save_pretrained
 from nrdseg.cli import main
 from nrdseg.data import DataError, build_dataset
@@ -442,3 +443,10 @@ def test_data_check_counts_samples_left_out_when_the_dataset_was_built(tmp_path,
     out = capsys.readouterr().out
     assert "bad sample, left out: image " in out and "b.png has no mask" in out
     assert "folder: 3 samples, 1 bad, 3 classes" in out
+
+
+def test_flops_of_a_wrapped_model_are_the_model_s():
+    model = tiny_model()
+    expected = count_flops(model, height=64, width=64)
+    assert expected.backbone > 0
+    assert count_flops(nn.DataParallel(model), height=64, width=64) == expected
