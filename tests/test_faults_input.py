@@ -450,3 +450,13 @@ def test_flops_of_a_wrapped_model_are_the_model_s():
     expected = count_flops(model, height=64, width=64)
     assert expected.backbone > 0
     assert count_flops(nn.DataParallel(model), height=64, width=64) == expected
+
+
+@pytest.mark.parametrize("prefix", ["_orig_mod.", "module._orig_mod."])
+def test_backbone_weights_saved_from_a_wrapped_model_load(tmp_path, prefix):
+    body = tiny_model().backbone.body
+    path = tmp_path / "backbone.pth"
+    torch.save({prefix + k: v for k, v in body.state_dict().items()}, path)
+    model = tiny_model(pretrained=str(path))
+    for key, value in body.state_dict().items():
+        torch.testing.assert_close(model.backbone.body.state_dict()[key], value)

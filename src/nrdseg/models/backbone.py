@@ -114,8 +114,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _mmseg_to_timm(key: str) -> str:
-    """Map mmseg/mmcv ResNetV1c names (``backbone.stem.N``) to timm's (``conv1.N``, ``bn1``)."""
-    for prefix in ("module.", "backbone."):
+    """Map mmseg/mmcv ResNetV1c names (``backbone.stem.N``) to timm's (``conv1.N``, ``bn1``),
+    without the prefixes of a DDP (``module.``) or torch.compile (``_orig_mod.``) wrapper."""
+    for prefix in ("module.", "_orig_mod.", "backbone."):
         if key.startswith(prefix):
             key = key[len(prefix) :]
     if key.startswith("stem."):
