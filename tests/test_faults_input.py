@@ -460,3 +460,10 @@ def test_backbone_weights_saved_from_a_wrapped_model_load(tmp_path, prefix):
     model = tiny_model(pretrained=str(path))
     for key, value in body.state_dict().items():
         torch.testing.assert_close(model.backbone.body.state_dict()[key], value)
+
+
+def test_sync_bn_conversion_keeps_frozen_norms_frozen():
+    norm = nn.BatchNorm2d(3).requires_grad_(False)
+    for device in ("cpu", "cuda"):
+        synced = convert_sync_batchnorm(nn.Sequential(norm), device=torch.device(device))[0]
+        assert [p.requires_grad for p in synced.parameters()] == [False, False], device

@@ -30,6 +30,8 @@ def _to_cpu_sync(module: nn.Module) -> nn.Module:
         else:
             synced = CPUSyncBatchNorm(module.num_features, **options)
         synced.load_state_dict(module.state_dict())
+        for name, param in module.named_parameters(recurse=False):  # frozen stays frozen
+            getattr(synced, name).requires_grad_(param.requires_grad)
         return synced.train(module.training)
     for name, child in module.named_children():
         module.add_module(name, _to_cpu_sync(child))
