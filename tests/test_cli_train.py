@@ -69,10 +69,13 @@ def test_existing_runs_are_never_overwritten_and_resume_continues(config_file, t
     assert [e["iter"] for e in lines if e["event"] == "train"] == [1, 2, 3, 4, 5, 6]
 
 
-def test_default_work_dir_and_resume_without_a_run(config_file, capsys):
-    assert main(["train", str(config_file), "--resume"]) == 2
-    err = capsys.readouterr().err
-    assert "work_dirs/synthetic/tiny has no checkpoints/latest" in err
+def test_default_work_dir_and_resume_without_a_run(config_file, caplog):
+    # A requeued job passes --resume even when it was killed before its first checkpoint.
+    assert main(["train", str(config_file), "--resume", "--set", "train.iters=2"]) == 0
+    assert "work_dirs/synthetic/tiny has no checkpoint yet; starting from iteration 0" in (
+        caplog.text
+    )
+    assert latest_checkpoint(config_file.parents[2] / "work_dirs" / "synthetic" / "tiny")
 
 
 def test_config_errors_are_one_line(config_file, capsys):

@@ -16,8 +16,9 @@ from torch import nn
 from nrdseg.engine.checkpointing import latest_checkpoint, read_training_state
 from nrdseg.engine.config import LoaderConfig, OptimConfig, TrainConfig
 from nrdseg.engine.distributed import DistInfo
-from nrdseg.engine.sync_bn import CPUSyncBatchNorm, convert_sync_batchnorm
+from nrdseg.engine.sync_bn import convert_sync_batchnorm
 from nrdseg.engine.trainer import Trainer
+from nrdseg.ops.sync_batchnorm import CPUSyncBatchNorm
 from tests.engine_fixtures import Scenes, one_thread, tiny_model, write_tiny_config
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from nrdseg.models.segmentor import Segmentor
 from nrdseg.models.weights import WEIGHTS_FILE, LoadReport, load_matching, read_state_dict
+from nrdseg.models.wrappers import unwrap_model
 from nrdseg.models.zoo import create_model
 
 logger = logging.getLogger("nrdseg")
@@ -101,7 +102,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def model_record(model: Segmentor) -> dict[str, Any]:
     """What ``config.yaml`` holds: the format tag, the zoo call and the dataset metadata."""
-    if not model.config.get("name"):
+    model = unwrap_model(model)
+    if not getattr(model, "config", {}).get("name"):
         raise ValueError("only models built by nrdseg.create_model can be saved")
     return plain({"format": FORMAT, "model": model.config, "meta": model.meta})
 
@@ -109,7 +111,7 @@ def model_record(model: Segmentor) -> dict[str, Any]:
 def write_model_files(model: Segmentor, directory: Path) -> None:
     """Write config.yaml + model.safetensors into an existing (temporary) directory."""
     (directory / CONFIG_FILE).write_text(yaml.safe_dump(model_record(model), sort_keys=False))
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in unwrap_model(model).state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
 
 
@@ -142,7 +144,9 @@ def read_record(directory: str | Path) -> dict[str, Any]:
 
 
 def load_weights(model: Segmentor, state: Mapping[str, torch.Tensor], *, source: str) -> None:
-    """Strictly load ``state`` into ``model``, or explain every key that does not fit."""
+    """Strictly load ``state`` into ``model`` (through DDP / torch.compile wrappers), or
+    explain every key that does not fit."""
+    model = unwrap_model(model)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -174,25 +178,22 @@ def load_weights(model: Segmentor, state: Mapping[str, torch.Tensor], *, source:
     model.load_state_dict(dict(state))
 
 
-def _checkpoint_directory(path: str | Path) -> Path:
-    """``path`` itself, the checkpoint a training work dir points to, or a Hub download.
+def checkpoint_directory(path: str | Path) -> Path:
+    """The checkpoint directory ``path`` names: a directory itself, a training work dir's
+    ``best/`` (else its latest checkpoint), or a Hub download for ``hf://org/name[@rev]``
+    (config and safetensors only, with huggingface_hub).
 
-    ``hf://org/name[@revision]`` fetches config and safetensors only (huggingface_hub).
-    A work dir (``best/`` or ``checkpoints/latest``, no weights of its own) gives its
-    ``best/``, else its latest checkpoint.
+    The one resolver behind ``load_model``, ``nrdseg eval``, ``predict`` and ``export``;
+    a work dir without a checkpoint yet is an error that says so.
     """
     if str(path).startswith(HUB_PREFIX):
         from nrdseg.deploy.hub import download_checkpoint
 
         repo_id, _, revision = str(path)[len(HUB_PREFIX) :].partition("@")
         return download_checkpoint(repo_id, revision=revision or None)
-    from nrdseg.engine.checkpointing import BEST, CHECKPOINTS, LATEST, resolve_checkpoint
+    from nrdseg.engine.checkpointing import resolve_checkpoint
 
-    directory = Path(path)
-    work_dir = (directory / BEST).is_dir() or (directory / CHECKPOINTS / LATEST).is_file()
-    if work_dir and not (directory / WEIGHTS_FILE).is_file():
-        return resolve_checkpoint(directory)
-    return directory
+    return resolve_checkpoint(path)
 
 
 def init_from_checkpoint(model: Segmentor, path: str | Path) -> LoadReport:
@@ -209,7 +210,7 @@ def init_from_checkpoint(model: Segmentor, path: str | Path) -> LoadReport:
     if where.is_file():
         weights, source_classes = where, None
     else:
-        directory = _checkpoint_directory(path)
+        directory = checkpoint_directory(path)
         source_classes = read_record(directory)["model"]["num_classes"]
         weights = directory / WEIGHTS_FILE
     name = model.config.get("name", "model")
@@ -223,7 +224,7 @@ def init_from_checkpoint(model: Segmentor, path: str | Path) -> LoadReport:
 
 def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Segmentor:
     """Rebuild a model from a checkpoint directory, a training work dir or ``hf://org/name``."""
-    directory = _checkpoint_directory(path)
+    directory = checkpoint_directory(path)
     record = read_record(directory)
     options = dict(record["model"])
     name, num_classes = options.pop("name"), options.pop("num_classes")

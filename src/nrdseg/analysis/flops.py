@@ -13,6 +13,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from nrdseg.models.segmentor import Segmentor
+from nrdseg.models.wrappers import unwrap_model
 from nrdseg.models.zoo import create_model
 
 PARTS = ("backbone", "neck", "decoder")
@@ -33,7 +34,12 @@ class FlopReport:
 
 
 def count_flops(model: Segmentor, *, height: int, width: int) -> FlopReport:
-    """Count one eval-mode forward of a (meta or real) model on a 1 x 3 x H x W input."""
+    """Count one eval-mode forward of a (meta or real) model on a 1 x 3 x H x W input.
+
+    A DDP / DataParallel / torch.compile wrapper is looked through: the parts are found
+    by the model's own class and parameter names.
+    """
+    model = unwrap_model(model)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()

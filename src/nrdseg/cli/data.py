@@ -75,11 +75,18 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     dataset = build_dataset(args.dataset, **parse_assignments(args.set))
+    # on_error=skip drops samples with missing files when the dataset is built: bad too.
+    dropped = getattr(dataset, "dropped", [])
+    for message in dropped:
+        print(f"bad sample, left out: {message}")
     stats = label_statistics(dataset, max_samples=args.max_samples, full=True)
     findings = stats.findings()
-    failed = bool(stats.bad) or any(f.severity == "error" for f in findings)
+    bad = len(dropped) + len(stats.bad)
+    failed = bool(bad) or any(f.severity == "error" for f in findings)
     if args.json:
-        print(json.dumps({"dataset": args.dataset, **stats.to_dict()}, indent=1))
+        print(
+            json.dumps({"dataset": args.dataset, **stats.to_dict(), "dropped": dropped}, indent=1)
+        )
         return 1 if failed else 0
     for index, message in stats.bad:
         print(f"bad sample {index}: {message}")
@@ -88,7 +95,7 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"{finding.severity}: {finding.message}")
     read = "" if not stats.sampled else f" ({stats.samples + len(stats.bad)} read)"
     print(
-        f"{args.dataset}: {len(dataset)} samples{read}, {len(stats.bad)} bad, "
+        f"{args.dataset}: {len(dataset) + len(dropped)} samples{read}, {bad} bad, "
         f"{dataset.num_classes} classes, {len(findings)} label finding(s)"
     )
     return 1 if failed else 0

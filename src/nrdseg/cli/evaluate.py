@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from nrdseg.checkpoint import load_model
+from nrdseg.checkpoint import checkpoint_directory, load_model
 from nrdseg.cli.options import parse_assignments
 from nrdseg.engine.build import build_val_dataset
-from nrdseg.engine.checkpointing import resolve_checkpoint
+from nrdseg.engine.checkpointing import run_config_file
 from nrdseg.engine.config import load_config
 from nrdseg.engine.distributed import process_group_from_env
 from nrdseg.engine.report import result_summary
@@ -21,11 +21,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="mIoU, mAcc, aAcc, per-class IoU and trimap mIoU of CHECKPOINT on the "
         "data.val set of CONFIG, with its eval settings.",
     )
-    parser.add_argument("config", help="YAML config file (data.val and eval are used)")
+    parser.add_argument(
+        "config",
+        nargs="?",
+        help="YAML config file (data.val and eval are used); default: the config.yaml of "
+        "the work dir given as --checkpoint",
+    )
     parser.add_argument(
         "--checkpoint",
         required=True,
-        help="checkpoint directory, or a work dir (its best/, else its latest checkpoint)",
+        help="checkpoint directory, a work dir (its best/, else its latest checkpoint) or "
+        "hf://org/name",
     )
     parser.add_argument("--tta", action="store_true", help="flip + scales eval.tta_scales")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -39,15 +45,20 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_assignments(args.set)
     if args.tta:
         overrides["eval.tta"] = True
-    config = load_config(args.config, overrides)
-    checkpoint = resolve_checkpoint(args.checkpoint)
+    source = args.config or run_config_file(args.checkpoint)
+    if source is None:
+        raise FileNotFoundError(
+            f"give CONFIG: {args.checkpoint} is not a work dir with the config.yaml of its run"
+        )
+    config = load_config(source, overrides)
+    checkpoint = checkpoint_directory(args.checkpoint)
     with process_group_from_env() as (info, device):
-        dataset = build_val_dataset(config, source=args.config)
+        dataset = build_val_dataset(config, source=str(source))
         model = load_model(checkpoint, device=device)
         if model.num_classes != dataset.num_classes:
             raise ValueError(
                 f"{checkpoint} predicts {model.num_classes} classes but data.val of "
-                f"{args.config} has {dataset.num_classes}; use the config it was trained with"
+                f"{source} has {dataset.num_classes}; use the config it was trained with"
             )
         result = evaluate(
             model,
@@ -61,6 +72,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"checkpoint": str(checkpoint), **result_summary(result)}))
     else:
-        print(f"{checkpoint} on {config.data.val.name} {config.data.val.split}")
+        val = config.data.val
+        # split null (the folder layout's "every image") names the root instead of "None".
+        where = f"split {val.split}" if val.split is not None else f"root {val.root}"
+        print(f"{checkpoint} on {val.name} {where}")
         print(format_table(result))
+        if result["skipped"]:
+            print(f"left out {len(result['skipped'])} unreadable sample(s) (on_error: skip):")
+            print("\n".join(f"  {message}" for message in result["skipped"]))
     return 0

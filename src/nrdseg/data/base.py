@@ -32,7 +32,7 @@ class SegDataset(Dataset, abc.ABC):
     ``[0, num_classes)`` or 255. Without ``transforms`` the sample is the whole image,
     normalized with ImageNet mean/std. With ``on_error="skip"`` a bad sample is logged,
     counted in ``skipped`` and replaced by the next good one, so one broken file does not
-    stop a long training run. Each copy of a dataset counts for itself (DataLoader workers
+    stop a long training run; evaluation uses :meth:`sample`, which never replaces. Each copy of a dataset counts for itself (DataLoader workers
     hold copies): ``replaced``, the requests answered with another sample, does not depend
     on which copy served which request, so per-request differences add up exactly.
     """
@@ -56,6 +56,8 @@ class SegDataset(Dataset, abc.ABC):
         self.skipped = 0
         #: Requests for a bad sample answered with the next good one, with on_error="skip".
         self.replaced = 0
+        #: Errors (naming the file) of the samples left out when the dataset was built.
+        self.dropped: list[str] = []
         self._bad: set[int] = set()
 
     @property
@@ -78,10 +80,20 @@ class SegDataset(Dataset, abc.ABC):
         self.skipped += 1
         log.warning("skipping %s: %s", what, err)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def _check_index(self, index: int) -> int:
         size = len(self)
         if not -size <= index < size:
             raise IndexError(f"index {index} out of range for {size} samples")
+        return size
+
+    def sample(self, index: int) -> dict[str, Any]:
+        """Sample ``index`` itself, never a replacement: a bad one raises ``DataError``
+        whatever ``on_error`` says, so that evaluation counts each sample once."""
+        self._check_index(index)
+        return self._finish(*self.load(index % len(self)))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        size = self._check_index(index)
         for offset in range(size):
             current = (index + offset) % size
             if current in self._bad:
@@ -140,6 +152,7 @@ class PairedFileDataset(SegDataset):
         if self.on_error == "raise":
             raise err
         self._skip(str(image), err)
+        self.dropped.append(str(err))
         return False
 
     def __len__(self) -> int:

@@ -25,6 +25,7 @@ from nrdseg.checkpoint import atomic_write_bytes
 from nrdseg.deploy.colors import model_palette
 from nrdseg.deploy.optional import optional_import
 from nrdseg.models.segmentor import Segmentor
+from nrdseg.models.wrappers import unwrap_model
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,11 @@ OUTPUT_NAME = "logits"
 META_FILE = "nrdseg.json"
 #: torch.export specializes feature maps of size 1, so .pt2 programs need H, W > 32.
 EXPORTED_MIN_SIZE = 33
+#: torch's ONNX exporter implements opset 18 and newer; older ones go through onnx's
+#: version converter, which fails on this model's Resize and Pad (the file stays at 18).
+ONNX_NATIVE_OPSET = 18
+#: The (H, W) an exported TorchScript trace is run at, to show it is not pinned to one size.
+PROBE_SIZE = (33, 47)
 
 
 def export_metadata(model: Segmentor) -> dict[str, str]:
@@ -97,6 +103,93 @@ def _exported_bytes(model: Segmentor, example: torch.Tensor) -> bytes:
     return buffer.getvalue()
 
 
+def _metadata_problems(stored: dict[str, str], expected: dict[str, str]) -> list[str]:
+    wrong = sorted(k for k in expected if stored.get(k) != expected[k])
+    return [f"metadata {', '.join(wrong)} missing or different"] if wrong else []
+
+
+def _shape_problem(name: str, shape: list, channels: int) -> list[str]:
+    """``shape`` as written: ints for fixed axes, anything else (names, symbols) dynamic."""
+    fixed = [axis for axis in (0, 2, 3) if len(shape) == 4 and isinstance(shape[axis], int)]
+    if len(shape) == 4 and not fixed and shape[1] == channels:
+        return []
+    return [
+        f"{name} has shape {shape}; expected (batch, {channels}, height, width), dynamic in all but dim 1"
+    ]
+
+
+def _onnx_problems(data: bytes, expected: dict[str, str], channels: int, opset: int | None):
+    onnx = optional_import("onnx", extra="onnx")
+    proto = onnx.load_from_string(data)
+    problems = []
+    written = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and written != opset:
+        problems.append(
+            f"opset {written} instead of --opset {opset} (torch's exporter writes opsets "
+            f"{ONNX_NATIVE_OPSET} to {onnx.defs.onnx_opset_version()}; converting this model "
+            f"to an older one failed): use --opset {ONNX_NATIVE_OPSET} or newer, or leave it out"
+        )
+    graph = proto.graph
+    for values, name, width in (
+        (graph.input, INPUT_NAME, 3),
+        (graph.output, OUTPUT_NAME, channels),
+    ):
+        found = [v for v in values if v.name == name]
+        dims = found[0].type.tensor_type.shape.dim if found else []
+        shape = [d.dim_param or d.dim_value for d in dims]
+        problems += _shape_problem(name, shape, width) if found else [f"no {name} tensor"]
+    stored = {p.key: p.value for p in proto.metadata_props}
+    return problems + _metadata_problems(stored, expected)
+
+
+def _torchscript_problems(data: bytes, expected: dict[str, str], channels: int, opset):
+    files = {META_FILE: ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+        module = torch.jit.load(io.BytesIO(data), map_location="cpu", _extra_files=files)
+    with torch.no_grad():
+        out = module(torch.zeros(1, 3, *PROBE_SIZE))
+    problems = (
+        []
+        if tuple(out.shape) == (1, channels, *PROBE_SIZE)
+        else [
+            f"{OUTPUT_NAME} of a 1 x 3 x {PROBE_SIZE[0]} x {PROBE_SIZE[1]} input has shape "
+            f"{list(out.shape)}: the trace is pinned to the example size"
+        ]
+    )
+    return problems + _metadata_problems(json.loads(files[META_FILE] or "{}"), expected)
+
+
+def _exported_problems(data: bytes, expected: dict[str, str], channels: int, opset):
+    files = {META_FILE: ""}
+    program = torch.export.load(io.BytesIO(data), extra_files=files)
+    inputs = program.graph_signature.user_inputs
+    node = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name in inputs)
+    shape = [d if isinstance(d, int) else str(d) for d in node.meta["val"].shape]
+    problems = _shape_problem(INPUT_NAME, shape, 3)
+    return problems + _metadata_problems(json.loads(files[META_FILE] or "{}"), expected)
+
+
+_PROBLEMS = {
+    "onnx": _onnx_problems,
+    "torchscript": _torchscript_problems,
+    "exported": _exported_problems,
+}
+
+
+def check_export(
+    data: bytes, *, format: Format, metadata: dict[str, str], num_classes: int, opset: int | None
+) -> None:
+    """Read an export back and check what was asked of it: the opset (ONNX), an input
+    (and for ONNX, output) dynamic in batch, height and width, and every metadata value.
+
+    Raises ValueError naming each property that does not hold, and what is possible.
+    """
+    problems = _PROBLEMS[format](data, metadata, num_classes, opset)
+    if problems:
+        raise ValueError(f"the {format} export is not what was asked: " + "; ".join(problems))
+
+
 def export_model(
     model: Segmentor,
     path: str | Path,
@@ -108,11 +201,21 @@ def export_model(
     """Write ``model`` (switched to eval mode) to ``path`` atomically.
 
     ``example_size`` is the (H, W) traced through; other sizes work too (see module doc).
+    The file is read back first (:func:`check_export`): an option the exporter did not
+    honour raises ValueError and nothing is written.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
+    model = unwrap_model(model)  # exporters trace the model, not a DDP / compile wrapper
     if opset is not None and format != "onnx":
         raise ValueError(f"--opset applies to onnx only, not {format}")
+    if opset is not None:
+        newest = optional_import("onnx", extra="onnx").defs.onnx_opset_version()
+        if not 1 <= opset <= newest:
+            raise ValueError(
+                f"--opset {opset} does not exist: torch's exporter writes opsets "
+                f"{ONNX_NATIVE_OPSET} to {newest}"
+            )
     if format == "exported" and Path(path).suffix != ".pt2":
         raise ValueError(f"{path}: torch.export programs must be saved as .pt2 files")
     if format == "exported" and min(example_size) < EXPORTED_MIN_SIZE:
@@ -127,6 +230,13 @@ def export_model(
         data = _torchscript_bytes(model, example)
     else:
         data = _exported_bytes(model, example)
+    check_export(
+        data,
+        format=format,
+        metadata=export_metadata(model),
+        num_classes=model.num_classes,
+        opset=opset,
+    )
     atomic_write_bytes(path, data)
     return Path(path)
 

@@ -19,6 +19,7 @@ from nrdseg.deploy.images import expand_inputs, output_names, probe_size
 from nrdseg.engine.inference import infer_logits
 from nrdseg.models.inputs import normalize
 from nrdseg.models.segmentor import Segmentor
+from nrdseg.models.wrappers import unwrap_model
 
 #: Test-time augmentation of the paper's evaluation: these scales, each also mirrored.
 TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -99,6 +100,7 @@ def predict_files(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    model = unwrap_model(model)  # its predict, meta and num_classes, also under DDP
     if on_error not in ("skip", "fail"):
         raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
     out_dir = Path(out_dir)

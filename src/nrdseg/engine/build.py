@@ -102,18 +102,23 @@ def build_val_dataset(config: Config, *, source: str = "config") -> Any:
 def build_model(config: Config, *, num_classes: int | None, resuming: bool = False) -> Segmentor:
     """The zoo model of ``model``; ``num_classes`` fills in ``model.num_classes: null``.
 
-    A resumed run takes its weights from its own checkpoint, so ``model.init_from`` is
-    not read again (its files may be gone by then)."""
+    A resumed run takes every weight from its own checkpoint, so neither
+    ``model.pretrained`` (no file read, no download) nor ``model.init_from`` is read again
+    (their files may be gone by then); ``model.config`` still records the setting, so the
+    checkpoints of a resumed run say how it started.
+    """
     classes = config.model.num_classes or num_classes
     if classes is None:
         raise ValueError("model.num_classes: not set, and the dataset does not tell it")
-    return create_model(
+    model = create_model(
         config.model.name,
         num_classes=classes,
-        pretrained=config.model.pretrained,
+        pretrained=False if resuming else config.model.pretrained,
         init_from=None if resuming else config.model.init_from,
         **config.model.options,
     )
+    model.config["pretrained"] = config.model.pretrained
+    return model
 
 
 def build_evaluator(
@@ -143,8 +148,9 @@ def default_work_dir(config_path: str | Path) -> Path:
 def _prepare_work_dir(work_dir: Path, *, resume: bool, info: DistInfo) -> Path | None:
     """The checkpoint to resume from; refuses to train over an existing run without it."""
     latest = latest_checkpoint(work_dir)
-    if resume and latest is None:
-        raise FileNotFoundError(f"--resume: {work_dir} has no checkpoints/latest to resume from")
+    if resume and latest is None and info.is_main:
+        # Schedulers requeue a job killed before its first checkpoint with --resume too.
+        logger.warning("--resume: %s has no checkpoint yet; starting from iteration 0", work_dir)
     if not resume and (latest is not None or list_checkpoints(work_dir)):
         raise ValueError(
             f"{work_dir} already holds checkpoints; pass --resume to continue that run, "
@@ -198,6 +204,7 @@ def train_from_config(
                     )
         if not info.is_main:  # rank 0 fetches pretrained weights first, the others reuse them
             barrier(info)
+        # A resumed run takes every weight from its checkpoint: no backbone file or download.
         model = build_model(
             config,
             num_classes=getattr(train_set, "num_classes", None),
@@ -207,6 +214,12 @@ def train_from_config(
             barrier(info)
         evaluator = None
         if val_set is not None:
+            # Checked now, not at the first evaluation, eval_interval iterations later.
+            if val_set.num_classes != model.num_classes:
+                raise ValueError(
+                    f"data.val has {val_set.num_classes} classes but the model predicts "
+                    f"{model.num_classes}; data.train and data.val must share their classes"
+                )
             evaluator = build_evaluator(config, val_set, device=device, progress=progress)
         trainer = Trainer(
             model=model,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from nrdseg.checkpoint import (
     CONFIG_FILE,
@@ -183,16 +184,44 @@ def read_training_state(directory: Path) -> dict[str, Any]:
     return state
 
 
+def run_config_file(work_dir: str | Path) -> Path | None:
+    """``work_dir/config.yaml`` when it is a training run's config (what ``nrdseg train``
+    writes), not a checkpoint's model record; None otherwise."""
+    path = Path(work_dir) / CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return None
+    return path if isinstance(tree, dict) and "data" in tree and "format" not in tree else None
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory itself, or a work dir's ``best/``, else its latest checkpoint."""
+    """The checkpoint directory ``path`` names: itself, else a work dir's ``best/``, else
+    its latest checkpoint. The one resolver of ``load_model``, eval, predict and export.
+
+    A folder with weights or a model record is returned as is (``load_model`` then says
+    what is wrong with it); a work dir without a checkpoint yet, or a folder that is
+    neither, raises FileNotFoundError saying so.
+    """
     path = Path(path)
-    for candidate in (path, path / BEST):  # a work dir's own config.yaml is no checkpoint
-        if (candidate / CONFIG_FILE).is_file() and (candidate / WEIGHTS_FILE).is_file():
-            return candidate
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not a checkpoint directory or work dir: not found")
+    record = (path / CONFIG_FILE).is_file() and run_config_file(path) is None
+    if (path / WEIGHTS_FILE).is_file() or record:
+        return path
+    if (path / BEST / WEIGHTS_FILE).is_file():
+        return path / BEST
     latest = latest_checkpoint(path) if path.is_dir() else None
     if latest is not None:
         return latest
+    if run_config_file(path) is not None:
+        raise FileNotFoundError(
+            f"{path} is a training work dir without a checkpoint yet (no {BEST}/ or "
+            f"{CHECKPOINTS}/{LATEST}): wait for its first checkpoint or evaluation"
+        )
     raise FileNotFoundError(
-        f"{path}: not a checkpoint directory ({CONFIG_FILE} + {WEIGHTS_FILE}), nor a work dir with "
+        f"{path}: not a checkpoint directory (no {CONFIG_FILE} + {WEIGHTS_FILE}), nor a work dir with "
         f"{BEST}/ or {CHECKPOINTS}/{LATEST}"
     )

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 
 from nrdseg.checkpoint import atomic_write_bytes, plain
+from nrdseg.engine.inference import slide_settings
 from nrdseg.engine.schema import ConfigError, from_dict
 from nrdseg.engine.yaml_tree import load_tree, set_dotted
 
@@ -183,10 +184,34 @@ class EvalConfig:
     max_samples: int | None = None
 
     def __post_init__(self) -> None:
-        if self.mode == "slide" and (self.crop_size is None or self.stride is None):
-            raise ValueError("crop_size: mode 'slide' needs both crop_size and stride")
-        if not self.scales or not self.tta_scales:
-            raise ValueError("scales: needs at least one scale")
+        # The keys are checked against each other here, at start-up, not at the first
+        # evaluation after hours of training.
+        if self.mode == "slide":
+            if self.crop_size is None or self.stride is None:
+                raise ValueError("crop_size: mode 'slide' needs both crop_size and stride")
+            slide_settings(self.crop_size, self.stride)
+        elif self.crop_size is not None or self.stride is not None:
+            raise ValueError(
+                "crop_size: crop_size and stride apply to mode 'slide' only; set them to "
+                f"null, or mode to 'slide' (mode 'whole', crop_size "
+                f"{self.crop_size and list(self.crop_size)}, stride {self.stride and list(self.stride)})"
+            )
+        for name, scales in (("scales", self.scales), ("tta_scales", self.tta_scales)):
+            if not scales or any(s <= 0 for s in scales):
+                raise ValueError(f"{name}: needs one or more positive scales, got {list(scales)}")
+        if self.tta and self.scales != (1.0,):
+            raise ValueError(
+                f"scales: {list(self.scales)} would be ignored, since tta: true evaluates at "
+                f"tta_scales {list(self.tta_scales)}; set tta_scales instead"
+            )
+        if self.max_samples is not None:
+            _non_negative(max_samples=self.max_samples)
+        if any(w < 1 for w in self.trimap_widths) or len(set(self.trimap_widths)) < len(
+            self.trimap_widths
+        ):
+            raise ValueError(
+                f"trimap_widths: expected distinct positive widths, got {list(self.trimap_widths)}"
+            )
 
     def inference_options(self) -> dict[str, Any]:
         """Keyword arguments for ``nrdseg.engine.evaluate.evaluate``."""

@@ -20,6 +20,15 @@ from torch.utils.data import Dataset
 from nrdseg.engine.rng import seeded_rng
 
 
+def check_batch_fits(dataset_size: int, *, batch_size: int, world_size: int) -> None:
+    """Refuse a training set smaller than one global batch (every batch is full)."""
+    if dataset_size < batch_size * world_size:
+        raise ValueError(
+            f"the training set has {dataset_size} samples, fewer than one batch of "
+            f"{batch_size} x {world_size} process(es); lower loader.batch_size"
+        )
+
+
 class BatchOrder:
     """Batches ``start``, ``start + 1``, ... ``stop - 1`` of this rank, as ``(index, seed)`` lists."""
 
@@ -34,12 +43,8 @@ class BatchOrder:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
+        check_batch_fits(dataset_size, batch_size=batch_size, world_size=world_size)
         global_batch = batch_size * world_size
-        if dataset_size < global_batch:
-            raise ValueError(
-                f"the training set has {dataset_size} samples, fewer than one batch of "
-                f"{batch_size} x {world_size} process(es); lower loader.batch_size"
-            )
         self.dataset_size = dataset_size
         self.batch_size = batch_size
         self.seed = seed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -11,9 +12,13 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from nrdseg.data.files import DataError
 from nrdseg.engine.inference import infer_logits
 from nrdseg.engine.metrics import SegMetric
 from nrdseg.models.blocks import resize
+from nrdseg.models.wrappers import unwrap_model
+
+log = logging.getLogger(__name__)
 
 
 def _rank_and_world() -> tuple[int, int]:
@@ -23,8 +28,9 @@ def _rank_and_world() -> tuple[int, int]:
 
 
 def _sample(dataset: Any, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(image, label) of one sample, with an error naming the sample when malformed."""
-    sample = dataset[index]
+    """(image, label) of sample ``index`` itself (never a training-style replacement),
+    with an error naming the sample when malformed."""
+    sample = dataset.sample(index) if hasattr(dataset, "sample") else dataset[index]
     where = f"dataset[{index}]" + (f" ({sample['path']})" if "path" in sample else "")
     missing = [key for key in ("image", "label") if key not in sample]
     if missing:
@@ -61,9 +67,15 @@ def evaluate(
     rescaled the image) before the argmax. Under torch.distributed each rank takes every
     world_size-th sample and the confusion matrices are summed over ranks, so every rank
     returns the full result.
+
+    Every readable sample counts exactly once. With ``on_error="skip"`` on the dataset a
+    bad sample is left out (not replaced by its neighbour, as in training) and ``skipped``
+    lists the errors, which name the files, of all ranks and of the samples the dataset
+    dropped when it was built.
     """
     num_classes = dataset.num_classes
-    model_classes = getattr(model, "num_classes", num_classes)
+    # DDP hides the attribute: without unwrapping, the check would be skipped.
+    model_classes = getattr(unwrap_model(model), "num_classes", num_classes)
     if model_classes != num_classes:
         raise ValueError(
             f"the model predicts {model_classes} classes but the dataset has {num_classes}"
@@ -74,10 +86,19 @@ def evaluate(
     rank, world = _rank_and_world()
     count = len(dataset) if max_samples is None else min(len(dataset), max_samples)
     model.to(device)
+    skipping = getattr(dataset, "on_error", "raise") == "skip"
+    skipped: list[str] = []
     for index in tqdm(
         range(rank, count, world), desc="evaluate", disable=not progress or rank != 0
     ):
-        image, label = _sample(dataset, index)
+        try:
+            image, label = _sample(dataset, index)
+        except DataError as err:
+            if not skipping:
+                raise
+            log.warning("evaluation leaves out sample %d: %s", index, err)
+            skipped.append(str(err))
+            continue
         logits = infer_logits(
             model,
             image[None].to(device),
@@ -90,7 +111,12 @@ def evaluate(
         pred = resize(logits, label.shape[-2:]).argmax(dim=1)[0]
         metric.update(pred, label.to(device))
     metric.all_reduce()
-    return {**metric.compute(), "classes": list(dataset.classes)}
+    if world > 1:
+        gathered: list[Any] = [None] * world
+        dist.all_gather_object(gathered, skipped)
+        skipped = [message for part in gathered for message in part]
+    skipped = list(getattr(dataset, "dropped", [])) + skipped
+    return {**metric.compute(), "classes": list(dataset.classes), "skipped": skipped}
 
 
 def _percent(value: float) -> str:

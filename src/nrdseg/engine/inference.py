@@ -25,6 +25,26 @@ def _pair(value: Sequence[int] | None, name: str) -> tuple[int, int]:
     return pair  # type: ignore[return-value]
 
 
+def slide_settings(
+    crop_size: Sequence[int] | None, stride: Sequence[int] | None
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``(crop_size, stride)`` checked alone and together, as (height, width) pairs.
+
+    A stride wider than the crop leaves pixels between two windows that no window
+    covers (their logits would be 0 / 0), at some image size and so at some TTA scale;
+    a stride up to the crop covers every pixel at every size. Errors start with the key.
+    """
+    crop, step = _pair(crop_size, "crop_size"), _pair(stride, "stride")
+    wider = [axis for axis, c, s in zip(("height", "width"), crop, step, strict=True) if s > c]
+    if wider:
+        raise ValueError(
+            f"stride: {list(step)} is larger than crop_size {list(crop)} in "
+            f"{' and '.join(wider)}, so the windows would leave pixels uncovered; "
+            "use a stride of at most crop_size (H, W)"
+        )
+    return crop, step
+
+
 def window_starts(size: int, crop: int, stride: int) -> list[int]:
     """Start offsets of the windows along one axis; the last one is shifted inward.
 
@@ -39,9 +59,13 @@ def window_starts(size: int, crop: int, stride: int) -> list[int]:
 def slide_logits(
     model: nn.Module, image: torch.Tensor, *, crop_size: tuple[int, int], stride: tuple[int, int]
 ) -> torch.Tensor:
-    """Logits of every window, summed into place and divided by the per-pixel count."""
+    """Logits of every window, summed into place and divided by the per-pixel count.
+
+    Raises ValueError (see :func:`slide_settings`) for settings that would leave a pixel
+    without a window, instead of returning NaN logits there.
+    """
     height, width = image.shape[-2:]
-    (crop_h, crop_w), (stride_h, stride_w) = crop_size, stride
+    (crop_h, crop_w), (stride_h, stride_w) = slide_settings(crop_size, stride)
     total: torch.Tensor | None = None
     count = image.new_zeros(height, width)
     for top in window_starts(height, crop_h, stride_h):
@@ -78,7 +102,7 @@ def infer_logits(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if mode == "slide":
-        crop_size, stride = _pair(crop_size, "crop_size"), _pair(stride, "stride")
+        crop_size, stride = slide_settings(crop_size, stride)
     elif crop_size is not None or stride is not None:
         raise ValueError("crop_size and stride are used only with mode='slide'")
     scales = tuple(float(s) for s in scales)

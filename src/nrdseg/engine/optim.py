@@ -9,7 +9,18 @@ from torch import nn
 
 from nrdseg.engine.config import OptimConfig
 
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+#: torch's norms; subclasses include nrdseg's CPU SyncBN and most of timm's.
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.RMSNorm)
+
+
+def is_norm(module: nn.Module) -> bool:
+    """A norm layer: torch's and their subclasses, and timm's own (RmsNorm, SimpleNorm,
+    EvoNorm, FilterResponseNorm...), which derive from nn.Module only and which timm
+    names ``*Norm*``."""
+    kind = type(module)
+    return isinstance(module, _NORMS) or (
+        kind.__module__.startswith("timm.layers") and "Norm" in kind.__name__
+    )
 
 
 def parameter_groups(model: nn.Module, *, weight_decay: float, decay_norm_and_bias: bool):
@@ -21,7 +32,7 @@ def parameter_groups(model: nn.Module, *, weight_decay: float, decay_norm_and_bi
     exempt = set()
     for module in model.modules():
         for name, param in module.named_parameters(recurse=False):
-            if isinstance(module, _NORMS) or name == "bias":
+            if is_norm(module) or name == "bias":
                 exempt.add(id(param))
     return [
         {"params": [p for p in params if id(p) not in exempt], "weight_decay": weight_decay},

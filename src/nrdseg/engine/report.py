@@ -12,7 +12,8 @@ def _number(value: float) -> float | None:
 
 
 def result_summary(result: dict[str, Any]) -> dict[str, Any]:
-    """``evaluate()``'s result -> ``{"mIoU", "mAcc", "aAcc", "IoU": {class: v}, "trimap"}``."""
+    """``evaluate()``'s result -> ``{"mIoU", "mAcc", "aAcc", "IoU": {class: v}, "trimap"}``,
+    plus ``skipped`` (error messages) when samples were left out."""
     names = result.get("classes") or [str(i) for i in range(len(result["IoU"]))]
     return {
         "mIoU": _number(result["mIoU"]),
@@ -20,4 +21,6 @@ def result_summary(result: dict[str, Any]) -> dict[str, Any]:
         "aAcc": _number(result["aAcc"]),
         "IoU": {str(n): _number(v) for n, v in zip(names, result["IoU"], strict=True)},
         "trimap": {str(w): _number(v) for w, v in result.get("trimap", {}).items()},
+        # The samples left out (on_error: skip), each error naming its file.
+        **({"skipped": list(result["skipped"])} if result.get("skipped") else {}),
     }

@@ -35,7 +35,7 @@ from nrdseg.engine.checkpointing import (
     write_checkpoint,
 )
 from nrdseg.engine.config import LoaderConfig, OptimConfig, TrainConfig
-from nrdseg.engine.data_order import BatchOrder, SeededSamples
+from nrdseg.engine.data_order import BatchOrder, SeededSamples, check_batch_fits
 from nrdseg.engine.distributed import DistInfo, all_gather_objects, mean_over_ranks
 from nrdseg.engine.logger import EventLog
 from nrdseg.engine.optim import PolySchedule, build_optimizer
@@ -43,6 +43,7 @@ from nrdseg.engine.report import result_summary
 from nrdseg.engine.rng import capture_rng, restore_rng, seed_everything
 from nrdseg.engine.sync_bn import convert_sync_batchnorm
 from nrdseg.models.segmentor import Segmentor
+from nrdseg.ops.sync_batchnorm import check_batch_statistics
 
 logger = logging.getLogger("nrdseg.train")
 
@@ -119,6 +120,12 @@ class Trainer:
         if self.dist.enabled:
             model = convert_sync_batchnorm(model.to(self.device), device=self.device)
         self.model = model.to(self.device)
+        _check_training_batch(self.model, self.loader_settings.batch_size)
+        check_batch_fits(
+            len(train_dataset),
+            batch_size=self.loader_settings.batch_size,
+            world_size=self.dist.world_size,
+        )
         step = _LossStep(self.model)
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -411,6 +418,16 @@ class Trainer:
                 f"training stopped at iteration {self.iteration}: cannot write {path} "
                 f"({err}); {self._where_to_resume()}"
             ) from err
+
+
+def _check_training_batch(model: nn.Module, batch_size: int) -> None:
+    """The model's batch precondition, checked in training mode before any data loads."""
+    was_training = model.training
+    model.train()
+    try:
+        check_batch_statistics(model, batch_size)
+    finally:
+        model.train(was_training)
 
 
 def _next_batch(batches: Iterator[dict[str, Any]]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from nrdseg.models.blocks import ConvBNReLU, SeparableConvBNReLU
+from nrdseg.ops.sync_batchnorm import check_batch_statistics
 
 #: Dilations of the official NRD encoder (output stride 32) and of the usual dilated d8 one.
 NRD_DILATIONS = (1, 3, 6, 9)
@@ -39,12 +40,7 @@ class SeparableASPP(nn.Module):
         self.bottleneck = ConvBNReLU((len(dilations) + 1) * channels, channels, kernel_size=3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pool_norm = self.image_pool[1][1]
-        if self.training and x.shape[0] == 1 and not isinstance(pool_norm, nn.SyncBatchNorm):
-            raise ValueError(
-                "training needs at least 2 images per batch: the ASPP image-pooling branch "
-                "normalizes one value per image (use SyncBN across processes, or batch >= 2)"
-            )
+        check_batch_statistics(self.image_pool, x.shape[0])
         pooled = self.image_pool(x).expand(-1, -1, x.shape[2], x.shape[3])
         outs = [pooled] + [branch(x) for branch in self.branches]
         return self.bottleneck(torch.cat(outs, dim=1))

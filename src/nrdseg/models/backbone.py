@@ -139,8 +139,11 @@ NRDSEG_BODY = "backbone.body."
 
 
 def _mmseg_to_timm(key: str) -> str:
-    """Map mmseg/mmcv ResNetV1c names (``backbone.stem.N``) to timm's (``conv1.N``, ``bn1``)."""
-    key = key.removeprefix("backbone.")
+    """Map mmseg/mmcv ResNetV1c names (``backbone.stem.N``) to timm's (``conv1.N``, ``bn1``),
+    without the prefixes of a DDP (``module.``) or torch.compile (``_orig_mod.``) wrapper."""
+    for prefix in ("module.", "_orig_mod.", "backbone."):
+        if key.startswith(prefix):
+            key = key[len(prefix) :]
     if key.startswith("stem."):
         index, _, rest = key[len("stem.") :].partition(".")
         key = f"bn1.{rest}" if index == "7" else f"conv1.{index}.{rest}"

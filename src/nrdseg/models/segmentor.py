@@ -14,6 +14,7 @@ from nrdseg.models.blocks import resize
 from nrdseg.models.inputs import ImageLike, to_batch
 from nrdseg.ops.cross_entropy import cross_entropy
 from nrdseg.ops.labels import upsample_argmax
+from nrdseg.ops.sync_batchnorm import check_batch_statistics
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -138,6 +139,17 @@ class Segmentor(nn.Module):
                 f"labels {tuple(labels.shape[-2:])} and images {tuple(images.shape[-2:])} "
                 "differ in size"
             )
+        # Before the model runs: cross-entropy would fail only after the whole forward pass
+        # (on CUDA as an unreadable device-side assert); the backbone first on small crops.
+        outside = (labels != self.ignore_index) & ((labels < 0) | (labels >= self.num_classes))
+        if outside.any():
+            values = labels[outside].unique()[:5].tolist()
+            raise ValueError(
+                f"labels hold {values}, not classes of this {self.num_classes}-class model; "
+                f"expected 0..{self.num_classes - 1} or {self.ignore_index} (ignore)"
+            )
+        if self.training:
+            check_batch_statistics(self, images.shape[0])
         padded = self._pad(images, 0.0)
         target = labels.long()
         logits, aux = self.decode_padded(padded)
