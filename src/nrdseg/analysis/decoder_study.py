@@ -29,12 +29,21 @@ STUDY_MODELS: dict[str, tuple[str, str, str]] = {
     "dupsample": ("dupsample_r50", "decoder", "DUpsampling, W learned"),
     "nrd": ("nrd_r50", "NRD", "NRD, C_r = C_m = 16 (Tables 1-4)"),
     "nrd_coord_only": ("nrd_r50_coord_only", "NRD variant", "coordinates only (Tables 1, 4)"),
+    "nrd_coord_only_zero_bias": (
+        "nrd_r50_coord_only",
+        "NRD variant",
+        "coordinates only, the authors' zero controller bias (mlp_bias_init='zeros')",
+    ),
     "nrd_guidance_only": ("nrd_r50_guidance_only", "NRD variant", "guidance only (Table 4)"),
     "nrd_cr8": ("nrd_r50_cr8", "NRD variant", "C_r = 8 (Table 2)"),
     "nrd_cr32": ("nrd_r50_cr32", "NRD variant", "C_r = 32 (Table 2)"),
     "nrd_cm8": ("nrd_r50_cm8", "NRD variant", "C_m = 8 (Table 2)"),
     "nrd_cm32": ("nrd_r50_cm32", "NRD variant", "C_m = 32 (Table 2)"),
 }
+
+
+#: Options a study label adds to its zoo model.
+STUDY_OPTIONS: dict[str, dict[str, Any]] = {"nrd_coord_only_zero_bias": {"mlp_bias_init": "zeros"}}
 
 
 @dataclass(frozen=True)
@@ -117,7 +126,12 @@ def run_study(
     if unknown:
         raise ValueError(f"unknown decoder(s) {unknown}; choose from {', '.join(STUDY_MODELS)}")
     runs = [
-        Run(label=label, model=STUDY_MODELS[label][0], seed=seed)
+        Run(
+            label=label,
+            model=STUDY_MODELS[label][0],
+            options=STUDY_OPTIONS.get(label, {}),
+            seed=seed,
+        )
         for seed in seeds
         for label in labels
     ]
@@ -127,7 +141,7 @@ def run_study(
         records.append(execute(run, budget, out=out, progress=progress))
     say(f"timing the decoders at ResNet-50 widths, {latency_size[0]} x {latency_size[1]} ...")
     costs = decoder_costs(
-        [STUDY_MODELS[label][0] for label in labels],
+        list(dict.fromkeys(STUDY_MODELS[label][0] for label in labels)),
         latency_size=latency_size,
         repeats=latency_repeats,
     )

@@ -182,8 +182,13 @@ for _name, _spec in {
     "nrd_r50": ModelSpec(NRDHead, "ResNet-50c + ASPP + NRD (paper Tables 1, 7)", _R50),
     "nrd_r101": ModelSpec(NRDHead, "ResNet-101c + ASPP + NRD (Tables 5-7)", _R101),
     "nrd_x101": ModelSpec(NRDHead, "ResNeXt-101 64x4d + ASPP + NRD (Table 5)", _X101),
+    # The one deviation from the authors' init in the zoo: with coordinates alone the
+    # zero-bias MLPs start dead (README, "Real images (CamVid)"), so they start from a template.
     "nrd_r50_coord_only": ModelSpec(
-        NRDHead, "NRD without guidance map (Tables 1, 4)", _R50, {"use_guidance": False}
+        NRDHead,
+        "NRD without guidance map (Tables 1, 4)",
+        _R50,
+        {"use_guidance": False, "mlp_bias_init": "template"},
     ),
     "nrd_r50_guidance_only": ModelSpec(
         NRDHead, "NRD without coordinates (Table 4)", _R50, {"use_coords": False}
