@@ -35,6 +35,11 @@ STUDY_MODELS: dict[str, tuple[str, str, str]] = {
         "coordinates only, the authors' zero controller bias (mlp_bias_init='zeros')",
     ),
     "nrd_guidance_only": ("nrd_r50_guidance_only", "NRD variant", "guidance only (Table 4)"),
+    "nrd_template": (
+        "nrd_r50",
+        "NRD variant",
+        "NRD, generated MLPs started from a template (mlp_bias_init='template')",
+    ),
     "nrd_cr8": ("nrd_r50_cr8", "NRD variant", "C_r = 8 (Table 2)"),
     "nrd_cr32": ("nrd_r50_cr32", "NRD variant", "C_r = 32 (Table 2)"),
     "nrd_cm8": ("nrd_r50_cm8", "NRD variant", "C_m = 8 (Table 2)"),
@@ -43,7 +48,10 @@ STUDY_MODELS: dict[str, tuple[str, str, str]] = {
 
 
 #: Options a study label adds to its zoo model.
-STUDY_OPTIONS: dict[str, dict[str, Any]] = {"nrd_coord_only_zero_bias": {"mlp_bias_init": "zeros"}}
+STUDY_OPTIONS: dict[str, dict[str, Any]] = {
+    "nrd_coord_only_zero_bias": {"mlp_bias_init": "zeros"},
+    "nrd_template": {"mlp_bias_init": "template"},
+}
 
 
 @dataclass(frozen=True)
