@@ -19,6 +19,8 @@ from nrdseg.analysis.patch_study import format_table, run_patch_study, write_rep
 from nrdseg.data import build_dataset
 
 STUDY = decoder_study.STUDY_MODELS
+#: The default: every zoo decoder and NRD variant as the zoo builds it.
+PAPER_MODELS = [label for label in STUDY if label not in decoder_study.STUDY_OPTIONS]
 
 #: Settings of a full run and of ``--quick`` (about 10 s on one CPU core); flags override.
 PRESETS = {
@@ -105,7 +107,7 @@ def add_decoders_parser(studies: argparse._SubParsersAction) -> None:
         nargs="+",
         choices=list(STUDY),
         metavar="LABEL",
-        help="decoders to train (default all; with --data camvid: "
+        help="decoders to train (default every zoo entry; with --data camvid: "
         + " ".join(CAMVID_MODELS)
         + "): "
         + ", ".join(STUDY),
@@ -157,7 +159,7 @@ def run_decoders(args: argparse.Namespace) -> int:
         budget = dataclasses.replace(budget, **QUICK_CAMVID)
     changes = {"iters": args.iters, "backbone": args.backbone, "image_size": args.image_size}
     budget = dataclasses.replace(budget, **{k: v for k, v in changes.items() if v is not None})
-    models = args.models or (CAMVID_MODELS if args.data == "camvid" else list(STUDY))
+    models = args.models or (CAMVID_MODELS if args.data == "camvid" else PAPER_MODELS)
     seeds = args.seeds or (2 if args.data == "camvid" else 3)
     latency_size = QUICK.latency_size if args.quick else (512, 1024)
     start = time.perf_counter()
