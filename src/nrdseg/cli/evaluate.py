@@ -6,7 +6,7 @@ import argparse
 import json
 
 from nrdseg.checkpoint import checkpoint_directory, load_model
-from nrdseg.cli.options import parse_assignments
+from nrdseg.cli.options import add_speed_arguments, parse_assignments
 from nrdseg.engine.build import build_val_dataset
 from nrdseg.engine.checkpointing import run_config_file
 from nrdseg.engine.config import load_config
@@ -35,6 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--tta", action="store_true", help="flip + scales eval.tta_scales")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_speed_arguments(parser)
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override")
     parser.set_defaults(func=run)
 
@@ -65,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
             dataset,
             device=device,
             progress=info.is_main and not args.json,
+            workers=args.workers,
+            amp=args.amp,
+            channels_last=None,
+            compile=args.compile,
             **config.eval.inference_options(),
         )
         if not info.is_main:

@@ -1,10 +1,13 @@
-"""Parsing of ``KEY=VALUE`` overrides shared by the subcommands."""
+"""Options shared by the subcommands: ``KEY=VALUE`` overrides, inference speed flags."""
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 import yaml
+
+from nrdseg.engine.runtime import INFERENCE_AMP
 
 
 def parse_assignments(pairs: list[str] | None) -> dict[str, Any]:
@@ -16,3 +19,22 @@ def parse_assignments(pairs: list[str] | None) -> dict[str, Any]:
             raise ValueError(f"expected KEY=VALUE, got {pair!r}")
         result[key.strip()] = yaml.safe_load(value)
     return result
+
+
+def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--workers``, ``--amp`` and ``--compile`` of the inference commands (predict, eval)."""
+    parser.add_argument(
+        "--workers", type=int, default=2, help="DataLoader processes decoding images (default 2)"
+    )
+    parser.add_argument(
+        "--amp",
+        choices=INFERENCE_AMP,
+        default="none",
+        help="bf16: bfloat16 autocast (faster on GPUs; labels may differ at near-ties)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model (slow first batch, faster afterwards; falls back to "
+        "eager with a warning where it cannot be used)",
+    )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 import torch
 
 from nrdseg.checkpoint import load_model
+from nrdseg.cli.options import add_speed_arguments
 from nrdseg.deploy.predict import FORMATS, LABELS_DIR, OVERLAYS_DIR, predict_files
 
 
@@ -31,6 +33,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tta", action="store_true", help="flip + scales 0.5-1.75 (slower)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
+    add_speed_arguments(parser)
+    parser.add_argument(
+        "--writers", type=int, default=4, help="threads encoding and writing PNGs (default 4)"
+    )
     parser.add_argument(
         "--on-error",
         choices=("skip", "fail"),
@@ -43,6 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(args.checkpoint, device=device)
+    start = time.perf_counter()
     summary = predict_files(
         model,
         args.inputs,
@@ -52,9 +59,15 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         on_error=args.on_error,
         format=args.format,
+        workers=args.workers,
+        writers=args.writers,
+        amp=args.amp,
+        compile=args.compile,
     )
     where = f"{args.out}/{LABELS_DIR}" + (f" and {args.out}/{OVERLAYS_DIR}" if args.overlay else "")
-    print(f"wrote {len(summary.written)} label PNGs to {where}")
+    seconds = time.perf_counter() - start
+    rate = len(summary.written) / seconds if seconds > 0 else float("inf")
+    print(f"wrote {len(summary.written)} label PNGs to {where} ({rate:.1f} img/s)")
     if summary.skipped:
         print(f"skipped {len(summary.skipped)}:")
         for _, reason in summary.skipped:

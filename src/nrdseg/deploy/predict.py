@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -16,6 +18,7 @@ from nrdseg.data.cityscapes import CITYSCAPES_CLASSES, train_id_to_id
 from nrdseg.data.files import DataError, read_image
 from nrdseg.deploy.colors import gray_png, label_png, model_palette, overlay_png
 from nrdseg.deploy.images import expand_inputs, output_names, probe_size
+from nrdseg.engine import runtime
 from nrdseg.engine.inference import infer_logits
 from nrdseg.models.inputs import normalize
 from nrdseg.models.segmentor import Segmentor
@@ -50,14 +53,47 @@ def _batches(
             yield group[start : start + batch_size]
 
 
-def _labels(model: Segmentor, images: list[torch.Tensor], *, tta: bool) -> np.ndarray:
-    """(B, H, W) class ids of uint8 (3, H, W) images of one size."""
-    batch = torch.stack(images).to(next(model.parameters()).device)
+class _Chunks(torch.utils.data.Dataset):
+    """Decoded chunks of files for DataLoader workers: ``(groups, errors)`` per chunk.
+
+    ``groups`` holds ``(paths, uint8 (B, 3, H, W))`` per image size in the chunk (a probed
+    size can differ from the decoded one for odd files); ``errors`` the unreadable files.
+    """
+
+    def __init__(self, chunks: list[list[Path]]) -> None:
+        self.chunks = chunks
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, index: int) -> tuple[list, list[tuple[Path, DataError]]]:
+        loaded: dict[tuple[int, ...], list[tuple[Path, torch.Tensor]]] = {}
+        errors = []
+        for path in self.chunks[index]:
+            try:
+                image = read_image(path)
+            except DataError as err:
+                errors.append((path, err))
+                continue
+            loaded.setdefault(tuple(image.shape), []).append((path, image))
+        groups = [([p for p, _ in g], torch.stack([im for _, im in g])) for g in loaded.values()]
+        return groups, errors
+
+
+def _labels(
+    model: Segmentor,
+    run: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    *,
+    tta: bool,
+) -> torch.Tensor:
+    """(B, H, W) class ids (uint8 for <= 255 classes) of a uint8 (B, 3, H, W) batch on
+    the model's device; ``run`` is the (compiled) ``model.predict_labels``."""
+    normalized = normalize(images, mean=model.mean, std=model.std)
     if tta:
-        normalized = normalize(batch, mean=model.mean, std=model.std)
         logits = infer_logits(model, normalized, scales=TTA_SCALES, flip=True)
-        return logits.argmax(dim=1).cpu().numpy()
-    return model.predict(batch).cpu().numpy()
+        return logits.argmax(dim=1)
+    return run(normalized)
 
 
 def _label_writer(
@@ -88,6 +124,11 @@ def predict_files(
     on_error: Literal["skip", "fail"] = "skip",
     progress: bool = True,
     format: Literal["palette", "cityscapes"] = "palette",
+    workers: int = 0,
+    writers: int = 4,
+    amp: str = "none",
+    channels_last: bool | None = None,
+    compile: bool = False,
 ) -> PredictSummary:
     """Write ``out_dir/labels/<name>.png`` (and ``overlays/<name>.png``) for every input.
 
@@ -97,9 +138,19 @@ def predict_files(
     Cityscapes models only) stores the official label ids (``labelIds``, e.g. road = 7)
     in 8-bit grayscale PNGs, what the Cityscapes test server and ``cityscapesscripts``
     read; the names keep the image's ``city_seq_frame`` id.
+
+    The device stays busy: ``workers`` DataLoader processes decode the next batches (0:
+    in this process), batches travel as uint8 in pinned memory on CUDA, and ``writers``
+    threads encode and write the PNGs. The labels do not depend on ``workers`` or
+    ``writers``. ``amp="bf16"`` runs the model under bfloat16 autocast; ``channels_last``
+    (default: on CUDA) sets the memory format; ``compile`` uses torch.compile, falling
+    back to eager with a warning where it cannot (see
+    :class:`nrdseg.engine.runtime.CompiledOrEager`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if workers < 0 or writers < 1:
+        raise ValueError(f"workers must be >= 0 and writers >= 1, got {workers} and {writers}")
     model = unwrap_model(model)  # its predict, meta and num_classes, also under DDP
     if on_error not in ("skip", "fail"):
         raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
@@ -121,26 +172,41 @@ def predict_files(
             sizes[path] = probe_size(path)
         except DataError as err:
             skip(path, err)
-    model.eval()
-    with tqdm(total=len(files), desc="predict", unit="img", disable=not progress) as bar:
+    device = next(model.parameters()).device
+    model = runtime.prepare_model(model, device, channels_last=channels_last)
+    run = runtime.CompiledOrEager(model.predict_labels) if compile else model.predict_labels
+    loader = torch.utils.data.DataLoader(
+        _Chunks(list(_batches(files, sizes, batch_size))),
+        batch_size=None,  # a chunk is a batch already
+        num_workers=workers,
+        pin_memory=runtime.pin_memory(device),
+    )
+
+    def write(name: Path, image: torch.Tensor, label: np.ndarray) -> None:
+        atomic_write_bytes(out_dir / LABELS_DIR / name, write_labels(label))
+        if overlay:
+            blend = overlay_png(image.permute(1, 2, 0).numpy(), label, palette)
+            atomic_write_bytes(out_dir / OVERLAYS_DIR / name, blend)
+
+    pending: deque[Future] = deque()
+    with (
+        ThreadPoolExecutor(max_workers=writers, thread_name_prefix="nrdseg-png") as pool,
+        tqdm(total=len(files), desc="predict", unit="img", disable=not progress) as bar,
+    ):
         bar.update(len(summary.skipped))
-        for chunk in _batches(files, sizes, batch_size):
-            loaded: dict[tuple[int, ...], list[tuple[Path, torch.Tensor]]] = {}
-            for path in chunk:
-                try:
-                    image = read_image(path)
-                except DataError as err:
-                    skip(path, err)
-                    continue
-                loaded.setdefault(image.shape, []).append((path, image))
-            for group in loaded.values():
-                labels = _labels(model, [image for _, image in group], tta=tta)
-                for (path, image), label in zip(group, labels, strict=True):
-                    target = out_dir / LABELS_DIR / names[path]
-                    atomic_write_bytes(target, write_labels(label))
-                    if overlay:
-                        blend = overlay_png(image.permute(1, 2, 0).numpy(), label, palette)
-                        atomic_write_bytes(out_dir / OVERLAYS_DIR / names[path], blend)
-                    summary.written.append(target)
-            bar.update(len(chunk))
+        for groups, errors in loader:
+            for path, err in errors:
+                skip(path, err)
+            for paths, images in groups:
+                batch = runtime.to_device(images, device, channels_last=channels_last)
+                with torch.no_grad(), runtime.autocast(device, amp):
+                    labels = _labels(model, run, batch, tta=tta).cpu().numpy()
+                for path, image, label in zip(paths, images, labels, strict=True):
+                    pending.append(pool.submit(write, names[path], image, label))
+                    summary.written.append(out_dir / LABELS_DIR / names[path])
+            while len(pending) > 2 * writers + batch_size:  # bounds the labels held in memory
+                pending.popleft().result()
+            bar.update(sum(len(paths) for paths, _ in groups) + len(errors))
+        for future in pending:
+            future.result()
     return summary

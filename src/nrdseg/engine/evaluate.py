@@ -13,6 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nrdseg.data.files import DataError
+from nrdseg.engine import runtime
 from nrdseg.engine.inference import infer_logits
 from nrdseg.engine.metrics import SegMetric
 from nrdseg.models.blocks import resize
@@ -46,6 +47,25 @@ def _sample(dataset: Any, index: int) -> tuple[torch.Tensor, torch.Tensor]:
     return image, label
 
 
+class _Samples(torch.utils.data.Dataset):
+    """``(image, label, None)`` of the samples ``indices``, or ``(None, None, error)`` for
+    an unreadable one when ``skipping``; read in DataLoader workers."""
+
+    def __init__(self, dataset: Any, indices: range, *, skipping: bool) -> None:
+        self.dataset, self.indices, self.skipping = dataset, indices, skipping
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> tuple[Any, Any, DataError | None]:
+        try:
+            return (*_sample(self.dataset, self.indices[position]), None)
+        except DataError as err:
+            if not self.skipping:
+                raise
+            return None, None, err
+
+
 def evaluate(
     model: nn.Module,
     dataset: Any,
@@ -59,6 +79,10 @@ def evaluate(
     device: str | torch.device = "cpu",
     progress: bool = True,
     max_samples: int | None = None,
+    workers: int = 0,
+    amp: str = "none",
+    channels_last: bool | None = False,
+    compile: bool = False,
 ) -> dict[str, Any]:
     """Dataset-level scores of ``model`` (``SegMetric.compute()`` plus ``classes``).
 
@@ -72,6 +96,12 @@ def evaluate(
     bad sample is left out (not replaced by its neighbour, as in training) and ``skipped``
     lists the errors, which name the files, of all ranks and of the samples the dataset
     dropped when it was built.
+
+    ``workers`` DataLoader processes read the samples ahead (0: in this process; the
+    scores do not depend on it); on CUDA they arrive in pinned memory. ``amp``,
+    ``channels_last`` and ``compile`` are :mod:`nrdseg.engine.runtime`'s inference
+    settings (``channels_last=None``: on CUDA; the default keeps the model's format,
+    as the trainer's evaluations need).
     """
     num_classes = dataset.num_classes
     # DDP hides the attribute: without unwrapping, the check would be skipped.
@@ -86,30 +116,34 @@ def evaluate(
     rank, world = _rank_and_world()
     count = len(dataset) if max_samples is None else min(len(dataset), max_samples)
     model.to(device)
+    if runtime.memory_format(device, channels_last) == torch.channels_last:
+        model.to(memory_format=torch.channels_last)
+    run = runtime.CompiledOrEager(model) if compile else model
     skipping = getattr(dataset, "on_error", "raise") == "skip"
     skipped: list[str] = []
-    for index in tqdm(
-        range(rank, count, world), desc="evaluate", disable=not progress or rank != 0
-    ):
-        try:
-            image, label = _sample(dataset, index)
-        except DataError as err:
-            if not skipping:
-                raise
-            log.warning("evaluation leaves out sample %d: %s", index, err)
+    loader = torch.utils.data.DataLoader(
+        _Samples(dataset, range(rank, count, world), skipping=skipping),
+        batch_size=None,  # samples differ in size: one at a time
+        num_workers=workers,
+        pin_memory=runtime.pin_memory(device),
+    )
+    for image, label, err in tqdm(loader, desc="evaluate", disable=not progress or rank != 0):
+        if err is not None:
+            log.warning("evaluation leaves out a sample: %s", err)
             skipped.append(str(err))
             continue
-        logits = infer_logits(
-            model,
-            image[None].to(device),
-            mode=mode,
-            crop_size=crop_size,
-            stride=stride,
-            scales=scales,
-            flip=flip,
-        )
-        pred = resize(logits, label.shape[-2:]).argmax(dim=1)[0]
-        metric.update(pred, label.to(device))
+        with runtime.autocast(device, amp):
+            logits = infer_logits(
+                run,
+                runtime.to_device(image[None], device, channels_last=channels_last),
+                mode=mode,
+                crop_size=crop_size,
+                stride=stride,
+                scales=scales,
+                flip=flip,
+            )
+        pred = resize(logits.float(), label.shape[-2:]).argmax(dim=1)[0]
+        metric.update(pred, label.to(device, non_blocking=True))
     metric.all_reduce()
     if world > 1:
         gathered: list[Any] = [None] * world
