@@ -192,17 +192,17 @@ def copy_bandwidth(device: torch.device) -> float:
     return 2 * src.numel() * 4 / timing.min_ms / 1e6
 
 
-def mlp_rows(args, device, height, width, classes):
-    """PyTorch vs fused Triton per-patch MLP: time and bandwidth against the minimal bytes."""
-    head = NRDHead(in_channels=512, low_level_channels=256, num_classes=classes).to(device).eval()
-    x, low = _features(height, width, device, channels_last=False)
+def mlp_runner(
+    head: NRDHead, x: torch.Tensor, low: torch.Tensor
+) -> tuple[Callable[[str], Callable[[], torch.Tensor]], int]:
+    """(backend -> callable running the per-patch MLP alone on these features, the
+    minimal bytes it moves: parameters and guidance read, fp32 logits written)."""
     with torch.no_grad():
         params = controller_params(head, x)
         size = (params.shape[-2] * 8, params.shape[-1] * 8)
         coords, guidance = normalized_inputs(head, low, size=size, dtype=params.dtype)
-    out_bytes = classes * size[0] * size[1] * 4
+    out_bytes = x.shape[0] * head.num_classes * size[0] * size[1] * 4
     minimal = params.numel() * 4 + guidance.numel() * 4 + out_bytes
-    copy_rate = copy_bandwidth(device)
 
     def runner(backend: str) -> Callable[[], torch.Tensor]:
         return lambda: patch_mlp_inference(
@@ -210,10 +210,19 @@ def mlp_rows(args, device, height, width, classes):
             coords=coords,
             params=params,
             hidden_channels=head.rep_channels,
-            num_classes=classes,
+            num_classes=head.num_classes,
             backend=backend,
         )
 
+    return runner, minimal
+
+
+def mlp_rows(args, device, height, width, classes):
+    """PyTorch vs fused Triton per-patch MLP: time and bandwidth against the minimal bytes."""
+    head = NRDHead(in_channels=512, low_level_channels=256, num_classes=classes).to(device).eval()
+    x, low = _features(height, width, device, channels_last=False)
+    runner, minimal = mlp_runner(head, x, low)
+    copy_rate = copy_bandwidth(device)
     with torch.no_grad():
         timings = harness.time_interleaved(
             {b: runner(b) for b in ("torch", "triton")}, device=device, repeats=args.repeats or 20
