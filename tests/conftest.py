@@ -10,6 +10,8 @@ torch.set_num_threads(2)
 #: Options that shrink any zoo model to a few hundred thousand parameters for CPU tests.
 TINY = {"backbone": "test_resnet", "neck_channels": 32, "aux_channels": 16}
 TINY_NRD = {**TINY, "controller_channels": 32}
+#: CLI flags that pin a command to the CPU, so that a test means the same on a GPU machine.
+CPU = ("--device", "cpu")
 
 
 def tiny_options(name: str) -> dict:

@@ -12,6 +12,7 @@ import yaml
 import nrdseg
 from nrdseg.cli import main
 from nrdseg.engine.checkpointing import latest_checkpoint, read_training_state
+from tests.conftest import CPU
 from tests.engine_fixtures import one_thread, write_tiny_config
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
@@ -26,7 +27,10 @@ def config_file(tmp_path, monkeypatch):
 
 def test_train_writes_the_work_dir_and_eval_reads_it(config_file, tmp_path, capsys):
     work = tmp_path / "run"
-    assert main(["train", str(config_file), "--work-dir", str(work), "--set", "train.seed=3"]) == 0
+    assert (
+        main(["train", *CPU, str(config_file), "--work-dir", str(work), "--set", "train.seed=3"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"checkpoints in {work / 'checkpoints'}" in out and "metrics.jsonl" in out
     saved = yaml.safe_load((work / "config.yaml").read_text())
@@ -37,7 +41,7 @@ def test_train_writes_the_work_dir_and_eval_reads_it(config_file, tmp_path, caps
     best_model = nrdseg.load_model(work / "best")
     assert best_model.num_classes == len(best_model.meta["classes"])  # from the dataset
 
-    assert main(["eval", str(config_file), "--checkpoint", str(work), "--json"]) == 0
+    assert main(["eval", *CPU, str(config_file), "--checkpoint", str(work), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["checkpoint"] == str(work / "best")
     assert {"mIoU", "mAcc", "aAcc", "IoU", "trimap"} <= set(result)
@@ -46,20 +50,20 @@ def test_train_writes_the_work_dir_and_eval_reads_it(config_file, tmp_path, caps
     assert list(result["IoU"]) == classes
 
     checkpoint = work / "checkpoints" / "iter_000002"
-    assert main(["eval", str(config_file), "--checkpoint", str(checkpoint), "--tta"]) == 0
+    assert main(["eval", *CPU, str(config_file), "--checkpoint", str(checkpoint), "--tta"]) == 0
     out = capsys.readouterr().out
     assert str(checkpoint) in out and classes[1] in out
 
 
 def test_existing_runs_are_never_overwritten_and_resume_continues(config_file, tmp_path, capsys):
     work = tmp_path / "run"
-    assert main(["train", str(config_file), "--work-dir", str(work)]) == 0
-    assert main(["train", str(config_file), "--work-dir", str(work)]) == 2
+    assert main(["train", *CPU, str(config_file), "--work-dir", str(work)]) == 0
+    assert main(["train", *CPU, str(config_file), "--work-dir", str(work)]) == 2
     assert "already holds checkpoints; pass --resume" in capsys.readouterr().err
     # Leftovers of a process killed mid-write are cleared before resuming.
     (work / "checkpoints" / ".iter_000006.tmp-x1").mkdir()
     (work / "checkpoints" / ".latest.tmp-x2").write_text("iter_000006")
-    args = ["train", str(config_file), "--work-dir", str(work), "--resume"]
+    args = ["train", *CPU, str(config_file), "--work-dir", str(work), "--resume"]
     assert main([*args, "--set", "train.iters=6"]) == 0
     state = read_training_state(latest_checkpoint(work))
     assert (state["iteration"], state["config"]["train"]["iters"]) == (6, 6)
@@ -71,7 +75,7 @@ def test_existing_runs_are_never_overwritten_and_resume_continues(config_file, t
 
 def test_default_work_dir_and_resume_without_a_run(config_file, caplog):
     # A requeued job passes --resume even when it was killed before its first checkpoint.
-    assert main(["train", str(config_file), "--resume", "--set", "train.iters=2"]) == 0
+    assert main(["train", *CPU, str(config_file), "--resume", "--set", "train.iters=2"]) == 0
     assert "work_dirs/synthetic/tiny has no checkpoint yet; starting from iteration 0" in (
         caplog.text
     )
@@ -79,16 +83,19 @@ def test_default_work_dir_and_resume_without_a_run(config_file, caplog):
 
 
 def test_config_errors_are_one_line(config_file, capsys):
-    assert main(["train", str(config_file), "--set", "optim.lrr=0.1"]) == 2
+    assert main(["train", *CPU, str(config_file), "--set", "optim.lrr=0.1"]) == 2
     err = capsys.readouterr().err
     assert "optim.lrr: unknown key; valid keys: type, lr," in err
-    assert main(["eval", str(config_file), "--checkpoint", "nowhere"]) == 2
+    assert main(["eval", *CPU, str(config_file), "--checkpoint", "nowhere"]) == 2
     assert "nowhere: not a checkpoint directory" in capsys.readouterr().err
 
 
 def test_a_diverged_run_exits_1_with_the_reason(config_file, tmp_path, capsys):
     work = tmp_path / "run"
-    assert main(["train", str(config_file), "--work-dir", str(work), "--set", "optim.lr=1e30"]) == 1
+    assert (
+        main(["train", *CPU, str(config_file), "--work-dir", str(work), "--set", "optim.lr=1e30"])
+        == 1
+    )
     err = capsys.readouterr().err
     assert "training stopped: non-finite loss or gradient at iteration" in err
 

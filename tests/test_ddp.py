@@ -19,6 +19,7 @@ from nrdseg.engine.distributed import DistInfo
 from nrdseg.engine.sync_bn import convert_sync_batchnorm
 from nrdseg.engine.trainer import Trainer
 from nrdseg.ops.sync_batchnorm import CPUSyncBatchNorm
+from tests.conftest import CPU
 from tests.engine_fixtures import Scenes, one_thread, tiny_model, write_tiny_config
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
@@ -141,7 +142,7 @@ def test_torchrun_trains_from_the_command_line(tmp_path):
     config = write_tiny_config(tmp_path / "tiny.yaml")
     work = tmp_path / "run"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += ["--nproc_per_node", str(WORLD), "-m", "nrdseg.cli", "train", str(config)]
+    command += ["--nproc_per_node", str(WORLD), "-m", "nrdseg.cli", "train", *CPU, str(config)]
     done = subprocess.run(
         [*command, "--work-dir", str(work)],
         env={**os.environ, "OMP_NUM_THREADS": "1"},

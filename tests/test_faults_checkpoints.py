@@ -21,6 +21,7 @@ import nrdseg
 from nrdseg.checkpoint import CONFIG_FILE
 from nrdseg.cli import main
 from nrdseg.engine.checkpointing import STATE_FILE, latest_checkpoint, read_training_state
+from tests.conftest import CPU
 from tests.engine_fixtures import make_trainer, one_thread, tiny_model, write_tiny_config
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
@@ -86,7 +87,7 @@ def run_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     config = write_tiny_config(tmp_path / "tiny.yaml", iters=2)
     work = tmp_path / "run"
-    assert main(["train", str(config), "--work-dir", str(work)]) == 0
+    assert main(["train", *CPU, str(config), "--work-dir", str(work)]) == 0
     return config, work
 
 
@@ -114,7 +115,16 @@ def test_a_malicious_training_state_is_refused_without_running(run_dir, tmp_path
         "containers (Trying to load unsupported GLOBAL posix.mkdir whose module posix is "
         "blocked.); nothing in it was run"
     )
-    args = ["train", str(config), "--work-dir", str(work), "--resume", "--set", "train.iters=4"]
+    args = [
+        "train",
+        *CPU,
+        str(config),
+        "--work-dir",
+        str(work),
+        "--resume",
+        "--set",
+        "train.iters=4",
+    ]
     assert main(args) == 2
     assert f"nrdseg train: error: {checkpoint / STATE_FILE}: refused" in capsys.readouterr().err
     assert not marker.exists()
@@ -159,7 +169,7 @@ def test_resuming_into_another_model_is_explained_and_changes_nothing(
 ):
     config, work = run_dir
     saved = (work / "config.yaml").read_text()
-    args = ["train", str(config), "--work-dir", str(work), "--resume"]
+    args = ["train", *CPU, str(config), "--work-dir", str(work), "--resume"]
     assert main([*args, *(f"--set={value}" for value in overrides)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(
@@ -173,7 +183,7 @@ def test_resuming_into_another_model_is_explained_and_changes_nothing(
 def test_eval_of_a_checkpoint_for_other_classes_or_a_tampered_one(run_dir, tmp_path, capsys):
     config, _ = run_dir
     tiny_model(num_classes=3).save_pretrained(tmp_path / "three")
-    assert main(["eval", str(config), "--checkpoint", str(tmp_path / "three")]) == 2
+    assert main(["eval", *CPU, str(config), "--checkpoint", str(tmp_path / "three")]) == 2
     assert (
         f"nrdseg eval: error: {tmp_path / 'three'} predicts 3 classes but data.val of {config} "
         "has 6; use the config it was trained with"
@@ -182,7 +192,7 @@ def test_eval_of_a_checkpoint_for_other_classes_or_a_tampered_one(run_dir, tmp_p
     record = yaml.safe_load((tmp_path / "three" / CONFIG_FILE).read_text())
     record["model"]["num_classes"] = 6  # the config no longer matches the weights
     (tmp_path / "three" / CONFIG_FILE).write_text(yaml.safe_dump(record))
-    assert main(["eval", str(config), "--checkpoint", str(tmp_path / "three")]) == 2
+    assert main(["eval", *CPU, str(config), "--checkpoint", str(tmp_path / "three")]) == 2
     err = capsys.readouterr().err
     assert "model.safetensors does not fit this nrd_r50 with 6 classes:" in err
     assert "shape mismatch: decoder.classifier" in err or "shape mismatch: aux_head" in err

@@ -26,7 +26,7 @@ from nrdseg.cli import main
 from nrdseg.data import DataError, build_dataset, read_image
 from nrdseg.engine.checkpointing import latest_checkpoint, read_training_state
 from nrdseg.engine.data_order import BatchOrder
-from tests.conftest import tiny_options
+from tests.conftest import CPU, tiny_options
 from tests.datasets_on_disk import make_folder, write_image, write_mask
 from tests.engine_fixtures import one_thread
 
@@ -285,14 +285,14 @@ def test_training_skips_bad_files_when_asked_and_counts_them_with_any_workers(
     assert expected >= 2  # the batch order does ask for the bad samples, more than once
 
     config = _training_config(tmp_path / "raise.yaml", tmp_path / "data", on_error="raise")
-    assert main(["train", str(config), "--work-dir", str(tmp_path / "raise")]) == 2
+    assert main(["train", *CPU, str(config), "--work-dir", str(tmp_path / "raise")]) == 2
     err = capsys.readouterr().err
     assert f"nrdseg train: error: image {tmp_path}/data/images/{NO_MASK}.png has no mask" in err
 
     config = _training_config(tmp_path / "skip.yaml", tmp_path / "data", on_error="skip")
     for workers in (0, 2):
         work = tmp_path / f"workers{workers}"
-        args = ["train", str(config), "--work-dir", str(work)]
+        args = ["train", *CPU, str(config), "--work-dir", str(work)]
         assert main([*args, "--set", f"loader.num_workers={workers}"]) == 0
         lines = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
         assert lines[0] == {"event": "data", "iter": 0, "dropped_samples": 1}
@@ -311,7 +311,7 @@ def test_training_skips_bad_files_when_asked_and_counts_them_with_any_workers(
     # A bad file met in a worker: the one line that names it, not the worker's traceback.
     write_mask(tmp_path / "data" / "masks" / f"{NO_MASK}.png", np.zeros(SIZE))
     config = _training_config(tmp_path / "raise.yaml", tmp_path / "data", on_error="raise")
-    args = ["train", str(config), "--work-dir", str(tmp_path / "workers"), "--set"]
+    args = ["train", *CPU, str(config), "--work-dir", str(tmp_path / "workers"), "--set"]
     assert main([*args, "loader.num_workers=2"]) == 2
     err = capsys.readouterr().err.splitlines()[-1]
     assert re.fullmatch(

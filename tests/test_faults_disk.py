@@ -23,6 +23,7 @@ from nrdseg.cli import main
 from nrdseg.engine import checkpointing
 from nrdseg.engine.checkpointing import latest_checkpoint, read_training_state
 from nrdseg.engine.trainer import TrainingStopped
+from tests.conftest import CPU
 from tests.engine_fixtures import (
     CLASSES,
     assert_no_leftovers,
@@ -148,7 +149,7 @@ def test_the_command_line_reports_a_full_disk_and_resumes(tmp_path, monkeypatch,
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     config = write_tiny_config(tmp_path / "tiny.yaml", iters=ITERS)
     work = tmp_path / "run"
-    train = ["train", str(config), "--work-dir", str(work)]
+    train = ["train", *CPU, str(config), "--work-dir", str(work)]
     original = checkpoint.save_file
     failing = fail_nth_call(original, nth=1, pattern="iter_000004", when="after", action=_disk_full)
     monkeypatch.setattr(checkpoint, "save_file", failing)

@@ -47,6 +47,7 @@ from nrdseg.engine.report import result_summary
 from nrdseg.engine.sync_bn import convert_sync_batchnorm
 from nrdseg.engine.trainer import Trainer
 from nrdseg.ops.sync_batchnorm import check_batch_statistics, is_sync_batchnorm
+from tests.conftest import CPU
 from tests.datasets_on_disk import SIZE, make_folder, write_image, write_mask
 from tests.engine_fixtures import Scenes, make_trainer, one_thread, tiny_model, write_tiny_config
 from tests.test_ddp import _free_port
@@ -113,7 +114,7 @@ def test_eval_settings_are_checked_together_when_the_config_loads(tmp_path, over
 def test_eval_cli_refuses_uncovering_windows_before_scoring(tmp_path, capsys):
     config = write_tiny_config(tmp_path / "tiny.yaml")
     checkpoint = tiny_model().save_pretrained(tmp_path / "ckpt")
-    args = ["eval", str(config), "--checkpoint", str(checkpoint)]
+    args = ["eval", *CPU, str(config), "--checkpoint", str(checkpoint)]
     slide = ["eval.mode=slide", "eval.crop_size=[16,16]", "eval.stride=[32,32]"]
     assert main([*args, *[x for s in slide for x in ("--set", s)]]) == 2
     err = capsys.readouterr().err
@@ -171,7 +172,7 @@ def test_eval_cli_names_the_root_of_a_null_split_and_lists_skipped_samples(tmp_p
     val = (
         f"{{name: folder, root: {root}, split: null, options: {{num_classes: 3, on_error: skip}}}}"
     )
-    args = ["eval", str(config), "--checkpoint", str(checkpoint), "--set", f"data.val={val}"]
+    args = ["eval", *CPU, str(config), "--checkpoint", str(checkpoint), "--set", f"data.val={val}"]
     assert main([*args, "--set", "eval.max_samples=null"]) == 0
     out = capsys.readouterr().out
     assert f"{checkpoint} on folder root {root}\n" in out and "None" not in out
@@ -251,7 +252,9 @@ def test_trainer_refuses_a_batch_of_one_before_loading_data(tmp_path):
 
 # -- 5, 7. resuming needs only the run's own checkpoint ----------------------------------
 def _train(config: Path, work: Path, *extra: str) -> int:
-    return main(["train", str(config), "--work-dir", str(work), "--set", "data.val=null", *extra])
+    return main(
+        ["train", *CPU, str(config), "--work-dir", str(work), "--set", "data.val=null", *extra]
+    )
 
 
 def test_resume_needs_neither_the_pretrained_file_nor_the_network(tmp_path, monkeypatch):
@@ -358,8 +361,8 @@ def test_a_work_dir_without_a_checkpoint_is_named_the_same_by_every_command(tmp_
     write_image(image, seed=0)
     expected = f"{work} is a training work dir without a checkpoint yet (no best/ or checkpoints"
     for argv in (
-        ["predict", str(work), str(image), "--out", str(tmp_path / "out")],
-        ["eval", "--checkpoint", str(work)],
+        ["predict", *CPU, str(work), str(image), "--out", str(tmp_path / "out")],
+        ["eval", *CPU, "--checkpoint", str(work)],
         ["export", str(work), "--out", str(tmp_path / "m.onnx")],
     ):
         assert main(argv) == 2
@@ -371,12 +374,12 @@ def test_a_work_dir_without_a_checkpoint_is_named_the_same_by_every_command(tmp_
 
 def test_eval_of_a_work_dir_reads_its_own_config(tmp_path, capsys):
     config, work = write_tiny_config(tmp_path / "tiny.yaml", iters=1), tmp_path / "work"
-    assert main(["train", str(config), "--work-dir", str(work)]) == 0
+    assert main(["train", *CPU, str(config), "--work-dir", str(work)]) == 0
     capsys.readouterr()
-    assert main(["eval", "--checkpoint", str(work), "--json"]) == 0
+    assert main(["eval", *CPU, "--checkpoint", str(work), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["checkpoint"] == str(work / "best")
     checkpoint = latest_checkpoint(work)
-    assert main(["eval", "--checkpoint", str(checkpoint)]) == 2
+    assert main(["eval", *CPU, "--checkpoint", str(checkpoint)]) == 2
     assert f"give CONFIG: {checkpoint} is not a work dir with the config.yaml" in (
         capsys.readouterr().err
     )
@@ -416,7 +419,9 @@ def test_a_validation_set_with_other_classes_stops_training_before_it_starts(tmp
     make_folder(tmp_path / "val", ["a"], num_classes=2)
     config, work = write_tiny_config(tmp_path / "tiny.yaml"), tmp_path / "work"
     val = f"{{name: folder, root: {tmp_path / 'val'}, split: null, options: {{num_classes: 2}}}}"
-    assert main(["train", str(config), "--work-dir", str(work), "--set", f"data.val={val}"]) == 2
+    assert (
+        main(["train", *CPU, str(config), "--work-dir", str(work), "--set", f"data.val={val}"]) == 2
+    )
     assert "data.val has 2 classes but the model predicts 6" in capsys.readouterr().err
     assert not (work / "metrics.jsonl").exists() and not (work / "checkpoints").exists()
 

@@ -29,7 +29,7 @@ from nrdseg.engine.checkpointing import (
     read_training_state,
     remove_stale_temporaries,
 )
-from tests.conftest import tiny_options
+from tests.conftest import CPU, tiny_options
 from tests.engine_fixtures import write_tiny_config
 
 DRIVER = Path(__file__).with_name("fault_injection.py")
@@ -106,7 +106,7 @@ def straight(config: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An uninterrupted run that keeps every checkpoint, to compare the others with."""
     work = tmp_path_factory.mktemp("straight") / "run"
     done = nrdseg_process(
-        ["train", str(config), "--work-dir", str(work), "--set", "train.keep_last=9"]
+        ["train", *CPU, str(config), "--work-dir", str(work), "--set", "train.keep_last=9"]
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return work
@@ -124,7 +124,7 @@ def test_a_killed_run_keeps_a_loadable_checkpoint_and_resumes_exactly(
     kill: Kill, config: Path, straight: Path, tmp_path: Path
 ) -> None:
     work = tmp_path / "run"
-    train = ["train", str(config), "--work-dir", str(work), "--set", "train.keep_last=1"]
+    train = ["train", *CPU, str(config), "--work-dir", str(work), "--set", "train.keep_last=1"]
     killed = nrdseg_process(train, kill=kill)
     assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr[-3000:])
     if kill.leftover is not None:
@@ -177,3 +177,26 @@ def test_a_directory_set_aside_by_a_killed_run_is_put_back(tmp_path: Path) -> No
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "checkpoints"]
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["iter_000002"]
     nrdseg.load_model(tmp_path / "best")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_kill_and_resume_on_cuda_is_bit_identical_with_deterministic_training(
+    config: Path, tmp_path: Path
+) -> None:
+    """The default case on the GPU: ``train.deterministic: true`` (deterministic kernels,
+    CUDA generators in the training state) makes the resumed weights the straight ones."""
+    kill = CASES[0].values[0]
+    cuda = ["--device", "cuda", "--set", "train.deterministic=true", "--set", "train.keep_last=9"]
+    runs = {}
+    for name, how in (("straight", None), ("killed", kill)):
+        work = tmp_path / name
+        train = ["train", str(config), "--work-dir", str(work), *cuda]
+        first = nrdseg_process(train, kill=how)
+        if how is None:
+            assert first.returncode == 0, first.stderr[-3000:]
+        else:
+            assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
+            resumed = nrdseg_process([*train, "--resume"])
+            assert resumed.returncode == 0, resumed.stderr[-3000:]
+        runs[name] = work / "checkpoints" / f"iter_{ITERS:06d}"
+    assert_same_weights(runs["killed"], runs["straight"])

@@ -17,6 +17,7 @@ import nrdseg
 from nrdseg.cli import main
 from nrdseg.engine.checkpointing import latest_checkpoint, read_training_state
 from nrdseg.engine.trainer import TrainingDiverged
+from tests.conftest import CPU
 from tests.engine_fixtures import (
     assert_no_leftovers,
     events,
@@ -126,7 +127,7 @@ def test_max_bad_batches_from_the_command_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     config = write_tiny_config(tmp_path / "tiny.yaml")
     work = tmp_path / "run"
-    args = ["train", str(config), "--work-dir", str(work), "--set", "optim.lr=1e30"]
+    args = ["train", *CPU, str(config), "--work-dir", str(work), "--set", "optim.lr=1e30"]
     assert main([*args, "--set", "train.max_bad_batches=2"]) == 1
     assert "3 bad batch(es), more than train.max_bad_batches = 2" in capsys.readouterr().err
     lines = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]

@@ -17,6 +17,7 @@ from nrdseg.deploy.colors import label_png
 from nrdseg.deploy.predict import predict_files
 from nrdseg.engine.inference import infer_logits
 from nrdseg.models.inputs import normalize
+from tests.conftest import CPU
 from tests.tiny_checkpoints import PALETTE, tiny_model
 
 
@@ -163,17 +164,18 @@ def test_cli_reports_skips_and_fails_with_on_error_fail(
 ):
     out = tmp_path / "out"
     assert (
-        main(["predict", str(checkpoint), str(folder_with_a_corrupt_file), "--out", str(out)]) == 0
+        main(["predict", *CPU, str(checkpoint), str(folder_with_a_corrupt_file), "--out", str(out)])
+        == 0
     )
     printed = capsys.readouterr().out
     assert "wrote 1 label PNGs" in printed and "skipped 2" in printed and "truncated.png" in printed
-    argv = ["predict", str(checkpoint), str(folder_with_a_corrupt_file), "--out", str(out)]
+    argv = ["predict", *CPU, str(checkpoint), str(folder_with_a_corrupt_file), "--out", str(out)]
     assert main([*argv, "--on-error", "fail"]) != 0
     assert "text.jpg: cannot read image" in capsys.readouterr().err
 
 
 def test_cli_names_a_missing_input(checkpoint, tmp_path, capsys):
-    argv = ["predict", str(checkpoint), str(tmp_path / "nope"), "--out", str(tmp_path)]
+    argv = ["predict", *CPU, str(checkpoint), str(tmp_path / "nope"), "--out", str(tmp_path)]
     assert main(argv) == 2
     assert "nope: no such file or folder" in capsys.readouterr().err
 
@@ -191,7 +193,7 @@ def test_tta_labels_are_the_argmax_of_infer_logits_over_flips_and_scales(
     monkeypatch.setattr(predict_module, "infer_logits", spy)
     rgb = _rgb(26, 41, 61)
     Image.fromarray(rgb).save(tmp_path / "x.png")
-    argv = ["predict", str(checkpoint), str(tmp_path / "x.png"), "--out", str(tmp_path / "o")]
+    argv = ["predict", *CPU, str(checkpoint), str(tmp_path / "x.png"), "--out", str(tmp_path / "o")]
     assert main([*argv, "--tta", "--device", "cpu"]) == 0
     assert calls == [{"scales": (0.5, 1.0), "flip": True}]
     images = torch.from_numpy(rgb).permute(2, 0, 1)[None]

@@ -10,7 +10,7 @@ from PIL import Image
 import nrdseg
 from nrdseg.cli import main
 from nrdseg.data.cityscapes import id_to_train_id, train_id_to_id
-from tests.conftest import tiny_options
+from tests.conftest import CPU, tiny_options
 
 labels_module = pytest.importorskip("cityscapesscripts.helpers.labels")
 
@@ -40,7 +40,7 @@ def test_cli_writes_label_ids_named_by_image_id(cityscapes_checkpoint, tmp_path)
     pixels = np.random.default_rng(0).integers(0, 256, (40, 72, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(city / "berlin_000000_000019_leftImg8bit.png")
     out = tmp_path / "out"
-    argv = ["predict", str(checkpoint), str(tmp_path / "leftImg8bit"), "--out", str(out)]
+    argv = ["predict", *CPU, str(checkpoint), str(tmp_path / "leftImg8bit"), "--out", str(out)]
     assert main([*argv, "--format", "cityscapes", "--device", "cpu"]) == 0
     (written,) = (out / "labels").rglob("*.png")
     assert written.name == "berlin_000000_000019_leftImg8bit.png"
@@ -57,7 +57,7 @@ def test_other_class_counts_are_refused(tmp_path, capsys):
     model = nrdseg.create_model("nrd_r50", num_classes=5, **tiny_options("nrd_r50"))
     checkpoint = model.save_pretrained(tmp_path / "ckpt")
     Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / "a.png")
-    argv = ["predict", str(checkpoint), str(tmp_path / "a.png"), "--out", str(tmp_path / "o")]
+    argv = ["predict", *CPU, str(checkpoint), str(tmp_path / "a.png"), "--out", str(tmp_path / "o")]
     assert main([*argv, "--format", "cityscapes"]) == 2
     err = capsys.readouterr().err
     assert "maps the 19 Cityscapes training ids" in err and "predicts 5 classes" in err

@@ -11,6 +11,7 @@ from nrdseg.cli import main
 from nrdseg.deploy.predict import predict_files
 from nrdseg.engine import runtime
 from nrdseg.engine.evaluate import evaluate
+from tests.conftest import CPU
 from tests.tiny_checkpoints import tiny_model
 
 
@@ -64,7 +65,7 @@ def test_labels_are_bit_identical_whatever_the_workers_and_writers(model, frames
 def test_cli_takes_workers_amp_and_reports_images_per_second(model, frames, tmp_path, capsys):
     checkpoint = model.save_pretrained(tmp_path / "ckpt")
     out = tmp_path / "out"
-    argv = ["predict", str(checkpoint), str(frames), "--out", str(out), "--device", "cpu"]
+    argv = ["predict", *CPU, str(checkpoint), str(frames), "--out", str(out)]
     assert main([*argv, "--workers", "2", "--amp", "bf16", "--batch-size", "4"]) == 0
     printed = capsys.readouterr().out
     assert "wrote 7 label PNGs" in printed and "img/s)" in printed

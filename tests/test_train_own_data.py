@@ -11,7 +11,7 @@ import yaml
 
 import nrdseg
 from nrdseg.cli import main
-from tests.conftest import tiny_options
+from tests.conftest import CPU, tiny_options
 from tests.datasets_on_disk import write_image, write_mask
 from tests.engine_fixtures import one_thread, write_tiny_config
 
@@ -47,7 +47,7 @@ def test_training_stops_on_zero_255_masks_with_the_fix(tmp_path, capsys):
         )
     )
     work = tmp_path / "run"
-    assert main(["train", str(config), "--work-dir", str(work)]) == 2
+    assert main(["train", *CPU, str(config), "--work-dir", str(work)]) == 2
     err = capsys.readouterr().err
     assert "masks hold only 0 and 255" in err and "label_map={255: 1}" in err
     assert "data.check_labels: false" in err
@@ -59,7 +59,15 @@ def test_train_init_from_a_checkpoint_of_another_class_count(config_file, tmp_pa
     checkpoint = source.save_pretrained(tmp_path / "cityscapes_ckpt")
     work = tmp_path / "run"
     with caplog.at_level(logging.INFO, logger="nrdseg"):
-        args = ["train", str(config_file), "--work-dir", str(work), "--init-from", str(checkpoint)]
+        args = [
+            "train",
+            *CPU,
+            str(config_file),
+            "--work-dir",
+            str(work),
+            "--init-from",
+            str(checkpoint),
+        ]
         assert main(args) == 0
     assert "init_from (19 classes -> 6)" in caplog.text
     assert "decoder.controller.1.weight (checkpoint (899, 32, 1, 1)" in caplog.text
@@ -71,7 +79,7 @@ def test_train_init_from_a_checkpoint_of_another_class_count(config_file, tmp_pa
 
 
 def test_transforms_as_a_dataset_option_points_to_data_transforms(config_file, capsys):
-    args = ["train", str(config_file), "--set", "data.train.options.transforms=flip"]
+    args = ["train", *CPU, str(config_file), "--set", "data.train.options.transforms=flip"]
     assert main(args) == 2
     assert "data.train.options.transforms: a dataset's transforms is a Python callable" in (
         capsys.readouterr().err

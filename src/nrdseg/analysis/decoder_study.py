@@ -124,11 +124,13 @@ def run_study(
     latency_repeats: int,
     progress: bool = True,
     say: Callable[[str], None] = print,
+    device: str | None = None,
 ) -> list[StudyRow]:
     """Train (or read) every label x seed run under ``out``, then cost the decoders.
 
     Runs go seed by seed, so that an interrupted study already has every decoder's first
-    seeds; finished runs are read back, an interrupted one resumes.
+    seeds; finished runs are read back, an interrupted one resumes. ``device``: where
+    the runs train (default: CUDA if available).
     """
     unknown = [label for label in labels if label not in STUDY_MODELS]
     if unknown:
@@ -146,7 +148,7 @@ def run_study(
     records = []
     for number, run in enumerate(runs, 1):
         say(f"[{number}/{len(runs)}] {run.key}: {STUDY_MODELS[run.label][2]} ({run.model})")
-        records.append(execute(run, budget, out=out, progress=progress))
+        records.append(execute(run, budget, out=out, progress=progress, device=device))
     say(f"timing the decoders at ResNet-50 widths, {latency_size[0]} x {latency_size[1]} ...")
     costs = decoder_costs(
         list(dict.fromkeys(STUDY_MODELS[label][0] for label in labels)),

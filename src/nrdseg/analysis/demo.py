@@ -143,8 +143,11 @@ def run_demo(
     settings: DemoSettings = FULL,
     progress: bool = True,
     say: Callable[[str], None] = print,
+    device: str | None = None,
 ) -> str:
-    """Train, evaluate and cost the three decoders into ``out``; returns the markdown."""
+    """Train, evaluate and cost the three decoders into ``out``; returns the markdown.
+
+    ``device``: where the runs train (default: CUDA if available)."""
     out = Path(out)
     start = time.perf_counter()
     rows = run_study(
@@ -156,6 +159,7 @@ def run_demo(
         latency_repeats=settings.latency_repeats,
         progress=progress,
         say=say,
+        device=device,
     )
     runs = [Run(label=row.label, model=row.model, seed=settings.seed) for row in rows]
     grid, dataset = figure_rows(runs, settings, out)

@@ -242,8 +242,17 @@ def train_seconds(work_dir: Path) -> float:
     return seconds
 
 
-def execute(run: Run, budget: Budget, *, out: str | Path, progress: bool = True) -> dict[str, Any]:
+def execute(
+    run: Run,
+    budget: Budget,
+    *,
+    out: str | Path,
+    progress: bool = True,
+    device: str | None = None,
+) -> dict[str, Any]:
     """Train and evaluate ``run`` (or read its finished result); returns the result record.
+
+    ``device``: where a run trains, as ``train_from_config`` takes it (default: CUDA if available).
 
     The record holds the evaluation summary (``mIoU``, ``IoU`` by class, ``trimap`` by
     width, fractions), ``train_seconds``, and the config; a finished run whose config
@@ -265,7 +274,9 @@ def execute(run: Run, budget: Budget, *, out: str | Path, progress: bool = True)
     latest = latest_checkpoint(work_dir) if work_dir.is_dir() else None
     evaluated = (work_dir / BEST / EVAL_FILE).is_file()
     if latest is None or not evaluated or latest.name != f"iter_{budget.iters:06d}":
-        train_from_config(config, work_dir, resume=latest is not None, progress=progress)
+        train_from_config(
+            config, work_dir, resume=latest is not None, progress=progress, device=device
+        )
     summary = json.loads((work_dir / BEST / EVAL_FILE).read_text())
     record = {
         "label": run.label,

@@ -19,6 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "A decoder finished in an earlier run is not trained again.",
     )
     parser.add_argument("--out", type=Path, default=Path("nrdseg_demo"), help="output folder")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument(
         "--quick", action="store_true", help="a few iterations of a tiny model (a smoke test)"
     )
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         settings = camvid_settings(args.root, quick=args.quick)
     else:
         settings = QUICK if args.quick else FULL
-    markdown = run_demo(args.out, settings=settings)
+    markdown = run_demo(args.out, settings=settings, device=args.device)
     print(f"\n{markdown}")
     print(f"wrote {args.out}/demo.md, demo.json, demo.png, images/ and checkpoints in runs/\n")
     print(next_steps(args.out))

@@ -35,6 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--tta", action="store_true", help="flip + scales eval.tta_scales")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     add_speed_arguments(parser)
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override")
     parser.set_defaults(func=run)
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         )
     config = load_config(source, overrides)
     checkpoint = checkpoint_directory(args.checkpoint)
-    with process_group_from_env() as (info, device):
+    with process_group_from_env(args.device) as (info, device):
         dataset = build_val_dataset(config, source=str(source))
         model = load_model(checkpoint, device=device)
         if model.num_classes != dataset.num_classes:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
 from nrdseg.checkpoint import load_model
 from nrdseg.cli.options import add_speed_arguments
 from nrdseg.deploy.predict import FORMATS, LABELS_DIR, OVERLAYS_DIR, predict_files
+from nrdseg.engine.distributed import pick_device
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -47,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(args.device)
     model = load_model(args.checkpoint, device=device)
     start = time.perf_counter()
     summary = predict_files(

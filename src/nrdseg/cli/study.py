@@ -116,6 +116,9 @@ def add_decoders_parser(studies: argparse._SubParsersAction) -> None:
     decoders.add_argument(
         "--image-size", type=int, help="square synthetic scenes / CamVid training crops"
     )
+    decoders.add_argument(
+        "--device", help="where the runs train: cpu, cuda, ... (default: cuda if available)"
+    )
     add_data_arguments(decoders)
     decoders.set_defaults(func=run_decoders)
 
@@ -170,6 +173,7 @@ def run_decoders(args: argparse.Namespace) -> int:
         out=args.out,
         latency_size=latency_size,
         latency_repeats=1 if args.quick else 5,
+        device=args.device,
     )
     header = (
         f"Decoder study on {describe(budget)} per run, mean ± std over {seeds} seed(s). "

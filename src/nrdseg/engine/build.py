@@ -181,10 +181,16 @@ def _share_cpu_threads(*, workers: int, info: DistInfo) -> None:
 
 
 def train_from_config(
-    config: Config, work_dir: str | Path, *, resume: bool = False, progress: bool = True
+    config: Config,
+    work_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> Segmentor:
-    """Run (or resume) the training ``config`` describes, under torchrun or alone."""
-    with process_group_from_env() as (info, device):
+    """Run (or resume) the training ``config`` describes, under torchrun or alone, on
+    ``device`` ("cpu", "cuda", "cuda:1"; default: CUDA when available)."""
+    with process_group_from_env(device) as (info, device):
         work_dir = Path(work_dir)
         latest = _prepare_work_dir(work_dir, resume=resume, info=info)
         _set_determinism(config.train.deterministic)

@@ -37,23 +37,38 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name} must be an integer, got {value!r}") from None
 
 
+def pick_device(device: str | torch.device | None, *, local_rank: int = 0) -> torch.device:
+    """The device a process runs on: ``device`` as given ("cpu", "cuda", "cuda:1"), or
+    for ``None`` CUDA when available, else the CPU. Under torchrun a bare "cuda" means
+    this process's GPU (``local_rank``). Asking for CUDA without one is an error."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r}: this machine has no usable CUDA GPU")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
 @contextlib.contextmanager
-def process_group_from_env() -> Iterator[tuple[DistInfo, torch.device]]:
+def process_group_from_env(
+    device: str | torch.device | None = None,
+) -> Iterator[tuple[DistInfo, torch.device]]:
     """Read RANK / WORLD_SIZE / LOCAL_RANK (set by torchrun) and join the process group.
 
-    One process: no group, CUDA if available. Several: NCCL on CUDA (one GPU per local
-    rank), gloo on CPU. A group this call created is destroyed on the way out.
+    ``device`` as :func:`pick_device` reads it (default: CUDA if available). Several
+    processes: NCCL on CUDA (one GPU per local rank), gloo on CPU. A group this call
+    created is destroyed on the way out.
     """
     info = DistInfo(
         rank=_env_int("RANK", 0),
         world_size=_env_int("WORLD_SIZE", 1),
         local_rank=_env_int("LOCAL_RANK", 0),
     )
-    if torch.cuda.is_available():
-        torch.cuda.set_device(info.local_rank)
-        device = torch.device("cuda", info.local_rank)
-    else:
-        device = torch.device("cpu")
+    device = pick_device(device, local_rank=info.local_rank)
     created = info.enabled and not dist.is_initialized()
     if created:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")

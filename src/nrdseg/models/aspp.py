@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nrdseg.models.blocks import ConvBNReLU, SeparableConvBNReLU
+from nrdseg.models.blocks import ConvBNReLU, GlobalAvgPool2d, SeparableConvBNReLU
 from nrdseg.ops.sync_batchnorm import check_batch_statistics
 
 #: Dilations of the official NRD encoder (output stride 32) and of the usual dilated d8 one.
@@ -28,7 +28,7 @@ class SeparableASPP(nn.Module):
         super().__init__()
         self.out_channels = channels
         self.image_pool = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), ConvBNReLU(in_channels, channels, kernel_size=1)
+            GlobalAvgPool2d(), ConvBNReLU(in_channels, channels, kernel_size=1)
         )
         branches = []
         for dilation in dilations:
