@@ -21,7 +21,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from nrdseg.models.segmentor import Segmentor
-from nrdseg.models.zoo import create_model
+from nrdseg.models.zoo import LOSS_OPTIONS, create_model
 
 FORMAT = "nrdseg-checkpoint/1"
 CONFIG_FILE = "config.yaml"
@@ -195,6 +195,8 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Segme
     options = dict(record["model"])
     name, num_classes = options.pop("name"), options.pop("num_classes")
     options["pretrained"] = False
+    # The loss is training's: a model trained with Dice loads without segmentation_models_pytorch.
+    options = {k: v for k, v in options.items() if k not in LOSS_OPTIONS}
     model = create_model(name, num_classes=num_classes, **options)
     model.config = dict(record["model"])
     model.meta = dict(record.get("meta") or {})

@@ -7,7 +7,9 @@ when needed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -20,12 +22,16 @@ from nrdseg.engine.checkpointing import (
     list_checkpoints,
     remove_stale_temporaries,
 )
-from nrdseg.engine.config import Config, DatasetConfig, config_to_dict, save_config
+from nrdseg.engine.config import Config, DatasetConfig, LossConfig, config_to_dict, save_config
 from nrdseg.engine.distributed import DistInfo, barrier, process_group_from_env
 from nrdseg.engine.rng import seed_everything
+from nrdseg.engine.schema import ConfigError
 from nrdseg.engine.trainer import Trainer
+from nrdseg.models.loss_terms import MEDIAN_FREQUENCY, median_frequency_weights
 from nrdseg.models.segmentor import IMAGENET_MEAN, IMAGENET_STD, Segmentor
-from nrdseg.models.zoo import create_model
+from nrdseg.models.zoo import LOSS_OPTIONS, create_model
+
+logger = logging.getLogger("nrdseg.train")
 
 CONFIG_FILE = "config.yaml"
 
@@ -65,16 +71,47 @@ def build_val_dataset(config: Config, *, source: str = "config") -> Any:
     return build_split(config.data.val, train=False, config=config)
 
 
-def build_model(config: Config, *, num_classes: int | None) -> Segmentor:
-    """The zoo model of ``model``; ``num_classes`` fills in ``model.num_classes: null``."""
+def loss_options(config: Config, train_set: Any = None) -> dict[str, Any]:
+    """``create_model``'s ``loss_decode`` / ``sampler`` from the ``loss`` section ({} when
+    it is the default), with ``class_weight: median_frequency`` counted on ``train_set``."""
+    section = config.loss
+    decode = [dict(spec) for spec in section.decode]
+    if decode == [dict(spec) for spec in LossConfig().decode] and section.sampler is None:
+        return {}
+    if section.uses_median_frequency():
+        if train_set is None:
+            raise ValueError("loss.decode: class_weight median_frequency needs the training set")
+        from nrdseg.data.label_stats import class_pixel_counts
+
+        pixels, _ = class_pixel_counts(train_set, max_samples=section.class_weight_samples)
+        weights = median_frequency_weights(pixels)
+        logger.info(
+            "median frequency class weights over %s training samples: %s",
+            "all" if section.class_weight_samples is None else section.class_weight_samples,
+            ", ".join(f"{w:.3g}" for w in weights),
+        )
+        for spec in decode:
+            if spec.get("class_weight") == MEDIAN_FREQUENCY:
+                spec["class_weight"] = weights
+    sampler = None if section.sampler is None else dataclasses.asdict(section.sampler)
+    return {"loss_decode": decode, "sampler": sampler}
+
+
+def build_model(config: Config, *, num_classes: int | None, train_set: Any = None) -> Segmentor:
+    """The zoo model of ``model`` with the ``loss`` section's loss; ``num_classes`` fills in
+    ``model.num_classes: null``; ``train_set`` is counted for median frequency weights."""
     classes = config.model.num_classes or num_classes
     if classes is None:
         raise ValueError("model.num_classes: not set, and the dataset does not tell it")
+    clash = sorted(LOSS_OPTIONS & set(config.model.options))
+    if clash:
+        raise ConfigError(f"model.options.{clash[0]}: set the loss in the loss section instead")
     return create_model(
         config.model.name,
         num_classes=classes,
         pretrained=config.model.pretrained,
         **config.model.options,
+        **loss_options(config, train_set),
     )
 
 
@@ -150,7 +187,9 @@ def train_from_config(
         train_set = build_split(config.data.train, train=True, config=config)
         if not info.is_main:  # rank 0 fetches pretrained weights first, the others reuse them
             barrier(info)
-        model = build_model(config, num_classes=getattr(train_set, "num_classes", None))
+        model = build_model(
+            config, num_classes=getattr(train_set, "num_classes", None), train_set=train_set
+        )
         if info.is_main:
             barrier(info)
         evaluator = None

@@ -12,6 +12,7 @@ from torch import nn
 
 from nrdseg.models.blocks import resize
 from nrdseg.models.inputs import ImageLike, to_batch
+from nrdseg.models.loss_terms import DecodeLoss, build_decode_loss
 from nrdseg.ops.labels import upsample_argmax
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -39,6 +40,7 @@ class Segmentor(nn.Module):
         aux_head: nn.Module | None = None,
         aux_weight: float = 0.4,
         ignore_index: int = 255,
+        decode_loss: DecodeLoss | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
@@ -52,6 +54,10 @@ class Segmentor(nn.Module):
         self.num_classes = num_classes
         self.aux_weight = aux_weight
         self.ignore_index = ignore_index
+        #: The decoder's loss terms (cross-entropy alone unless given); no parameters.
+        if decode_loss is None:
+            decode_loss = build_decode_loss(ignore_index=ignore_index)
+        self.decode_loss = decode_loss
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         #: Keyword arguments that rebuild this model with ``nrdseg.create_model``.
@@ -116,7 +122,12 @@ class Segmentor(nn.Module):
         return F.pad(logits, (0, width - logits.shape[-1], 0, height - logits.shape[-2]))
 
     def loss(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Cross-entropy on logits upsampled to the label size, + aux_weight x auxiliary."""
+        """The decode loss on logits upsampled to the label size, + aux_weight x auxiliary.
+
+        Returns ``loss`` (the total), ``loss_main`` (the decode terms' weighted sum),
+        ``loss_aux`` (cross-entropy of the auxiliary head, when it runs) and, when
+        ``decode_loss`` has several terms, each by its ``loss_name``.
+        """
         self._check_images(images)
         if labels.ndim != 3 or labels.shape[0] != images.shape[0]:
             raise ValueError(
@@ -132,7 +143,10 @@ class Segmentor(nn.Module):
         padded = self._pad(images, 0.0)
         target = self._pad(labels.long(), float(self.ignore_index))
         logits, aux = self.decode_padded(padded)
-        losses = {"loss_main": self._ce(logits, target)}
+        terms = self.decode_loss(resize(logits, target.shape[-2:]), target)
+        losses = {"loss_main": sum(terms.values())}
+        if len(terms) > 1:
+            losses.update(terms)
         total = losses["loss_main"]
         if aux is not None:
             losses["loss_aux"] = self._ce(aux, target)

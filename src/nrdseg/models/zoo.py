@@ -21,6 +21,7 @@ from nrdseg.models.heads import (
     FCNHead,
     NRDHead,
 )
+from nrdseg.models.loss_terms import build_decode_loss
 from nrdseg.models.segmentor import Segmentor
 
 #: ASPP dilations per encoder output stride (stride 32: official NRD; 8/16: DeepLab's).
@@ -84,7 +85,17 @@ def _head_options(head: type[nn.Module]) -> set[str]:
 
 
 _ENCODER_OPTIONS = set(inspect.signature(build_encoder).parameters)
-_SEGMENTOR_OPTIONS = {"aux", "aux_weight", "aux_channels", "ignore_index", "mean", "std"}
+#: Training-only options: the decode loss (mmseg's ``loss_decode`` list) and OHEM sampler.
+LOSS_OPTIONS = {"loss_decode", "sampler"}
+_SEGMENTOR_OPTIONS = {
+    "aux",
+    "aux_weight",
+    "aux_channels",
+    "ignore_index",
+    "mean",
+    "std",
+    *LOSS_OPTIONS,
+}
 
 
 def valid_options(name: str) -> list[str]:
@@ -95,6 +106,10 @@ def valid_options(name: str) -> list[str]:
 
 def create_model(name: str, *, num_classes: int, **overrides: Any) -> Segmentor:
     """Build a zoo model; ``overrides`` replace encoder, decoder or segmentor defaults.
+
+    ``loss_decode`` (a list of ``{"type": "cross_entropy" | "dice" | "focal" | "lovasz",
+    "loss_weight": ..., ...}``) and ``sampler`` (``{"thresh": 0.7, "min_kept": 100000}``,
+    OHEM) set the training loss: see :mod:`nrdseg.models.loss_terms`.
 
     >>> model = create_model("nrd_r50", num_classes=19, pretrained=True)
     """
@@ -126,12 +141,19 @@ def create_model(name: str, *, num_classes: int, **overrides: Any) -> Segmentor:
     seg_kwargs = {
         k: options[k] for k in ("aux_weight", "ignore_index", "mean", "std") if k in options
     }
+    decode_loss = build_decode_loss(
+        options.get("loss_decode"),
+        options.get("sampler"),
+        num_classes=num_classes,
+        ignore_index=options.get("ignore_index", 255),
+    )
     model = Segmentor(
         backbone=body,
         neck=neck,
         decoder=decoder,
         aux_head=aux_head,
         num_classes=num_classes,
+        decode_loss=decode_loss,
         **seg_kwargs,
     )
     model.config = {"name": name, "num_classes": num_classes, **overrides}
