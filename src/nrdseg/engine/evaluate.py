@@ -9,11 +9,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
 from nrdseg.engine.inference import infer_logits
 from nrdseg.engine.metrics import SegMetric
 from nrdseg.models.blocks import resize
+from nrdseg.progress import progress_bar
 
 
 def _rank_and_world() -> tuple[int, int]:
@@ -74,8 +74,8 @@ def evaluate(
     rank, world = _rank_and_world()
     count = len(dataset) if max_samples is None else min(len(dataset), max_samples)
     model.to(device)
-    for index in tqdm(
-        range(rank, count, world), desc="evaluate", disable=not progress or rank != 0
+    for index in progress_bar(
+        range(rank, count, world), desc="evaluate", enabled=progress and rank == 0
     ):
         image, label = _sample(dataset, index)
         logits = infer_logits(

@@ -22,7 +22,6 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from nrdseg.checkpoint import WEIGHTS_FILE, load_weights, read_record
 from nrdseg.data.files import DataError
@@ -43,6 +42,7 @@ from nrdseg.engine.report import result_summary
 from nrdseg.engine.rng import capture_rng, restore_rng, seed_everything
 from nrdseg.engine.sync_bn import convert_sync_batchnorm
 from nrdseg.models.segmentor import Segmentor
+from nrdseg.progress import progress_bar
 
 logger = logging.getLogger("nrdseg.train")
 
@@ -92,6 +92,7 @@ class Trainer:
         device: str | torch.device = "cpu",
         dist: DistInfo | None = None,
         progress: bool = True,
+        console: bool | None = None,
     ) -> None:
         self.settings = train
         self.optim_settings = optim or OptimConfig()
@@ -102,6 +103,8 @@ class Trainer:
         self.evaluator = evaluator
         self.config = config
         self.progress = progress and self.dist.is_main
+        #: Event lines on the console (default: with the progress bar).
+        self.console = (progress if console is None else console) and self.dist.is_main
         if train.amp == "fp16" and self.device.type != "cuda":
             raise ValueError("train.amp: 'fp16' needs a CUDA device; use 'bf16' on CPU")
         dataset_classes = getattr(train_dataset, "num_classes", model.num_classes)
@@ -210,15 +213,14 @@ class Trainer:
         settings = self.settings
         stop = settings.iters if until is None else min(until, settings.iters)
         events = (
-            EventLog(work_dir=self.work_dir, console=self.progress) if self.dist.is_main else None
+            EventLog(work_dir=self.work_dir, console=self.console) if self.dist.is_main else None
         )
-        bar = tqdm(
+        bar = progress_bar(
             total=settings.iters,
             initial=self.iteration,
             desc="train",
             unit="it",
-            dynamic_ncols=True,
-            disable=not self.progress,
+            enabled=self.progress,
         )
         if events is not None and self.iteration > 0:
             events.write({"event": "resume", "iter": self.iteration})
@@ -255,6 +257,7 @@ class Trainer:
                     if events is not None:
                         events.write(event)
                     window, window_start, window_iters = {}, time.perf_counter(), 0
+                paused = time.perf_counter()
                 interval = settings.eval_interval
                 if self.evaluator is not None and (
                     done or (interval and self.iteration % interval == 0)
@@ -262,6 +265,8 @@ class Trainer:
                     self._evaluate(events)
                 if self.iteration % settings.ckpt_interval == 0 or self.iteration == stop:
                     self._save(events)
+                # time_per_iter and the ETA count training only, not evaluation or saving
+                window_start += time.perf_counter() - paused
         finally:
             bar.close()
             if events is not None:
