@@ -178,8 +178,8 @@ OFFICIAL = {
     "cityscapes/dlv3p_r50": (84000, 0.01, 5e-4, (512, 1024), (2048, 1024), 19, "whole"),
     "ade20k/nrd_r101": (164000, 0.01, 5e-4, (512, 512), (2048, 512), 150, "whole"),
     "ade20k/nrd_x101": (164000, 0.01, 5e-4, (512, 512), (2048, 512), 150, "whole"),
-    "pascal_context/nrd_r101": (84000, 0.004, 1e-4, (480, 480), (520, 520), 60, "slide"),
-    "pascal_context_59/nrd_r101": (84000, 0.004, 1e-4, (480, 480), (520, 520), 59, "slide"),
+    "pascal_context/nrd_r101": (84000, 0.004, 1e-4, (480, 480), (520, 520), 60, "whole"),
+    "pascal_context_59/nrd_r101": (84000, 0.004, 1e-4, (480, 480), (520, 520), 59, "whole"),
 }
 
 
@@ -195,10 +195,12 @@ def test_paper_configs_carry_the_official_settings(name):
     assert (t.crop_size, t.scale, t.ratio_range, t.cat_max_ratio) == (crop, scale, (0.5, 2.0), 0.75)
     assert t.photometric and t.flip_prob == 0.5
     assert config.model.num_classes == classes and config.model.pretrained is True
-    assert config.eval.mode == mode
+    assert (config.eval.mode, config.eval.crop_size, config.eval.stride) == (mode, None, None)
     assert not config.eval.tta and config.eval.tta_scales == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-    if mode == "slide":
-        assert (config.eval.crop_size, config.eval.stride) == ((480, 480), (320, 320))
+    # Around the head (issue 12): mmseg 0.x loss, cv2-like resize, ResNeXt's frozen stem.
+    assert config.model.options["avg_non_ignore"] is False and t.antialias is False
+    frozen = config.model.options.get("frozen_stages", -1)
+    assert frozen == (1 if name.endswith("x101") else -1)
 
 
 def test_tta_switches_to_flip_and_the_paper_scales():

@@ -155,9 +155,28 @@ def test_cross_entropy_matches_reference(avg_non_ignore, class_weight):
 
 def test_unweighted_cross_entropy_is_torch_mean_over_labelled_pixels():
     logits, labels = _case()
-    term = build_loss_term({"type": "cross_entropy"})
+    term = build_loss_term({"type": "cross_entropy", "avg_non_ignore": True})
     expected = torch.nn.functional.cross_entropy(logits, labels, ignore_index=IGNORE)
     assert float(term(logits, labels)) == pytest.approx(float(expected), rel=1e-6)
+
+
+@pytest.mark.parametrize("model_setting", [True, False])
+def test_cross_entropy_takes_the_model_avg_non_ignore_unless_given(model_setting):
+    logits, labels = _case()
+    loss = build_decode_loss(
+        [
+            {"type": "cross_entropy"},
+            {"type": "cross_entropy", "avg_non_ignore": True, "loss_name": "loss_ce_own"},
+        ],
+        avg_non_ignore=model_setting,
+    )
+    terms = loss(logits, labels)
+    assert float(terms["loss_ce"]) == pytest.approx(
+        reference_cross_entropy(logits, labels, avg_non_ignore=model_setting), rel=1e-5
+    )
+    assert float(terms["loss_ce_own"]) == pytest.approx(
+        reference_cross_entropy(logits, labels, avg_non_ignore=True), rel=1e-5
+    )
 
 
 @pytest.mark.parametrize("class_weight", [None, [1.0, 2.0, 0.5]])
@@ -255,6 +274,7 @@ def test_terms_combine_with_their_weights_and_another_ignore_index():
             {"type": "dice", "loss_weight": 2.0, "loss_name": "loss_dice_2"},
         ],
         ignore_index=7,
+        avg_non_ignore=True,
     )
     terms = loss(logits, labels)
     standard = labels.masked_fill(labels == 7, IGNORE)

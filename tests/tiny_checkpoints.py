@@ -15,10 +15,10 @@ PALETTE = [[200, 10, 10], [10, 200, 10], [10, 10, 200], [200, 200, 10], [10, 200
 def tiny_model(name: str = "nrd_r50", *, seed: int = 0) -> nrdseg.Segmentor:
     """A 5-class tiny model with random weights whose labels vary from pixel to pixel.
 
-    Weights get noise of scale 1/sqrt(fan-in), halved for NRD's controller output (its
-    values are the weights of three stacked layers, so logits grow with their cube). That
-    keeps logits of order 1-25 like a trained model's, so float32 tolerances mean what
-    they say.
+    Conv weights are redrawn at scale 1/sqrt(fan-in), halved for NRD's controller output
+    (its values are the weights of three stacked layers, so logits grow with their cube);
+    other parameters get noise of scale 0.1. That keeps logits of order 1-25 like a
+    trained model's whatever the init, so float32 tolerances mean what they say.
     """
     torch.manual_seed(seed)
     model = nrdseg.create_model(name, num_classes=len(PALETTE), **tiny_options(name))
@@ -27,6 +27,7 @@ def tiny_model(name: str = "nrd_r50", *, seed: int = 0) -> nrdseg.Segmentor:
             scale = 1 / math.sqrt(p[0].numel()) if p.ndim > 1 else 0.1
             if key.startswith("decoder.controller.1."):
                 scale /= 2
-            p.add_(scale * torch.randn_like(p))
+            noise = scale * torch.randn_like(p)
+            p.copy_(noise) if p.ndim > 1 else p.add_(noise)
     model.meta = {"classes": [f"class{i}" for i in range(len(PALETTE))], "palette": PALETTE}
     return model.eval()

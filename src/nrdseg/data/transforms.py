@@ -37,6 +37,10 @@ class RandomRescale(nn.Module):
     """Keep-ratio resize to ``scale`` times a ratio drawn from ``ratio_range``.
 
     ``resize_mask=False`` resizes the image only (evaluation keeps labels at full size).
+    Images are resized bilinearly; ``antialias=False`` (the default) is what mmcv does
+    (cv2 ``INTER_LINEAR``, no low-pass filter when shrinking, so the authors' models were
+    trained on aliased downscales), ``True`` low-pass filters first (PIL's behaviour). Masks
+    are resized with nearest neighbour (cv2's ``INTER_NEAREST`` rule too).
     """
 
     def __init__(
@@ -45,18 +49,22 @@ class RandomRescale(nn.Module):
         scale: tuple[int, int],
         ratio_range: tuple[float, float] = (1.0, 1.0),
         resize_mask: bool = True,
+        antialias: bool = False,
     ) -> None:
         super().__init__()
         self.scale = scale
         self.ratio_range = ratio_range
         self.resize_mask = resize_mask
+        self.antialias = antialias
 
     def forward(self, image: tv_tensors.Image, mask: tv_tensors.Mask) -> Pair:
         low, high = self.ratio_range
         ratio = low if low == high else low + (high - low) * torch.rand(()).item()
         target = (int(self.scale[0] * ratio), int(self.scale[1] * ratio))
         size = list(keep_ratio_size(*image.shape[-2:], target))
-        image = F.resize(image, size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+        image = F.resize(
+            image, size, interpolation=v2.InterpolationMode.BILINEAR, antialias=self.antialias
+        )
         if self.resize_mask:
             mask = F.resize(mask, size, interpolation=v2.InterpolationMode.NEAREST)
         return image, mask
@@ -155,6 +163,7 @@ def build_transforms(
     cat_max_ratio: float = 0.75,
     flip_prob: float = 0.5,
     photometric: bool = True,
+    antialias: bool = False,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     ignore_index: int = IGNORE_INDEX,
@@ -162,7 +171,8 @@ def build_transforms(
     """The mmseg-style pipeline: for training random resize (``ratio_range`` of ``scale``),
     random crop to ``crop_size`` with ``cat_max_ratio``, flip, photometric distortion,
     normalize, pad to ``crop_size``; for evaluation an optional keep-ratio resize of the
-    image only (labels stay at full size for scoring) and normalize. Options that only
+    image only (labels stay at full size for scoring) and normalize. ``antialias`` applies
+    to both resizes (see :class:`RandomRescale`; False is mmcv's). Options that only
     make sense for training are ignored when ``train=False``.
     """
     _pair(crop_size, "crop_size", positive_int=True)
@@ -177,11 +187,17 @@ def build_transforms(
     to_float = v2.ToDtype(torch.float32, scale=True)
     normalize = v2.Normalize(mean=list(mean), std=list(std))
     if not train:
-        resize = [RandomRescale(scale=tuple(scale), resize_mask=False)] if scale else []
+        resize = (
+            [RandomRescale(scale=tuple(scale), resize_mask=False, antialias=antialias)]
+            if scale
+            else []
+        )
         return SegmentationTransform([*resize, to_float, normalize])
     steps: list[nn.Module] = []
     if scale is not None:
-        steps.append(RandomRescale(scale=tuple(scale), ratio_range=tuple(ratio_range)))
+        steps.append(
+            RandomRescale(scale=tuple(scale), ratio_range=tuple(ratio_range), antialias=antialias)
+        )
     if crop_size is not None:
         steps.append(
             RandomCropCatMax(

@@ -56,10 +56,13 @@ def build_split(spec: DatasetConfig, *, train: bool, config: Config) -> Any:
             cat_max_ratio=t.cat_max_ratio,
             flip_prob=t.flip_prob,
             photometric=t.photometric,
+            antialias=t.antialias,
             **_normalization(config),
         )
     else:
-        transforms = build_transforms(train=False, scale=t.scale, **_normalization(config))
+        transforms = build_transforms(
+            train=False, scale=t.scale, antialias=t.antialias, **_normalization(config)
+        )
     given = {key: getattr(spec, key) for key in ("root", "split") if getattr(spec, key) is not None}
     kwargs = {**given, **spec.options}
     return build_dataset(spec.name, transforms=transforms, **kwargs)

@@ -66,6 +66,9 @@ class TransformsConfig:
     cat_max_ratio: float = 0.75
     flip_prob: float = 0.5
     photometric: bool = True
+    #: Low-pass filter before bilinear downscaling (train and test resize). False is mmcv's
+    #: cv2 INTER_LINEAR, as the authors trained; True is PIL's / torchvision's default.
+    antialias: bool = False
 
     def __post_init__(self) -> None:
         if self.ratio_range[0] > self.ratio_range[1]:

@@ -80,6 +80,9 @@ def _to_cpu_sync(module: nn.Module) -> nn.Module:
             track_running_stats=module.track_running_stats,
         )
         synced.load_state_dict(module.state_dict())
+        if module.affine:  # frozen stages stay frozen
+            synced.weight.requires_grad_(module.weight.requires_grad)
+            synced.bias.requires_grad_(module.bias.requires_grad)
         return synced.train(module.training)
     for name, child in module.named_children():
         module.add_module(name, _to_cpu_sync(child))

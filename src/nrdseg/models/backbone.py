@@ -43,7 +43,14 @@ class TimmBackbone(nn.Module):
     """``timm.create_model(features_only=True)`` returning [stride-4, stride-16, last] maps.
 
     ``pretrained`` is False, True (timm's weights through its hub) or a path to a local
-    checkpoint in timm/torchvision or mmseg ResNetV1c key layout.
+    checkpoint in timm/torchvision or mmseg ResNet/ResNetV1c/ResNeXt key layout.
+
+    ``frozen_stages`` is mmseg's: -1 trains everything, 0 freezes the stem (``conv1``,
+    ``bn1``; the whole deep stem of ResNetV1c), k >= 1 the stem and ``layer1`` .. ``layerk``.
+    Frozen parameters get ``requires_grad=False`` and the frozen modules (their BatchNorms)
+    stay in eval mode whenever the model is put in training mode, so their running
+    statistics never move. The authors' ResNeXt-101 ADE20K config uses 1. It needs a
+    ResNet-family backbone (modules ``conv1``, ``bn1``, ``layer1`` ...).
     """
 
     def __init__(
@@ -52,6 +59,7 @@ class TimmBackbone(nn.Module):
         name: str,
         pretrained: bool | str | Path = False,
         output_stride: int = 32,
+        frozen_stages: int = -1,
     ) -> None:
         super().__init__()
         if output_stride not in (8, 16, 32):
@@ -72,9 +80,36 @@ class TimmBackbone(nn.Module):
         self.load_report: LoadReport | None = None
         if isinstance(pretrained, (str, Path)):
             self.load_report = load_backbone_checkpoint(self.body, pretrained)
+        #: Names of the frozen children of ``body``, looked up on every ``train()`` call
+        #: because SyncBatchNorm conversion replaces modules.
+        self.frozen = _frozen_names(self.body, name, frozen_stages)
+        for key in self.frozen:
+            getattr(self.body, key).requires_grad_(False)
+        self.train()
+
+    def train(self, mode: bool = True) -> TimmBackbone:
+        """``nn.Module.train`` that keeps the frozen stages in eval mode."""
+        super().train(mode)
+        for key in self.frozen:
+            getattr(self.body, key).eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.body(x)
+
+
+def _frozen_names(body: nn.Module, name: str, frozen_stages: int) -> list[str]:
+    """The stem and the first ``frozen_stages`` layers of a ResNet-family body, as mmseg."""
+    if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= 4:
+        raise ValueError(f"frozen_stages must be an integer in [-1, 4], got {frozen_stages!r}")
+    wanted = ["conv1", "bn1"] + [f"layer{i}" for i in range(1, frozen_stages + 1)]
+    children = dict(body.named_children())
+    if frozen_stages >= 0 and any(key not in children for key in wanted):
+        raise ValueError(
+            f"frozen_stages={frozen_stages} needs a ResNet-family backbone with modules "
+            f"{wanted}; {name!r} has {list(children)}"
+        )
+    return wanted if frozen_stages >= 0 else []
 
 
 def _feature_indices(name: str) -> tuple[int, ...]:

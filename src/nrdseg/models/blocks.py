@@ -1,4 +1,12 @@
-"""Small conv building blocks shared by the neck and the heads (mmseg's ConvModule family)."""
+"""Small conv building blocks shared by the neck and the heads (mmseg's ConvModule family).
+
+Initialisation follows mmcv, as the authors' code gets it: every conv a ``ConvModule``
+builds is kaiming-normal (fan_out, ReLU gain) with bias 0 and its BatchNorm starts at
+weight 1, bias 0 (:func:`init_conv_module`); mmseg's ``conv_seg`` classifiers are
+normal(0, 0.01) with bias 0 (:func:`init_classifier`). With BatchNorm after a conv the
+forward pass does not depend on the weight scale, but the effective learning rate does
+(it scales as 1 / |W|^2), so PyTorch's default init would train differently.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +24,31 @@ def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
+def init_conv_module(conv: nn.Conv2d) -> nn.Conv2d:
+    """mmcv ``ConvModule``'s init, in place: kaiming normal (fan_out, ReLU), bias 0.
+
+    mmcv applies it whether or not the module has a norm or an activation. For a
+    depthwise conv PyTorch's fan_out is out_channels x kernel area, as in mmcv.
+    """
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
+def init_classifier(conv: nn.Conv2d) -> nn.Conv2d:
+    """mmseg's ``conv_seg`` init, in place: normal(0, 0.01), bias 0."""
+    nn.init.normal_(conv.weight, mean=0.0, std=0.01)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
 class ConvBNReLU(nn.Sequential):
-    """Conv (no bias) + BatchNorm + ReLU, the unit every head and the ASPP are made of."""
+    """Conv (no bias) + BatchNorm + ReLU, the unit every head and the ASPP are made of.
+
+    Initialised as mmcv's ``ConvModule``: see :func:`init_conv_module`.
+    """
 
     def __init__(
         self,
@@ -42,6 +73,7 @@ class ConvBNReLU(nn.Sequential):
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
         )
+        init_conv_module(self[0])  # PyTorch's BatchNorm already starts at 1 / 0, as mmcv's
 
 
 class SeparableConvBNReLU(nn.Sequential):

@@ -3,8 +3,9 @@
 mmseg's model: ``loss_decode`` is a list of terms, each scaled by its ``loss_weight`` and
 summed; an optional OHEM pixel sampler (mmseg's ``OHEMPixelSampler``) picks the pixels the
 terms learn from. Dice, Focal (one-vs-rest sigmoid, as mmseg's) and Lovasz-Softmax are
-segmentation_models_pytorch's ``losses`` (the ``nrdseg[losses]`` extra); cross-entropy and
-the sampler are written here because they follow mmseg's reduction, not torch's.
+segmentation_models_pytorch's ``losses`` (the ``nrdseg[losses]`` extra); cross-entropy is
+:func:`nrdseg.ops.cross_entropy.cross_entropy` (mmseg's reduction, not torch's) and the
+sampler is written here.
 
 Every term skips ``ignore_index`` pixels. Terms hold no parameters or buffers, so a
 model's ``state_dict`` does not depend on its loss.
@@ -18,8 +19,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from nrdseg.ops.cross_entropy import cross_entropy
 
 #: Accepted by a term's ``class_weight``: computed from the training set's label counts.
 MEDIAN_FREQUENCY = "median_frequency"
@@ -45,6 +47,7 @@ class LossTerm(nn.Module):
     ``logits`` float (B, C, H, W) at the label size; ``target`` int64 (B, H, W) with
     values in ``[0, C)`` or ``ignore_index``. ``weight`` (optional, float (B, H, W)) is the
     OHEM sampler's 0/1 pixel mask; terms without per-pixel losses see unkept pixels as ignored.
+    ``avg_non_ignore`` is the model's, for the terms that average over pixels.
     """
 
     default_name = "loss"
@@ -56,12 +59,20 @@ class LossTerm(nn.Module):
         self.ignore_index = 255
 
     def forward(
-        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        avg_non_ignore: bool = False,
     ) -> torch.Tensor:
-        return self.loss_weight * self.compute(logits.float(), target, weight)
+        return self.loss_weight * self.compute(logits.float(), target, weight, avg_non_ignore)
 
     def compute(
-        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None,
+        avg_non_ignore: bool,
     ) -> torch.Tensor:
         raise NotImplementedError
 
@@ -69,9 +80,9 @@ class LossTerm(nn.Module):
 class CrossEntropyLoss(LossTerm):
     """mmseg's ``CrossEntropyLoss``: per-pixel CE with ``class_weight``, then the mean.
 
-    ``avg_non_ignore=True`` divides the (sampler-weighted) sum by the number of
-    non-ignored pixels, ``False`` by all pixels, as mmseg does; a class weight scales a
-    pixel's loss without entering the denominator (unlike ``F.cross_entropy``'s mean).
+    ``avg_non_ignore`` picks the denominator (None: the model's ``avg_non_ignore``):
+    True the labelled pixels, False all pixels, as in mmseg; class weights and the
+    sampler's mask scale pixel losses without entering it.
     """
 
     default_name = "loss_ce"
@@ -82,28 +93,28 @@ class CrossEntropyLoss(LossTerm):
         loss_weight: float = 1.0,
         loss_name: str | None = None,
         class_weight: Sequence[float] | None = None,
-        avg_non_ignore: bool = True,
+        avg_non_ignore: bool | None = None,
     ) -> None:
         super().__init__(loss_weight=loss_weight, loss_name=loss_name)
         self.class_weight = _class_weight_tensor(class_weight)
         self.avg_non_ignore = avg_non_ignore
 
     def compute(
-        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None,
+        avg_non_ignore: bool,
     ) -> torch.Tensor:
-        class_weight = None
-        if self.class_weight is not None:
-            class_weight = self.class_weight.to(logits.device)
-        pixels = F.cross_entropy(
-            logits, target, weight=class_weight, ignore_index=self.ignore_index, reduction="none"
+        own = self.avg_non_ignore
+        return cross_entropy(
+            logits,
+            target,
+            ignore_index=self.ignore_index,
+            avg_non_ignore=avg_non_ignore if own is None else own,
+            class_weight=self.class_weight,
+            weight=weight,
         )
-        if weight is not None:
-            pixels = pixels * weight
-        if self.avg_non_ignore:
-            # clamp: a crop of ignored pixels only gives 0, not 0 / 0
-            count = (target != self.ignore_index).sum().clamp_min(1)
-            return pixels.sum() / count
-        return pixels.mean()
 
 
 def _smp_losses() -> Any:
@@ -126,7 +137,11 @@ class _SmpTerm(LossTerm):
         self.loss = loss_class("multiclass", ignore_index=self.ignore_index, **options)
 
     def compute(
-        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None,
+        avg_non_ignore: bool,
     ) -> torch.Tensor:
         if weight is not None:
             target = target.masked_fill(weight == 0, self.ignore_index)
@@ -257,6 +272,9 @@ class OHEMPixelSampler:
 class DecodeLoss(nn.Module):
     """The sum of ``terms`` on the decoder's logits, after the optional OHEM ``sampler``.
 
+    ``ignore_index`` reaches every term; ``forward``'s ``avg_non_ignore`` (default: the
+    one given here) every term that does not set its own.
+
     ``forward(logits, target)`` returns each term's weighted value by its ``loss_name``.
     """
 
@@ -266,6 +284,7 @@ class DecodeLoss(nn.Module):
         *,
         sampler: OHEMPixelSampler | None = None,
         ignore_index: int = 255,
+        avg_non_ignore: bool = False,
     ) -> None:
         super().__init__()
         if not terms:
@@ -280,6 +299,7 @@ class DecodeLoss(nn.Module):
         self.terms = nn.ModuleList(terms)
         self.sampler = sampler
         self.ignore_index = ignore_index
+        self.avg_non_ignore = avg_non_ignore
         for term in self.terms:
             term.ignore_index = ignore_index
             if isinstance(term, _SmpTerm):
@@ -287,9 +307,13 @@ class DecodeLoss(nn.Module):
         if sampler is not None:
             sampler.ignore_index = ignore_index
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, avg_non_ignore: bool | None = None
+    ) -> dict[str, torch.Tensor]:
         weight = None if self.sampler is None else self.sampler.sample(logits, target)
-        return {term.loss_name: term(logits, target, weight) for term in self.terms}
+        if avg_non_ignore is None:
+            avg_non_ignore = self.avg_non_ignore
+        return {term.loss_name: term(logits, target, weight, avg_non_ignore) for term in self.terms}
 
 
 def build_loss_term(
@@ -331,6 +355,7 @@ def build_decode_loss(
     *,
     num_classes: int | None = None,
     ignore_index: int = 255,
+    avg_non_ignore: bool = False,
 ) -> DecodeLoss:
     """``create_model``'s ``loss_decode`` / ``sampler`` options as a :class:`DecodeLoss`.
 
@@ -353,7 +378,9 @@ def build_decode_loss(
             pixel_sampler = OHEMPixelSampler(**options)
         except TypeError as err:
             raise ValueError(f"sampler: {err}; valid keys: type, thresh, min_kept") from err
-    return DecodeLoss(terms, sampler=pixel_sampler, ignore_index=ignore_index)
+    return DecodeLoss(
+        terms, sampler=pixel_sampler, ignore_index=ignore_index, avg_non_ignore=avg_non_ignore
+    )
 
 
 def median_frequency_weights(pixels: Sequence[int] | np.ndarray) -> list[float]:

@@ -13,6 +13,7 @@ from torch import nn
 from nrdseg.models.blocks import resize
 from nrdseg.models.inputs import ImageLike, to_batch
 from nrdseg.models.loss_terms import DecodeLoss, build_decode_loss
+from nrdseg.ops.cross_entropy import cross_entropy
 from nrdseg.ops.labels import upsample_argmax
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -26,6 +27,12 @@ class Segmentor(nn.Module):
     logits (B, C, H, W): inputs are padded to a multiple of ``size_divisor`` inside and the
     logits are cropped back. ``loss(images, labels)`` returns the training losses;
     ``predict(image)`` returns labels for tensors, PIL images or numpy arrays.
+
+    ``avg_non_ignore`` (mmseg's name) sets the cross-entropy's denominator, for the main
+    and the auxiliary loss: False (the default, the authors' code and mmseg 0.x) divides
+    the summed loss by all pixels of the labels, ignored ones included; True by the
+    labelled pixels only (PyTorch's mean). See :func:`nrdseg.ops.cross_entropy.cross_entropy`.
+    The pixels the model pads to /32 inside never count.
     """
 
     size_divisor = 32
@@ -40,6 +47,7 @@ class Segmentor(nn.Module):
         aux_head: nn.Module | None = None,
         aux_weight: float = 0.4,
         ignore_index: int = 255,
+        avg_non_ignore: bool = False,
         decode_loss: DecodeLoss | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
@@ -54,6 +62,7 @@ class Segmentor(nn.Module):
         self.num_classes = num_classes
         self.aux_weight = aux_weight
         self.ignore_index = ignore_index
+        self.avg_non_ignore = avg_non_ignore
         #: The decoder's loss terms (cross-entropy alone unless given); no parameters.
         if decode_loss is None:
             decode_loss = build_decode_loss(ignore_index=ignore_index)
@@ -141,22 +150,37 @@ class Segmentor(nn.Module):
                 "differ in size"
             )
         padded = self._pad(images, 0.0)
-        target = self._pad(labels.long(), float(self.ignore_index))
+        target = labels.long()
         logits, aux = self.decode_padded(padded)
-        terms = self.decode_loss(resize(logits, target.shape[-2:]), target)
+        main = self._at_label_size(logits, target, padded.shape[-2:])
+        terms = self.decode_loss(main, target, avg_non_ignore=self.avg_non_ignore)
         losses = {"loss_main": sum(terms.values())}
         if len(terms) > 1:
             losses.update(terms)
         total = losses["loss_main"]
         if aux is not None:
-            losses["loss_aux"] = self._ce(aux, target)
+            losses["loss_aux"] = self._ce(aux, target, padded.shape[-2:])
             total = total + self.aux_weight * losses["loss_aux"]
         losses["loss"] = total
         return losses
 
-    def _ce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logits = resize(logits, target.shape[-2:])
-        return F.cross_entropy(logits.float(), target, ignore_index=self.ignore_index)
+    @staticmethod
+    def _at_label_size(
+        logits: torch.Tensor, target: torch.Tensor, padded: Sequence[int]
+    ) -> torch.Tensor:
+        """Upsample to the padded input's size and crop the padding off."""
+        return resize(logits, padded)[..., : target.shape[-2], : target.shape[-1]]
+
+    def _ce(
+        self, logits: torch.Tensor, target: torch.Tensor, padded: Sequence[int]
+    ) -> torch.Tensor:
+        """Cross-entropy of the auxiliary head at the label size."""
+        return cross_entropy(
+            self._at_label_size(logits, target, padded),
+            target,
+            ignore_index=self.ignore_index,
+            avg_non_ignore=self.avg_non_ignore,
+        )
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.yaml`` + ``model.safetensors`` into ``directory`` atomically."""

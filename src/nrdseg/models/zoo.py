@@ -69,9 +69,19 @@ def build_encoder(
     output_stride: int = 32,
     neck_channels: int = 512,
     dilations: Sequence[int] | None = None,
+    frozen_stages: int = -1,
 ) -> tuple[TimmBackbone, SeparableASPP]:
-    """Backbone + depthwise-separable ASPP with the dilations of its output stride."""
-    body = TimmBackbone(name=backbone, pretrained=pretrained, output_stride=output_stride)
+    """Backbone + depthwise-separable ASPP with the dilations of its output stride.
+
+    ``frozen_stages`` (mmseg's meaning, see :class:`TimmBackbone`) freezes the stem and
+    the first layers of a ResNet-family backbone.
+    """
+    body = TimmBackbone(
+        name=backbone,
+        pretrained=pretrained,
+        output_stride=output_stride,
+        frozen_stages=frozen_stages,
+    )
     neck = SeparableASPP(
         in_channels=body.channels[-1],
         channels=neck_channels,
@@ -92,6 +102,7 @@ _SEGMENTOR_OPTIONS = {
     "aux_weight",
     "aux_channels",
     "ignore_index",
+    "avg_non_ignore",
     "mean",
     "std",
     *LOSS_OPTIONS,
@@ -106,6 +117,10 @@ def valid_options(name: str) -> list[str]:
 
 def create_model(name: str, *, num_classes: int, **overrides: Any) -> Segmentor:
     """Build a zoo model; ``overrides`` replace encoder, decoder or segmentor defaults.
+
+    Every zoo model trains with the authors' loss normalisation, ``avg_non_ignore=False``
+    (cross-entropy summed over labelled pixels, divided by all pixels); pass
+    ``avg_non_ignore=True`` for PyTorch's mean over labelled pixels (see :class:`Segmentor`).
 
     ``loss_decode`` (a list of ``{"type": "cross_entropy" | "dice" | "focal" | "lovasz",
     "loss_weight": ..., ...}``) and ``sampler`` (``{"thresh": 0.7, "min_kept": 100000}``,
@@ -139,7 +154,9 @@ def create_model(name: str, *, num_classes: int, **overrides: Any) -> Segmentor:
             channels=options.get("aux_channels", 256),
         )
     seg_kwargs = {
-        k: options[k] for k in ("aux_weight", "ignore_index", "mean", "std") if k in options
+        k: options[k]
+        for k in ("aux_weight", "ignore_index", "avg_non_ignore", "mean", "std")
+        if k in options
     }
     decode_loss = build_decode_loss(
         options.get("loss_decode"),
@@ -162,7 +179,8 @@ def create_model(name: str, *, num_classes: int, **overrides: Any) -> Segmentor:
 
 _R50 = {"backbone": "resnet50c"}
 _R101 = {"backbone": "resnet101c"}
-_X101 = {"backbone": "resnext101_64x4d"}
+#: The authors' ResNeXt-101 recipe freezes the stem and layer1 (mmseg ``frozen_stages=1``).
+_X101 = {"backbone": "resnext101_64x4d", "frozen_stages": 1}
 _D8 = {"backbone": "resnet50c", "output_stride": 8}
 
 for _name, _spec in {

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nrdseg.models.blocks import init_classifier
+
 
 class BilinearHead(nn.Module):
     """The simplest decoder of the paper's Table 1.
@@ -17,7 +19,7 @@ class BilinearHead(nn.Module):
     def __init__(self, *, in_channels: int, num_classes: int, dropout: float = 0.1) -> None:
         super().__init__()
         self.dropout = nn.Dropout2d(dropout)
-        self.classifier = nn.Conv2d(in_channels, num_classes, kernel_size=1)
+        self.classifier = init_classifier(nn.Conv2d(in_channels, num_classes, kernel_size=1))
 
     def forward(self, x: torch.Tensor, low_level: torch.Tensor | None = None) -> torch.Tensor:
         return self.classifier(self.dropout(x))

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nrdseg.models.blocks import init_classifier
 from nrdseg.ops.carafe import reassemble
 
 
@@ -58,7 +59,11 @@ class CARAFEHead(nn.Module):
             for _ in range(stages)
         )
         self.dropout = nn.Dropout2d(dropout)
-        self.classifier = nn.Conv2d(in_channels, num_classes, kernel_size=1)
+        self.classifier = init_classifier(nn.Conv2d(in_channels, num_classes, kernel_size=1))
+        for compressor in self.compressors:
+            # mmcv's CARAFEPack: xavier-uniform convs, then the encoder as below.
+            nn.init.xavier_uniform_(compressor.weight)
+            nn.init.zeros_(compressor.bias)
         for encoder in self.encoders:
             # Near-zero encoder weights start every stage as a box filter, as CARAFE does.
             nn.init.normal_(encoder.weight, std=1e-3)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nrdseg.models.blocks import ConvBNReLU, SeparableConvBNReLU, resize
+from nrdseg.models.blocks import ConvBNReLU, SeparableConvBNReLU, init_classifier, resize
 
 
 class DeepLabV3PlusHead(nn.Module):
@@ -28,7 +28,7 @@ class DeepLabV3PlusHead(nn.Module):
             SeparableConvBNReLU(channels, channels),
         )
         self.dropout = nn.Dropout2d(dropout)
-        self.classifier = nn.Conv2d(channels, num_classes, kernel_size=1)
+        self.classifier = init_classifier(nn.Conv2d(channels, num_classes, kernel_size=1))
 
     def forward(self, x: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
         low = self.low_level(low_level)

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nrdseg.models.blocks import init_classifier
+
 
 class DUCHead(nn.Module):
     """Dense upsampling convolution: each encoder cell predicts its r x r block of logits.
@@ -32,11 +34,14 @@ class DUCHead(nn.Module):
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
         self.upscale_factor = upscale_factor
         self.dropout = nn.Dropout2d(dropout)
-        self.conv = nn.Conv2d(
-            in_channels,
-            num_classes * upscale_factor**2,
-            kernel_size=kernel_size,
-            padding=kernel_size // 2,
+        # The conv is DUC's classifier: initialised as mmseg's conv_seg.
+        self.conv = init_classifier(
+            nn.Conv2d(
+                in_channels,
+                num_classes * upscale_factor**2,
+                kernel_size=kernel_size,
+                padding=kernel_size // 2,
+            )
         )
 
     def forward(self, x: torch.Tensor, low_level: torch.Tensor | None = None) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nrdseg.models.blocks import ConvBNReLU
+from nrdseg.models.blocks import ConvBNReLU, init_classifier
 
 
 class FCNHead(nn.Module):
@@ -17,7 +17,7 @@ class FCNHead(nn.Module):
         super().__init__()
         self.conv = ConvBNReLU(in_channels, channels, kernel_size=3)
         self.dropout = nn.Dropout2d(dropout)
-        self.classifier = nn.Conv2d(channels, num_classes, kernel_size=1)
+        self.classifier = init_classifier(nn.Conv2d(channels, num_classes, kernel_size=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(self.conv(x)))

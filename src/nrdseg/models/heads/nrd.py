@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nrdseg.models.blocks import ConvBNReLU, resize
+from nrdseg.models.blocks import ConvBNReLU, init_conv_module, resize
 from nrdseg.models.heads.nrd_inference import nrd_inference_forward, supports_folding
 from nrdseg.ops.dynamic_mlp import mlp_param_count, patch_coordinates, per_patch_mlp
 
@@ -53,7 +53,8 @@ class NRDHead(nn.Module):
         self.guidance = (
             nn.Sequential(
                 ConvBNReLU(low_level_channels, guidance_hidden, kernel_size=3),
-                nn.Conv2d(guidance_hidden, guidance_channels, kernel_size=1),
+                # A norm- and activation-free ConvModule in the official head: kaiming too.
+                init_conv_module(nn.Conv2d(guidance_hidden, guidance_channels, kernel_size=1)),
             )
             if use_guidance
             else None
