@@ -19,6 +19,7 @@ from tests.datasets_on_disk import (
     make_folder,
     make_pascal_context,
     write_image,
+    write_mask,
 )
 
 
@@ -175,3 +176,40 @@ def test_folder_without_masks_folder_names_it(tmp_path: Path) -> None:
     write_image(tmp_path / "images" / "a.png", seed=0)
     with pytest.raises(FileNotFoundError, match=r"folder not found: .*masks\nexpected layout"):
         build_dataset("folder", root=tmp_path, num_classes=2)
+
+
+def test_folder_reduce_zero_label_and_label_map(tmp_path: Path) -> None:
+    """Issue 16: a "void" value other than 255 (CamVid's 11, many tools' 0) is remapped."""
+    mask = np.array([[0, 1, 2, 11, 255, 3]], np.uint8)
+    write_image(tmp_path / "images" / "a.png", 0, size=mask.shape)
+    write_mask(tmp_path / "masks" / "a.png", mask)
+    mapped = build_dataset("folder", root=tmp_path, num_classes=11, label_map={11: 255})
+    assert mapped.load(0)[1].tolist() == [[0, 1, 2, 255, 255, 3]]
+    reduced = build_dataset("folder", root=tmp_path, num_classes=11, reduce_zero_label=True)
+    assert reduced.load(0)[1].tolist() == [[255, 0, 1, 10, 255, 2]]
+    # keys as strings (a saved config's YAML/JSON) and label_map after reduce_zero_label
+    both = build_dataset(
+        "folder", root=tmp_path, num_classes=3, reduce_zero_label=True, label_map={"11": "255"}
+    )
+    assert both.load_label(0).tolist() == [[255, 0, 1, 255, 255, 2]]
+    with pytest.raises(DataError, match=r"a\.png: mask values 11 .*label_map=\{11: 255\}"):
+        build_dataset("folder", root=tmp_path, num_classes=11).load(0)
+
+
+@pytest.mark.parametrize(
+    ("label_map", "message"),
+    [
+        ([11, 255], r"label_map must be a mapping of raw mask value"),
+        ({300: 1}, r"label_map key \(a raw mask value\) must be an integer in 0\.\.255, got 300"),
+        ({11: 12}, r"label_map\[11\] = 12 is not a class of this 12-class.*0\.\.11 or 255"),
+        ({11: True}, r"label_map\[11\] must be an integer"),
+    ],
+)
+def test_folder_label_map_is_validated(tmp_path: Path, label_map: object, message: str) -> None:
+    make_folder(tmp_path, ["a"])
+    with pytest.raises(ValueError, match=r"folder dataset .*: " + message):
+        build_dataset("folder", root=tmp_path, num_classes=12, label_map=label_map)
+    with pytest.raises(ValueError, match="reduce_zero_label must be true or false"):
+        build_dataset("folder", root=tmp_path, num_classes=12, reduce_zero_label="yes")
+    with pytest.raises(TypeError, match=r"\['ignore_index'\].*label_map=\{V: 255\}"):
+        build_dataset("folder", root=tmp_path, num_classes=12, ignore_index=11)

@@ -197,7 +197,17 @@ def test_format_table_prints_percent_and_dashes_for_undefined():
     assert lines[1].split() == ["road", "50.00", "25.00"]
     assert lines[2].split() == ["sidewalk", "-", "-"]
     assert lines[3].split() == ["traffic", "light", "0.00", "-"]
-    assert [line.split()[-1] for line in lines[5:]] == ["25.00", "25.00", "87.50", "12.50", "20.00"]
+    assert [line.split()[-1] for line in lines[5:-1]] == [
+        "25.00",
+        "25.00",
+        "87.50",
+        "12.50",
+        "20.00",
+    ]
     assert lines[8].startswith("trimap 3px mIoU")
+    assert lines[-1].startswith("no ground-truth pixels of sidewalk, traffic light: Acc '-'")
+    assert "nrdseg data check" in lines[-1]
+    present = {**result, "Acc": [0.25, 0.5, 0.75]}
+    assert format_table(present).splitlines()[-1].startswith("trimap 10px mIoU")
     unnamed = format_table({**result, "classes": None})
     assert unnamed.splitlines()[1].split()[0] == "0"

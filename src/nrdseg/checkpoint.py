@@ -10,6 +10,7 @@ get the permissions the umask gives (0755 / 0644 under 022), not tempfile's priv
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -23,11 +24,13 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from nrdseg.models.segmentor import Segmentor
+from nrdseg.models.weights import WEIGHTS_FILE, LoadReport, load_matching, read_state_dict
 from nrdseg.models.zoo import LOSS_OPTIONS, create_model
+
+logger = logging.getLogger("nrdseg")
 
 FORMAT = "nrdseg-checkpoint/1"
 CONFIG_FILE = "config.yaml"
-WEIGHTS_FILE = "model.safetensors"
 HUB_PREFIX = "hf://"
 
 
@@ -189,6 +192,10 @@ def load_weights(model: Segmentor, state: Mapping[str, torch.Tensor], *, source:
                     f"; ... ({len(keys)} in all)" if len(keys) > 6 else ""
                 )
                 lines.append(f"  {title}: {shown}")
+        lines.append(
+            "  (to start another model or class count from these weights, fine-tune with "
+            "init_from / nrdseg train --init-from)"
+        )
         raise ValueError("\n".join(lines))
     model.load_state_dict(dict(state))
 
@@ -212,6 +219,32 @@ def _checkpoint_directory(path: str | Path) -> Path:
     if work_dir and not (directory / WEIGHTS_FILE).is_file():
         return resolve_checkpoint(directory)
     return directory
+
+
+def init_from_checkpoint(model: Segmentor, path: str | Path) -> LoadReport:
+    """Start ``model`` from an nrdseg checkpoint of any class count (fine-tuning).
+
+    ``path`` is what :func:`load_model` takes (checkpoint directory, training work dir,
+    ``hf://org/name``) or a weights file. Every tensor whose name and shape fit is loaded;
+    the rest keep ``model``'s own initialisation: with another class count these are the
+    class-dependent layers (classifiers, the NRD controller's last 1x1, the aux classifier).
+    The report (loaded / re-initialised / missing / unexpected) is logged and returned;
+    ``ValueError`` if nothing fits.
+    """
+    where = Path(path)
+    if where.is_file():
+        weights, source_classes = where, None
+    else:
+        directory = _checkpoint_directory(path)
+        source_classes = read_record(directory)["model"]["num_classes"]
+        weights = directory / WEIGHTS_FILE
+    name = model.config.get("name", "model")
+    report = load_matching(model, read_state_dict(weights), source=str(weights), what=name)
+    classes = (
+        "" if source_classes is None else f" ({source_classes} classes -> {model.num_classes})"
+    )
+    logger.info("init_from%s: %s", classes, report.summary())
+    return report
 
 
 def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Segmentor:

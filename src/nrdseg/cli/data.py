@@ -1,12 +1,14 @@
-"""``nrdseg data``: list datasets, convert downloads (``prepare``), find bad samples (``check``)."""
+"""``nrdseg data``: list datasets, convert downloads (``prepare``), check samples and labels."""
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import json
 
 from nrdseg.cli.options import parse_assignments
-from nrdseg.data import DataError, build_dataset, list_datasets
+from nrdseg.data import build_dataset, list_datasets
+from nrdseg.data.label_stats import label_statistics
 from nrdseg.data.prepare import prepare_cityscapes
 from nrdseg.data.registry import dataset_options
 
@@ -32,12 +34,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument("--no-progress", action="store_true", help="no progress bar")
     prepare.set_defaults(func=run_prepare)
     check = actions.add_parser(
-        "check", help="read every sample and report the bad ones (exit status 1 if any)"
+        "check",
+        help="read every sample, report the bad ones and the label statistics",
+        description="Reads each sample (image and mask), counts pixels per class and "
+        "ignored, and warns about label mistakes (0/255 masks, classes that never occur, "
+        "mostly ignored pixels, ...) with their fix. Exit status 1 if a sample is bad or a "
+        "finding is an error.",
     )
     check.add_argument("dataset", choices=list_datasets())
     check.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="dataset option, e.g. root=PATH"
     )
+    check.add_argument(
+        "--max-samples",
+        type=int,
+        default=0,
+        metavar="N",
+        help="read only N evenly spaced samples (default 0: all)",
+    )
+    check.add_argument("--json", action="store_true", help="print one JSON object instead")
     check.set_defaults(func=run_check)
 
 
@@ -46,9 +61,9 @@ def run_list(args: argparse.Namespace) -> int:
         options = [
             key if p.default is inspect.Parameter.empty else f"{key}={p.default!r}"
             for key, p in dataset_options(name).items()
-            if key != "transforms"
         ]
         print(f"{name:<18} {', '.join(options)}")
+    print("transforms: from Python only (a callable); configs set data.transforms instead")
     return 0
 
 
@@ -60,12 +75,20 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     dataset = build_dataset(args.dataset, **parse_assignments(args.set))
-    bad = 0
-    for index in range(len(dataset)):
-        try:
-            dataset.load(index)
-        except DataError as err:
-            bad += 1
-            print(f"bad sample {index}: {err}")
-    print(f"{args.dataset}: {len(dataset)} samples, {bad} bad, {dataset.num_classes} classes")
-    return 1 if bad else 0
+    stats = label_statistics(dataset, max_samples=args.max_samples, full=True)
+    findings = stats.findings()
+    failed = bool(stats.bad) or any(f.severity == "error" for f in findings)
+    if args.json:
+        print(json.dumps({"dataset": args.dataset, **stats.to_dict()}, indent=1))
+        return 1 if failed else 0
+    for index, message in stats.bad:
+        print(f"bad sample {index}: {message}")
+    print(stats.table())
+    for finding in findings:
+        print(f"{finding.severity}: {finding.message}")
+    read = "" if not stats.sampled else f" ({stats.samples + len(stats.bad)} read)"
+    print(
+        f"{args.dataset}: {len(dataset)} samples{read}, {len(stats.bad)} bad, "
+        f"{dataset.num_classes} classes, {len(findings)} label finding(s)"
+    )
+    return 1 if failed else 0

@@ -33,6 +33,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--resume", action="store_true", help="continue from WORK_DIR/checkpoints/latest"
     )
     parser.add_argument(
+        "--init-from",
+        metavar="CHECKPOINT",
+        help="fine-tune: start from an nrdseg checkpoint or work dir of any class count "
+        "(sets model.init_from)",
+    )
+    parser.add_argument(
         "--no-progress",
         action="store_true",
         help="no progress bar (log lines stay); a redirected output gets plain lines anyway",
@@ -41,7 +47,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config, parse_assignments(args.set))
+    overrides = parse_assignments(args.set)
+    if args.init_from:
+        overrides["model.init_from"] = args.init_from
+    config = load_config(args.config, overrides)
     work_dir = Path(args.work_dir) if args.work_dir else default_work_dir(args.config)
     main_process = os.environ.get("RANK", "0") == "0"
     if main_process:

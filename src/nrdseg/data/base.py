@@ -69,6 +69,10 @@ class SegDataset(Dataset, abc.ABC):
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
         """Raw sample ``index``: RGB uint8 (3, H, W), training-id uint8 (H, W), path."""
 
+    def load_label(self, index: int) -> torch.Tensor | np.ndarray:
+        """Training ids (H, W) of sample ``index`` alone, for label statistics."""
+        return self.load(index)[1]
+
     def _skip(self, what: str, err: Exception) -> None:
         """Record one bad sample under on_error="skip" (the caller re-raises otherwise)."""
         self.skipped += 1
@@ -150,8 +154,15 @@ class PairedFileDataset(SegDataset):
                 f"mask {mask_path} is {raw.shape[0]}x{raw.shape[1]} (HxW) but image "
                 f"{image_path} is {image.shape[1]}x{image.shape[2]}"
             )
-        label = apply_label_map(raw, self.label_map, num_classes=self.num_classes, path=mask_path)
-        return image, torch.from_numpy(label), str(image_path)
+        return image, torch.from_numpy(self._training_ids(raw, mask_path)), str(image_path)
+
+    def load_label(self, index: int) -> np.ndarray:
+        """The mask's training ids without decoding the image (uint8 (H, W))."""
+        mask_path = self.pairs[index][1]
+        return self._training_ids(read_mask(mask_path), mask_path)
+
+    def _training_ids(self, raw: np.ndarray, mask_path: Path) -> np.ndarray:
+        return apply_label_map(raw, self.label_map, num_classes=self.num_classes, path=mask_path)
 
 
 class BenchmarkDataset(PairedFileDataset):

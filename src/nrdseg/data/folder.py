@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from nrdseg.data.base import PairedFileDataset, Transform, read_split_file
 from nrdseg.data.files import IMAGE_EXTENSIONS, DataError
-from nrdseg.data.labels import check_metadata, generated_palette, identity_map
+from nrdseg.data.labels import (
+    check_metadata,
+    generated_palette,
+    identity_map,
+    reduce_zero_label_map,
+    remap_labels,
+)
 
 LAYOUT = (
     "  ROOT/images/{stem}.{jpg,png,...}   (sub-folders allowed: the stem is the relative path)\n"
-    "  ROOT/masks/{stem}.png              (single channel; values 0..C-1, 255 = ignore)\n"
+    "  ROOT/masks/{stem}.png              (single channel; 0..C-1, 255 = ignore; or label_map)\n"
     "  ROOT/classes.yaml                  (optional: classes: [...], palette: [[r, g, b], ...])\n"
     "  ROOT/splits/{split}.txt            (optional: one stem per line)"
 )
@@ -63,6 +70,11 @@ class FolderDataset(PairedFileDataset):
     ``num_classes`` and the classes are named ``class_0``... with a generated palette.
     ``split`` reads ``ROOT/splits/{split}.txt`` and ``split_file`` any list of stems;
     with neither every image is used.
+
+    Mask values are class ids, 255 ignored, unless remapped (mmseg's terms):
+    ``reduce_zero_label`` ignores 0 and shifts the other values down by one;
+    ``label_map`` (raw mask value -> class id or 255) sets single values, after
+    ``reduce_zero_label``, e.g. ``{11: 255}`` to ignore a "void" value 11.
     """
 
     def __init__(
@@ -73,10 +85,14 @@ class FolderDataset(PairedFileDataset):
         split_file: str | Path | None = None,
         classes_file: str | Path | None = None,
         num_classes: int | None = None,
+        reduce_zero_label: bool = False,
+        label_map: dict[int, int] | None = None,
         transforms: Transform | None = None,
         on_error: str = "raise",
     ) -> None:
         root = Path(root)
+        if not isinstance(reduce_zero_label, bool):
+            raise ValueError(f"reduce_zero_label must be true or false, got {reduce_zero_label!r}")
         images = find_images(root / "images")
         if split_file is None and split is not None:
             split_file = root / "splits" / f"{split}.txt"
@@ -95,14 +111,28 @@ class FolderDataset(PairedFileDataset):
                 f"folder not found: {root / 'masks'}\nexpected layout:\n{LAYOUT}"
             )
         classes, palette = self._metadata(root, classes_file, num_classes)
+        table = reduce_zero_label_map() if reduce_zero_label else identity_map()
+        if label_map is not None:
+            table = remap_labels(
+                table, label_map, num_classes=len(classes), source=f"folder dataset {root}"
+            )
         super().__init__(
             pairs=[(path, root / "masks" / f"{stem}.png") for stem, path in images.items()],
-            label_map=identity_map(),
+            label_map=table,
             classes=classes,
             palette=palette,
             transforms=transforms,
             on_error=on_error,
         )
+
+    def _training_ids(self, raw: np.ndarray, mask_path: Path) -> np.ndarray:
+        try:
+            return super()._training_ids(raw, mask_path)
+        except DataError as err:
+            raise DataError(
+                f"{err}; map other values with the option label_map (raw value -> class id or "
+                "255), e.g. label_map={11: 255}, or reduce_zero_label=true for 1-based masks"
+            ) from None
 
     @staticmethod
     def _metadata(

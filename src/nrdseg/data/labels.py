@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,42 @@ def reduce_zero_label_map() -> np.ndarray:
     table = (np.arange(256) - 1).astype(np.uint8)
     table[0] = IGNORE_INDEX
     table[IGNORE_INDEX] = IGNORE_INDEX
+    return table
+
+
+def _label_value(value: object, *, what: str, source: str) -> int:
+    """An int (or a YAML/JSON key string of one) in 0..255, else an error naming ``what``."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+        raise ValueError(f"{source}: {what} must be an integer in 0..255, got {value!r}")
+    return value
+
+
+def remap_labels(
+    table: np.ndarray, label_map: Mapping[object, object], *, num_classes: int, source: str
+) -> np.ndarray:
+    """``table`` with the entries of ``label_map`` (raw mask value -> class id or 255) set.
+
+    Keys are raw mask values as stored in the files; each value must be a class id below
+    ``num_classes`` or 255 (ignore), e.g. ``{11: 255}`` ignores CamVid's "void".
+    """
+    if not isinstance(label_map, Mapping):
+        raise ValueError(
+            f"{source}: label_map must be a mapping of raw mask value -> class id or 255, "
+            f"e.g. {{11: 255}}; got {label_map!r}"
+        )
+    table = table.copy()
+    for raw, target in label_map.items():
+        key = _label_value(raw, what="label_map key (a raw mask value)", source=source)
+        value = _label_value(target, what=f"label_map[{key}]", source=source)
+        if value >= num_classes and value != IGNORE_INDEX:
+            raise ValueError(
+                f"{source}: label_map[{key}] = {value} is not a class of this "
+                f"{num_classes}-class dataset; expected 0..{num_classes - 1} or "
+                f"{IGNORE_INDEX} (ignore)"
+            )
+        table[key] = value
     return table
 
 

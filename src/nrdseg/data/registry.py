@@ -44,8 +44,11 @@ def build_dataset(name: str, **kwargs: Any) -> SegDataset:
     options = dataset_options(name)
     unknown = sorted(set(kwargs) - set(options))
     if unknown:
+        hint = ""
+        if "ignore_index" in unknown and "label_map" in options:  # mmseg users look for it
+            hint = "; to ignore a mask value V, map it to 255: label_map={V: 255}"
         raise TypeError(
-            f"unknown option(s) {unknown} for dataset {name!r}; valid: {sorted(options)}"
+            f"unknown option(s) {unknown} for dataset {name!r}; valid: {sorted(options)}{hint}"
         )
     missing = [
         k for k, p in options.items() if p.default is inspect.Parameter.empty and k not in kwargs

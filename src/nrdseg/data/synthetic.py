@@ -149,8 +149,15 @@ class SyntheticDataset(SegDataset):
     def __len__(self) -> int:
         return self.length
 
+    def _rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, zlib.crc32(self.split.encode()), index])
+
+    def load_label(self, index: int) -> np.ndarray:
+        """The scene's labels without rendering its image (they are drawn first)."""
+        return draw_label(self._rng(index), *self.size)
+
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
-        rng = np.random.default_rng([self.seed, zlib.crc32(self.split.encode()), index])
+        rng = self._rng(index)
         label = draw_label(rng, *self.size)
         image = render_image(rng, label)
         path = f"synthetic/{self.split}/{index:06d}"

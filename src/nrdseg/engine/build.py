@@ -35,6 +35,8 @@ logger = logging.getLogger("nrdseg.train")
 
 CONFIG_FILE = "config.yaml"
 
+logger = logging.getLogger("nrdseg.train")
+
 
 def _normalization(config: Config) -> dict[str, Any]:
     """The mean/std the model will be built with, for the transforms to match."""
@@ -63,9 +65,37 @@ def build_split(spec: DatasetConfig, *, train: bool, config: Config) -> Any:
         transforms = build_transforms(
             train=False, scale=t.scale, antialias=t.antialias, **_normalization(config)
         )
+    if "transforms" in spec.options:
+        raise ValueError(
+            "data options: 'transforms' is a Python callable; set augmentation in the "
+            "config's data.transforms section instead"
+        )
     given = {key: getattr(spec, key) for key in ("root", "split") if getattr(spec, key) is not None}
     kwargs = {**given, **spec.options}
     return build_dataset(spec.name, transforms=transforms, **kwargs)
+
+
+def check_labels(dataset: Any, *, split: str, max_samples: int, log: bool) -> None:
+    """Count the labels of ``split``; log the table and warnings, raise on an error finding.
+
+    Every process counts (the same masks), so all of them stop together on an error.
+    """
+    from nrdseg.data import DataError
+    from nrdseg.data.label_stats import label_statistics
+
+    stats = label_statistics(dataset, max_samples=max_samples)
+    findings = stats.findings()
+    if log:
+        logger.info("%s labels:\n%s", split, stats.table())
+        for finding in findings:
+            logger.warning("%s labels: %s", split, finding.message)
+    errors = [f.message for f in findings if f.severity == "error"]
+    if errors:
+        raise DataError(
+            f"{split} labels: "
+            + "\n".join(errors)
+            + "\n(data.check_labels: false trains anyway; `nrdseg data check` shows the table)"
+        )
 
 
 def build_val_dataset(config: Config, *, source: str = "config") -> Any:
@@ -86,11 +116,12 @@ def loss_options(config: Config, train_set: Any = None) -> dict[str, Any]:
             raise ValueError("loss.decode: class_weight median_frequency needs the training set")
         from nrdseg.data.label_stats import class_pixel_counts
 
-        pixels, _ = class_pixel_counts(train_set, max_samples=section.class_weight_samples)
+        samples = config.data.label_stats_samples
+        pixels, _ = class_pixel_counts(train_set, max_samples=samples)
         weights = median_frequency_weights(pixels)
         logger.info(
-            "median frequency class weights over %s training samples: %s",
-            "all" if section.class_weight_samples is None else section.class_weight_samples,
+            "median frequency class weights (%s training masks): %s",
+            samples or "all",
             ", ".join(f"{w:.3g}" for w in weights),
         )
         for spec in decode:
@@ -100,9 +131,14 @@ def loss_options(config: Config, train_set: Any = None) -> dict[str, Any]:
     return {"loss_decode": decode, "sampler": sampler}
 
 
-def build_model(config: Config, *, num_classes: int | None, train_set: Any = None) -> Segmentor:
+def build_model(
+    config: Config, *, num_classes: int | None, train_set: Any = None, resuming: bool = False
+) -> Segmentor:
     """The zoo model of ``model`` with the ``loss`` section's loss; ``num_classes`` fills in
-    ``model.num_classes: null``; ``train_set`` is counted for median frequency weights."""
+    ``model.num_classes: null``; ``train_set`` is counted for median frequency weights.
+
+    A resumed run takes its weights from its own checkpoint, so ``model.init_from`` is
+    not read again (its files may be gone by then)."""
     classes = config.model.num_classes or num_classes
     if classes is None:
         raise ValueError("model.num_classes: not set, and the dataset does not tell it")
@@ -113,6 +149,7 @@ def build_model(config: Config, *, num_classes: int | None, train_set: Any = Non
         config.model.name,
         num_classes=classes,
         pretrained=config.model.pretrained,
+        init_from=None if resuming else config.model.init_from,
         **config.model.options,
         **loss_options(config, train_set),
     )
@@ -227,18 +264,29 @@ def train_from_config(
             share_cpu_threads(workers=config.loader.num_workers, info=info)
         seed_everything(config.train.seed)
         train_set = build_split(config.data.train, train=True, config=config)
+        val_set = None if config.data.val is None else build_val_dataset(config)
+        if config.data.check_labels:
+            for split, dataset in (("training", train_set), ("validation", val_set)):
+                if dataset is not None:
+                    check_labels(
+                        dataset,
+                        split=split,
+                        max_samples=config.data.label_stats_samples,
+                        log=info.is_main,
+                    )
         if not info.is_main:  # rank 0 fetches pretrained weights first, the others reuse them
             barrier(info)
         model = build_model(
-            config, num_classes=getattr(train_set, "num_classes", None), train_set=train_set
+            config,
+            num_classes=getattr(train_set, "num_classes", None),
+            train_set=train_set,
+            resuming=latest is not None,
         )
         if info.is_main:
             barrier(info)
         evaluator = None
-        if config.data.val is not None:
-            evaluator = build_evaluator(
-                config, build_val_dataset(config), device=device, progress=progress
-            )
+        if val_set is not None:
+            evaluator = build_evaluator(config, val_set, device=device, progress=progress)
         trainer = Trainer(
             model=model,
             train_dataset=train_set,

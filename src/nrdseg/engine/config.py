@@ -36,11 +36,17 @@ def _non_negative(**values: float | int) -> None:
 
 @dataclass(kw_only=True)
 class ModelConfig:
-    """A zoo model; ``num_classes: null`` takes the training dataset's class count."""
+    """A zoo model; ``num_classes: null`` takes the training dataset's class count.
+
+    ``pretrained``: timm's weights (true) or a backbone checkpoint file (timm, mmseg or
+    nrdseg layout). ``init_from``: fine-tune from an nrdseg checkpoint directory or work
+    dir of any class count (what fits is loaded, class-dependent layers re-initialised).
+    """
 
     name: str = "nrd_r50"
     num_classes: int | None = None
     pretrained: bool | str = False
+    init_from: str | None = None
     #: Further ``create_model`` keyword overrides (backbone, neck_channels, ...).
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -79,9 +85,18 @@ class TransformsConfig:
 
 @dataclass(kw_only=True)
 class DataConfig:
+    """``check_labels``: count the training and validation labels at start
+    (``label_stats_samples`` evenly spaced masks each, 0 = all), log the tables and
+    warnings, stop on an error such as 0/255 masks of a 2-class set."""
+
     train: DatasetConfig
     val: DatasetConfig | None = None
     transforms: TransformsConfig = field(default_factory=TransformsConfig)
+    check_labels: bool = True
+    label_stats_samples: int = 200
+
+    def __post_init__(self) -> None:
+        _non_negative(label_stats_samples=self.label_stats_samples)
 
 
 @dataclass(kw_only=True)
@@ -207,17 +222,14 @@ class LossConfig:
 
     Each ``decode`` entry is ``{type: cross_entropy | dice | focal | lovasz, loss_weight,
     ...}`` (see ``nrdseg.models.loss_terms``); a ``class_weight`` is a list with one
-    number per class, or ``median_frequency``: computed at start-up from the labels of
-    ``class_weight_samples`` evenly spaced training samples (null: all of them).
+    number per class, or ``median_frequency``: computed at start-up from the training
+    labels (``data.label_stats_samples`` evenly spaced masks, 0 = all).
     """
 
     decode: tuple[dict[str, Any], ...] = ({"type": "cross_entropy"},)
     sampler: SamplerConfig | None = None
-    class_weight_samples: int | None = 1000
 
     def __post_init__(self) -> None:
-        if self.class_weight_samples is not None:
-            _positive(class_weight_samples=self.class_weight_samples)
         for index, spec in enumerate(self.decode):
             where = f"decode[{index}]"
             checked = dict(spec)

@@ -110,4 +110,10 @@ def format_table(result: dict[str, Any]) -> str:
     lines += [f"{name:<{width}}  {iou:>6}  {acc:>6}" for name, iou, acc in rows]
     lines.append("-" * (width + 16))
     lines += [f"{name:<{width}}  {value:>6}" for name, value in summary]
+    absent = [str(n) for n, a in zip(names, accs, strict=True) if math.isnan(a)]
+    if absent:  # a class missing from the labels is a data problem more often than not
+        lines.append(
+            f"no ground-truth pixels of {', '.join(absent)}: Acc '-', IoU '-' unless "
+            "predicted; `nrdseg data check` counts the labels"
+        )
     return "\n".join(lines)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import timm
 import torch
 from torch import nn
+
+from nrdseg.models.weights import LoadReport, load_matching, read_state_dict
 
 logger = logging.getLogger("nrdseg")
 
@@ -16,34 +17,12 @@ logger = logging.getLogger("nrdseg")
 _WANTED_REDUCTIONS = (4, 16, 32)
 
 
-@dataclass
-class LoadReport:
-    """What a local checkpoint did and did not provide for the backbone."""
-
-    path: str
-    loaded: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    mismatched: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        parts = [f"{len(self.loaded)} tensors loaded from {self.path}"]
-        for name, keys in (
-            ("missing", self.missing),
-            ("unexpected", self.unexpected),
-            ("shape mismatch", self.mismatched),
-        ):
-            if keys:
-                shown = ", ".join(keys[:8]) + (" ..." if len(keys) > 8 else "")
-                parts.append(f"{len(keys)} {name}: {shown}")
-        return "; ".join(parts)
-
-
 class TimmBackbone(nn.Module):
     """``timm.create_model(features_only=True)`` returning [stride-4, stride-16, last] maps.
 
     ``pretrained`` is False, True (timm's weights through its hub) or a path to a local
-    checkpoint in timm/torchvision or mmseg ResNet/ResNetV1c/ResNeXt key layout.
+    checkpoint in timm/torchvision or mmseg ResNet/ResNetV1c/ResNeXt key layout, or an nrdseg
+    checkpoint (its directory or ``model.safetensors``: the backbone of another nrdseg model).
 
     ``frozen_stages`` is mmseg's: -1 trains everything, 0 freezes the stem (``conv1``,
     ``bn1``; the whole deep stem of ResNetV1c), k >= 1 the stem and ``layer1`` .. ``layerk``.
@@ -127,68 +106,37 @@ def _feature_indices(name: str) -> tuple[int, ...]:
     return tuple(by_reduction[r] for r in _WANTED_REDUCTIONS)
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a .safetensors or torch checkpoint, never unpickling code."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"backbone checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
-    for wrapper in ("state_dict", "model", "module"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    if not isinstance(state, dict):
-        raise ValueError(f"checkpoint {path} holds a {type(state).__name__}, not a state dict")
-    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+#: Key prefix of the backbone inside nrdseg's own checkpoints (``Segmentor.backbone.body``).
+NRDSEG_BODY = "backbone.body."
 
 
 def _mmseg_to_timm(key: str) -> str:
     """Map mmseg/mmcv ResNetV1c names (``backbone.stem.N``) to timm's (``conv1.N``, ``bn1``)."""
-    for prefix in ("module.", "backbone."):
-        if key.startswith(prefix):
-            key = key[len(prefix) :]
+    key = key.removeprefix("backbone.")
     if key.startswith("stem."):
         index, _, rest = key[len("stem.") :].partition(".")
         key = f"bn1.{rest}" if index == "7" else f"conv1.{index}.{rest}"
     return key
 
 
-def load_backbone_checkpoint(body: nn.Module, path: str | Path) -> LoadReport:
-    """Load a local checkpoint into ``body`` non-strictly and report what matched."""
-    raw = read_state_dict(path)
+def backbone_state(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The backbone's tensors in timm's names, from timm/torchvision, mmseg or nrdseg keys.
+
+    DDP's ``module.`` is dropped first; nrdseg checkpoints (``backbone.body.*``, e.g. a
+    ``model.safetensors``) keep their backbone; mmseg ones (``backbone.*``) too, renamed.
+    """
+    raw = {k.removeprefix("module."): v for k, v in raw.items()}
+    if any(k.startswith(NRDSEG_BODY) for k in raw):
+        return {k[len(NRDSEG_BODY) :]: v for k, v in raw.items() if k.startswith(NRDSEG_BODY)}
     if any(k.startswith("backbone.") for k in raw):
         raw = {k: v for k, v in raw.items() if k.startswith("backbone.")}
-    state = {_mmseg_to_timm(k): v for k, v in raw.items()}
-    own = body.state_dict()
-    report = LoadReport(path=str(path))
-    usable, seen = {}, set()
-    for key, value in state.items():
-        if key not in own:
-            report.unexpected.append(key)
-        elif own[key].shape != value.shape:
-            seen.add(key)
-            report.mismatched.append(
-                f"{key} (checkpoint {tuple(value.shape)} vs model {tuple(own[key].shape)})"
-            )
-        else:
-            usable[key] = value
-    report.loaded = sorted(usable)
-    report.missing = sorted(
-        k for k in own if k not in usable.keys() | seen and not k.endswith("num_batches_tracked")
-    )
-    if not usable:
-        raise ValueError(
-            f"no tensor of {path} matches the backbone ({len(state)} keys, e.g. "
-            f"{', '.join(list(state)[:3])}; the backbone expects e.g. "
-            f"{', '.join(list(own)[:3])})"
-        )
-    body.load_state_dict(usable, strict=False)
+    return {_mmseg_to_timm(k): v for k, v in raw.items()}
+
+
+def load_backbone_checkpoint(body: nn.Module, path: str | Path) -> LoadReport:
+    """Load a local checkpoint into ``body`` non-strictly and report what matched."""
+    state = backbone_state(read_state_dict(path))
+    report = load_matching(body, state, source=str(path), what="backbone")
     level = logging.WARNING if report.missing or report.mismatched else logging.INFO
     logger.log(level, "backbone weights: %s", report.summary())
     return report

@@ -115,7 +115,9 @@ def valid_options(name: str) -> list[str]:
     return sorted(_ENCODER_OPTIONS | _SEGMENTOR_OPTIONS | _head_options(spec.head))
 
 
-def create_model(name: str, *, num_classes: int, **overrides: Any) -> Segmentor:
+def create_model(
+    name: str, *, num_classes: int, init_from: str | Path | None = None, **overrides: Any
+) -> Segmentor:
     """Build a zoo model; ``overrides`` replace encoder, decoder or segmentor defaults.
 
     Every zoo model trains with the authors' loss normalisation, ``avg_non_ignore=False``
@@ -126,7 +128,13 @@ def create_model(name: str, *, num_classes: int, **overrides: Any) -> Segmentor:
     "loss_weight": ..., ...}``) and ``sampler`` (``{"thresh": 0.7, "min_kept": 100000}``,
     OHEM) set the training loss: see :mod:`nrdseg.models.loss_terms`.
 
+    ``init_from`` starts the model from an nrdseg checkpoint (directory, training work
+    dir, ``hf://org/name`` or weights file) of any class count: see
+    :func:`nrdseg.checkpoint.init_from_checkpoint`. It is a starting point, not part of
+    ``model.config``.
+
     >>> model = create_model("nrd_r50", num_classes=19, pretrained=True)
+    >>> tuned = create_model("nrd_r50", num_classes=5, init_from="work_dirs/cityscapes")
     """
     spec = model_spec(name)
     if not isinstance(num_classes, int) or num_classes < 1:
@@ -174,6 +182,11 @@ def create_model(name: str, *, num_classes: int, **overrides: Any) -> Segmentor:
         **seg_kwargs,
     )
     model.config = {"name": name, "num_classes": num_classes, **overrides}
+    if init_from is not None:
+        # the checkpoint format sits above the models: imported only when asked for
+        from nrdseg.checkpoint import init_from_checkpoint
+
+        init_from_checkpoint(model, init_from)
     return model
 
 
