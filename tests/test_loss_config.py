@@ -81,3 +81,41 @@ def test_loss_in_model_options_is_refused():
     tree["model"]["options"]["loss_decode"] = [{"type": "dice"}]
     with pytest.raises(ConfigError, match="model.options.loss_decode: set the loss in the loss"):
         build_model(config_from_dict(tree), num_classes=3)
+
+
+def test_median_frequency_is_counted_on_the_training_masks(caplog):
+    import numpy as np
+
+    from nrdseg.data import build_dataset
+
+    tree = _config(decode=[{"type": "cross_entropy", "class_weight": "median_frequency"}])
+    tree["data"]["label_stats_samples"] = 0  # every mask
+    config = config_from_dict(tree)
+    train_set = build_dataset("synthetic", size=(32, 32), length=4)
+    caplog.set_level("INFO", logger="nrdseg.train")
+    model = build_model(config, num_classes=train_set.num_classes, train_set=train_set)
+    counts = sum(
+        np.bincount(np.asarray(train_set.load_label(i)).ravel(), minlength=256)
+        for i in range(len(train_set))
+    )[: train_set.num_classes]
+    share = counts / counts.sum()
+    present = share > 0
+    expected = np.where(present, np.median(share[present]) / np.where(present, share, 1), 0.0)
+    expected[~present] = expected[present].max()
+    given = model.config["loss_decode"][0]["class_weight"]
+    assert given == pytest.approx(expected.tolist())
+    assert "median frequency class weights (all training masks)" in caplog.text
+    assert torch.equal(model.decode_loss.terms[0].class_weight, torch.tensor(given))
+
+
+def test_training_logs_each_loss_term(tmp_path):
+    from tests.engine_fixtures import events, make_trainer, tiny_model
+
+    model = tiny_model(
+        loss_decode=[{"type": "cross_entropy"}, {"type": "lovasz", "loss_weight": 0.5}],
+        sampler={"thresh": 0.9, "min_kept": 100},
+    )
+    make_trainer(tmp_path, model=model, iters=2).train()
+    logged = events(tmp_path, "train")[-1]
+    assert {"loss_ce", "loss_lovasz", "loss_main", "loss_aux", "loss"} <= set(logged)
+    assert logged["loss_main"] == pytest.approx(logged["loss_ce"] + logged["loss_lovasz"])
