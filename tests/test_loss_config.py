@@ -104,7 +104,7 @@ def test_median_frequency_is_counted_on_the_training_masks(caplog):
     expected[~present] = expected[present].max()
     given = model.config["loss_decode"][0]["class_weight"]
     assert given == pytest.approx(expected.tolist())
-    assert "median frequency class weights (all training masks)" in caplog.text
+    assert "median frequency class weights over 4 training masks" in caplog.text
     assert torch.equal(model.decode_loss.terms[0].class_weight, torch.tensor(given))
 
 

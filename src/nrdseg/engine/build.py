@@ -119,9 +119,10 @@ def loss_options(config: Config, train_set: Any = None) -> dict[str, Any]:
         samples = config.data.label_stats_samples
         pixels, _ = class_pixel_counts(train_set, max_samples=samples)
         weights = median_frequency_weights(pixels)
+        counted = min(samples, len(train_set)) if samples else len(train_set)
         logger.info(
-            "median frequency class weights (%s training masks): %s",
-            samples or "all",
+            "median frequency class weights over %d training masks: %s",
+            counted,
             ", ".join(f"{w:.3g}" for w in weights),
         )
         for spec in decode:
