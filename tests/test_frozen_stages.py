@@ -69,8 +69,9 @@ def test_frozen_batch_norms_stay_in_eval_mode_through_train_calls():
                 assert module.training is (mode and not frozen), key
 
 
-def test_frozen_stages_survive_sync_batch_norm_conversion():
-    model = convert_sync_batchnorm(_x101_config_model(), device=torch.device("cpu")).train()
+@pytest.mark.parametrize("device", ["cpu", "cuda"])  # nrdseg's CPU SyncBN, torch's (no GPU used)
+def test_frozen_stages_survive_sync_batch_norm_conversion(device):
+    model = convert_sync_batchnorm(_x101_config_model(), device=torch.device(device)).train()
     for key, param in model.named_parameters():
         assert param.requires_grad is not _frozen(model, key), key
     assert not model.backbone.body.bn1.training and model.backbone.body.layer2.training

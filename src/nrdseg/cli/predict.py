@@ -8,7 +8,7 @@ import torch
 
 from nrdseg.checkpoint import load_model
 from nrdseg.deploy.colors import OVERLAY_ALPHA
-from nrdseg.deploy.predict import LABELS_DIR, OVERLAYS_DIR, predict_files
+from nrdseg.deploy.predict import FORMATS, LABELS_DIR, OVERLAYS_DIR, predict_files
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +31,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=OVERLAY_ALPHA,
         help=f"weight of the colours in overlays, 0-1 (default {OVERLAY_ALPHA})",
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="palette",
+        help="label PNGs: class ids with the palette (default), or Cityscapes label ids "
+        "(8-bit gray, labelIds) for the Cityscapes test server",
     )
     parser.add_argument("--tta", action="store_true", help="flip + scales 0.5-1.75 (slower)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
@@ -58,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         on_error=args.on_error,
         progress=not args.no_progress,
+        format=args.format,
     )
     where = f"{args.out}/{LABELS_DIR}" + (f" and {args.out}/{OVERLAYS_DIR}" if args.overlay else "")
     print(f"wrote {len(summary.written)} label PNGs to {where}")

@@ -43,6 +43,17 @@ def id_to_train_id() -> np.ndarray:
     return table
 
 
+def train_id_to_id() -> np.ndarray:
+    """256-entry table: training id -> Cityscapes label id, the test server's pixel values.
+
+    The inverse of :func:`id_to_train_id` on the 19 classes; anything else (255) -> 0,
+    "unlabeled".
+    """
+    table = np.zeros(256, dtype=np.uint8)
+    table[: len(_TRAIN_CLASS_IDS)] = _TRAIN_CLASS_IDS
+    return table
+
+
 def mask_path(root: Path, image: Path, suffix: str) -> Path:
     """The gtFine file beside ``root/leftImg8bit/split/city/NAME_leftImg8bit.png``."""
     relative = image.relative_to(root / "leftImg8bit")

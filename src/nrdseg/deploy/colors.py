@@ -30,6 +30,15 @@ def label_png(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> bytes:
         image.putpalette([int(c) for rgb in palette for c in rgb])
     else:
         image = Image.fromarray(labels.astype(np.uint16))
+    return _png(image)
+
+
+def gray_png(values: np.ndarray) -> bytes:
+    """PNG bytes of an (H, W) map of values 0-255 as plain 8-bit grayscale ("L")."""
+    return _png(Image.fromarray(values.astype(np.uint8)))
+
+
+def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -68,9 +77,7 @@ def overlay_png(
         names = [classes[i] if classes and i < len(classes) else f"class {i}" for i in present]
         strip = legend_strip(blend.shape[1], names, [palette[i] for i in present])
         blend = np.concatenate([blend, strip], axis=0)
-    buffer = io.BytesIO()
-    Image.fromarray(blend).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return _png(Image.fromarray(blend))
 
 
 def legend_strip(width: int, names: Sequence[str], colors: Sequence[Sequence[int]]) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from nrdseg.checkpoint import atomic_write_bytes
+from nrdseg.data.cityscapes import CITYSCAPES_CLASSES, train_id_to_id
 from nrdseg.data.files import DataError, read_image
-from nrdseg.deploy.colors import OVERLAY_ALPHA, label_png, model_palette, overlay_png
+from nrdseg.deploy.colors import OVERLAY_ALPHA, gray_png, label_png, model_palette, overlay_png
 from nrdseg.deploy.images import expand_inputs, output_names, probe_size
 from nrdseg.engine.inference import infer_logits
 from nrdseg.models.inputs import normalize
@@ -23,6 +24,8 @@ from nrdseg.progress import progress_bar
 TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 LABELS_DIR = "labels"
 OVERLAYS_DIR = "overlays"
+#: Label PNG formats: class ids with the model's palette, or Cityscapes label ids.
+FORMATS = ("palette", "cityscapes")
 
 
 @dataclass
@@ -56,6 +59,23 @@ def _labels(model: Segmentor, images: list[torch.Tensor], *, tta: bool) -> np.nd
     return model.predict(batch).cpu().numpy()
 
 
+def _label_writer(
+    model: Segmentor, format: str, palette: list[list[int]]
+) -> Callable[[np.ndarray], bytes]:
+    """Label map -> PNG bytes in ``format`` (see :func:`predict_files`)."""
+    if format == "palette":
+        return lambda labels: label_png(labels, palette)
+    if format != "cityscapes":
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    if model.num_classes != len(CITYSCAPES_CLASSES):
+        raise ValueError(
+            f"format 'cityscapes' maps the 19 Cityscapes training ids to label ids; this "
+            f"model predicts {model.num_classes} classes"
+        )
+    table = train_id_to_id()
+    return lambda labels: gray_png(table[labels])
+
+
 def predict_files(
     model: Segmentor,
     inputs: Sequence[str | Path],
@@ -67,12 +87,18 @@ def predict_files(
     batch_size: int = 1,
     on_error: Literal["skip", "fail"] = "skip",
     progress: bool = True,
+    format: Literal["palette", "cityscapes"] = "palette",
 ) -> PredictSummary:
     """Write ``out_dir/labels/<name>.png`` (and ``overlays/<name>.png``) for every input.
 
-    Overlays blend the colours with weight ``alpha`` and add a legend strip of the classes
-    present (:func:`nrdseg.deploy.colors.overlay_png`). Names mirror the inputs' folders below their common root. Images of one size share a
+    Names mirror the inputs' folders below their common root. Images of one size share a
     batch. An unreadable file is skipped and reported, or raises with ``on_error="fail"``.
+    Overlays blend the colours with weight ``alpha`` and add a legend strip of the classes
+    present (:func:`nrdseg.deploy.colors.overlay_png`).
+    ``format="palette"`` stores class ids in a palette PNG; ``"cityscapes"`` (19-class
+    Cityscapes models only) stores the official label ids (``labelIds``, e.g. road = 7)
+    in 8-bit grayscale PNGs, what the Cityscapes test server and ``cityscapesscripts``
+    read; the names keep the image's ``city_seq_frame`` id.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -84,6 +110,7 @@ def predict_files(
     files = expand_inputs(inputs, exclude=out_dir)
     names = dict(zip(files, output_names(files), strict=True))
     palette = model_palette(model.meta, model.num_classes)
+    write_labels = _label_writer(model, format, palette)
     summary = PredictSummary()
 
     def skip(path: Path, err: DataError) -> None:
@@ -113,7 +140,7 @@ def predict_files(
                 labels = _labels(model, [image for _, image in group], tta=tta)
                 for (path, image), label in zip(group, labels, strict=True):
                     target = out_dir / LABELS_DIR / names[path]
-                    atomic_write_bytes(target, label_png(label, palette))
+                    atomic_write_bytes(target, write_labels(label))
                     if overlay:
                         blend = overlay_png(
                             image.permute(1, 2, 0).numpy(),
