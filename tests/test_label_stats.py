@@ -95,3 +95,12 @@ def test_unreadable_masks_are_listed_not_counted(tmp_path: Path) -> None:
     (tmp_path / "masks" / "b.png").write_bytes(b"not a png")
     stats = label_statistics(build_dataset("folder", root=tmp_path, num_classes=2))
     assert stats.samples == 1 and stats.bad[0][0] == 1 and "b.png" in stats.bad[0][1]
+
+
+def test_background_and_ignore_in_a_bigger_set_only_warns(tmp_path: Path) -> None:
+    mask = np.zeros((6, 10), np.uint8)
+    mask[:2] = 255
+    _folder(tmp_path, [mask])
+    stats = label_statistics(build_dataset("folder", root=tmp_path, num_classes=3))
+    assert _codes(stats) == ["class_never_occurs", "class_never_occurs"]
+    assert all(f.severity == "warning" for f in stats.findings())

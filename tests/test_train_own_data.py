@@ -68,3 +68,11 @@ def test_train_init_from_a_checkpoint_of_another_class_count(config_file, tmp_pa
     saved = yaml.safe_load((work / "config.yaml").read_text())
     assert saved["model"]["init_from"] == str(checkpoint)
     assert nrdseg.load_model(work / "best").num_classes == 6
+
+
+def test_transforms_as_a_dataset_option_points_to_data_transforms(config_file, capsys):
+    args = ["train", str(config_file), "--set", "data.train.options.transforms=flip"]
+    assert main(args) == 2
+    assert "data.train.options.transforms: a dataset's transforms is a Python callable" in (
+        capsys.readouterr().err
+    )

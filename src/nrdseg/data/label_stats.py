@@ -86,20 +86,16 @@ class LabelStats:
         missing = [i for i in range(self.num_classes) if self.pixels[i] == 0]
         ignored_share = self.ignored / total
         where = self.scope() + ("" if not self.sampled else "; count all with `nrdseg data check`")
-        if (
-            self.num_classes >= 2
-            and self.pixels[0] > 0
-            and self.ignored > 0
-            and len(missing) == (self.num_classes - 1)
-        ):
-            first = self._name(1)
+        # With more classes, 0 + ignore alone is left to the warnings below: a sample of a
+        # big set may hold background only, and an error stops training.
+        if self.num_classes == 2 and self.pixels[0] > 0 and self.ignored > 0 and missing == [1]:
             found.append(
                 Finding(
                     "error",
                     "zero_255_masks",
                     f"the masks hold only 0 and {self.ignore_index} for this "
-                    f"{self.num_classes}-class set: {self.ignore_index} means 'ignore', so "
-                    f"{first} is never learned (the usual 0/255 mask export). Fix: map "
+                    f"2-class set: {self.ignore_index} means 'ignore', so "
+                    f"{self._name(1)} is never learned (the usual 0/255 mask export). Fix: map "
                     f"{self.ignore_index} to class 1 with the folder option "
                     f"label_map={{{self.ignore_index}: 1}} (CLI: --set 'label_map={{"
                     f"{self.ignore_index}: 1}}'), or rewrite the masks as 0/1 (mask // 255)",

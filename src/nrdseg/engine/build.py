@@ -67,8 +67,8 @@ def build_split(spec: DatasetConfig, *, train: bool, config: Config) -> Any:
         )
     if "transforms" in spec.options:
         raise ValueError(
-            "data options: 'transforms' is a Python callable; set augmentation in the "
-            "config's data.transforms section instead"
+            f"data.{'train' if train else 'val'}.options.transforms: a dataset's transforms "
+            "is a Python callable; set augmentation in the config's data.transforms instead"
         )
     given = {key: getattr(spec, key) for key in ("root", "split") if getattr(spec, key) is not None}
     kwargs = {**given, **spec.options}
