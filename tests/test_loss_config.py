@@ -62,7 +62,10 @@ def test_default_loss_leaves_the_model_config_alone():
         ({"decode": [{"type": "tversky"}]}, r"loss\.decode\[0\]\.type: unknown loss 'tversky'"),
         ({"sampler": {"thresh": 0}}, r"loss\.sampler\.thresh: must be in"),
         ({"sampler": {"min_kep": 5}}, r"loss\.sampler\.min_kep: unknown key"),
-        ({"decode": [{"type": "dice", "class_weight": "median"}]}, r"loss\.decode\[0\]"),
+        (
+            {"decode": [{"type": "dice", "class_weight": "median"}]},
+            r"loss\.decode\[0\]: class_weight: expected a list of numbers .* 'median_frequency'",
+        ),
     ],
 )
 def test_bad_loss_config_names_the_key(loss, message):

@@ -30,10 +30,15 @@ MEDIAN_FREQUENCY = "median_frequency"
 def _class_weight_tensor(class_weight: Sequence[float] | None) -> torch.Tensor | None:
     if class_weight is None:
         return None
-    if isinstance(class_weight, str):
+    if class_weight == MEDIAN_FREQUENCY:
         raise ValueError(
-            f"class_weight: {class_weight!r} must be resolved to numbers before the loss is "
-            "built (nrdseg train does it from the training set)"
+            f"class_weight: {MEDIAN_FREQUENCY!r} must be resolved to numbers before the loss "
+            "is built (nrdseg train does it from the training set)"
+        )
+    if isinstance(class_weight, str) or not isinstance(class_weight, Sequence):
+        raise ValueError(
+            f"class_weight: expected a list of numbers (one per class) or "
+            f"{MEDIAN_FREQUENCY!r}, got {class_weight!r}"
         )
     weights = torch.tensor([float(w) for w in class_weight], dtype=torch.float32)
     if (weights < 0).any() or not torch.isfinite(weights).all():
