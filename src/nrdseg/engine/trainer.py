@@ -76,6 +76,8 @@ class Trainer:
     resolved config tree) is stored in each checkpoint so that a resume can tell what
     changed. With ``dist.world_size > 1`` the process group must already be initialised;
     BatchNorm becomes SyncBatchNorm and the model is wrapped in DistributedDataParallel.
+    ``progress`` shows a bar (plain lines when stderr is not a terminal); ``console``
+    prints the events too (default: as ``progress``).
     """
 
     def __init__(
