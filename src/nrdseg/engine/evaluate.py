@@ -10,13 +10,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
 from nrdseg.data.files import DataError
 from nrdseg.engine.inference import infer_logits
 from nrdseg.engine.metrics import SegMetric
 from nrdseg.models.blocks import resize
 from nrdseg.models.wrappers import unwrap_model
+from nrdseg.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,8 @@ def evaluate(
     model.to(device)
     skipping = getattr(dataset, "on_error", "raise") == "skip"
     skipped: list[str] = []
-    for index in tqdm(
-        range(rank, count, world), desc="evaluate", disable=not progress or rank != 0
+    for index in progress_bar(
+        range(rank, count, world), desc="evaluate", enabled=progress and rank == 0
     ):
         try:
             image, label = _sample(dataset, index)
