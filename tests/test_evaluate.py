@@ -166,7 +166,7 @@ def test_max_samples_and_progress_bar(capsys):
 
     model = tiny_model()
     two = evaluate(model, TinyDataset(), trimap_widths=WIDTHS, max_samples=2)
-    assert "evaluate: 100%" in capsys.readouterr().err
+    assert "evaluate 2/2 (100%)" in capsys.readouterr().err  # plain lines: not a terminal
     np.testing.assert_equal(two, reference_evaluate(model, FirstTwo()))
 
 

@@ -13,7 +13,7 @@ from nrdseg.cli import main
 from nrdseg.data.files import DataError
 from nrdseg.data.labels import generated_palette
 from nrdseg.deploy import predict as predict_module
-from nrdseg.deploy.colors import label_png
+from nrdseg.deploy.colors import label_png, legend_strip, overlay_png
 from nrdseg.deploy.predict import predict_files
 from nrdseg.engine.inference import infer_logits
 from nrdseg.models.inputs import normalize
@@ -120,13 +120,54 @@ def test_grayscale_rgba_and_16_bit_files_are_read_as_rgb(model, tmp_path):
     np.testing.assert_array_equal(_labels(out / "rgba.png"), _expected(model, rgba[:, :, :3]))
 
 
-def test_overlay_blends_image_and_palette_colours(model, tmp_path):
+@pytest.mark.parametrize("alpha", [None, 0.3])
+def test_overlay_blends_image_and_palette_colours(model, tmp_path, alpha):
     rgb = _rgb(36, 44, 40)
     Image.fromarray(rgb).save(tmp_path / "x.png")
-    predict_files(model, [tmp_path / "x.png"], out_dir=tmp_path / "out", overlay=True)
+    given = {} if alpha is None else {"alpha": alpha}
+    predict_files(model, [tmp_path / "x.png"], out_dir=tmp_path / "out", overlay=True, **given)
     blend = np.asarray(Image.open(tmp_path / "out" / "overlays" / "x.png")).astype(int)
     colours = np.asarray(PALETTE)[_expected(model, rgb)]
-    assert np.abs(blend - (rgb.astype(int) + colours) / 2).max() <= 0.5
+    weight = 0.6 if alpha is None else alpha  # the documented default, stronger than 0.5
+    expected = (1 - weight) * rgb.astype(int) + weight * colours
+    assert np.abs(blend[:36] - expected).max() <= 0.5 + 1e-6  # rounded to uint8
+
+
+def test_overlay_legend_strip_shows_the_present_classes_by_area():
+    image = np.full((40, 120, 3), 128, np.uint8)
+    labels = np.zeros((40, 120), np.int64)
+    labels[:10] = 2  # class 2: 1200 px, class 0: 3600 px, class 1: none
+    palette = [[128, 128, 128], [10, 200, 10], [200, 10, 10]]
+    png = overlay_png(image, labels, palette, classes=["sky", "tree", "car"])
+    with Image.open(io.BytesIO(png)) as opened:
+        out = np.asarray(opened.convert("RGB"))
+    assert out.shape[1] == 120 and out.shape[0] > 40 + 12  # a strip below the image
+    strip = out[40:]
+    found = {tuple(c) for c in strip.reshape(-1, 3)}
+    assert (128, 128, 128) in found and (200, 10, 10) in found  # swatches of present classes
+    assert (10, 200, 10) not in found  # an absent class has no entry
+    first = np.argwhere((strip == (128, 128, 128)).all(-1))[:, 1].min()
+    second = np.argwhere((strip == (200, 10, 10)).all(-1))[:, 1].min()
+    assert first < second  # the larger class comes first
+    unnamed = legend_strip(120, ["", ""], [palette[0], palette[2]])
+
+    def dark(pixels):
+        return int((pixels.astype(int).sum(-1) < 300).sum())
+
+    assert dark(strip) > dark(unnamed) + 20  # the names are written
+    plain = overlay_png(image, labels, palette, legend=False)
+    with Image.open(io.BytesIO(plain)) as opened:
+        assert opened.size == (120, 40)
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\]"):
+        overlay_png(image, labels, palette, alpha=1.5)
+
+
+def test_legend_wraps_names_into_rows_on_a_narrow_image():
+    names = [f"a rather long class name {i}" for i in range(6)]
+    colors = [[i * 40, 0, 0] for i in range(6)]
+    narrow, wide = legend_strip(80, names, colors), legend_strip(2000, names, colors)
+    assert narrow.shape[1] == 80 and wide.shape[1] == 2000
+    assert narrow.shape[0] > 3 * wide.shape[0]
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 Loading reads YAML and safetensors only, so a downloaded checkpoint can never run code.
 Directories are written next to their destination and renamed into place, so a crash
-leaves either the old checkpoint or the new one, never half of one.
+leaves either the old checkpoint or the new one, never half of one. They and their files
+get the permissions the umask gives (0755 / 0644 under 022), not tempfile's private
+0700 / 0600, so that others on a shared machine can read checkpoints and outputs.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from nrdseg.models.segmentor import Segmentor
 from nrdseg.models.weights import WEIGHTS_FILE, LoadReport, load_matching, read_state_dict
 from nrdseg.models.wrappers import unwrap_model
-from nrdseg.models.zoo import create_model
+from nrdseg.models.zoo import LOSS_OPTIONS, create_model
 
 logger = logging.getLogger("nrdseg")
 
@@ -44,6 +46,28 @@ def plain(value: Any) -> Any:
     if hasattr(value, "item") and callable(value.item):
         return value.item()
     return value
+
+
+def current_umask() -> int:
+    """The process umask, from /proc where Linux shows it (no moment with another mask)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _apply_umask(root: Path) -> None:
+    """The umask's modes for ``root`` and its tree: mkdtemp makes 0700, and safetensors
+    writes its files 0600, whatever the umask."""
+    umask = current_umask()
+    for path in [root, *root.rglob("*")]:
+        if path.is_dir():
+            os.chmod(path, 0o777 & ~umask)
+        elif path.is_file():
+            os.chmod(path, 0o666 & ~umask)
 
 
 def _fsync_tree(root: Path) -> None:
@@ -66,6 +90,7 @@ def atomic_directory(final: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         yield tmp
+        _apply_umask(tmp)
         _fsync_tree(tmp)
         if final.exists():
             old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
@@ -90,6 +115,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would outlive the rename
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -229,6 +255,8 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Segme
     options = dict(record["model"])
     name, num_classes = options.pop("name"), options.pop("num_classes")
     options["pretrained"] = False
+    # The loss is training's: a model trained with Dice loads without segmentation_models_pytorch.
+    options = {k: v for k, v in options.items() if k not in LOSS_OPTIONS}
     model = create_model(name, num_classes=num_classes, **options)
     model.config = dict(record["model"])
     model.meta = dict(record.get("meta") or {})

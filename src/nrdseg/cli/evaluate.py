@@ -35,6 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--tta", action="store_true", help="flip + scales eval.tta_scales")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     add_speed_arguments(parser)
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override")
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             model,
             dataset,
             device=device,
-            progress=info.is_main and not args.json,
+            progress=info.is_main and not (args.json or args.no_progress),
             workers=args.workers,
             amp=args.amp,
             channels_last=None,

@@ -7,6 +7,7 @@ import time
 
 from nrdseg.checkpoint import load_model
 from nrdseg.cli.options import add_speed_arguments
+from nrdseg.deploy.colors import OVERLAY_ALPHA
 from nrdseg.deploy.predict import FORMATS, LABELS_DIR, OVERLAYS_DIR, predict_files
 from nrdseg.engine.distributed import pick_device
 
@@ -21,7 +22,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", help="checkpoint dir, training work dir or hf://org/name")
     parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or globs")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--overlay", action="store_true", help="also write image + mask blends")
+    parser.add_argument(
+        "--overlay",
+        action="store_true",
+        help="also write image + colour blends with a legend strip of the classes present",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=OVERLAY_ALPHA,
+        help=f"weight of the colours in overlays, 0-1 (default {OVERLAY_ALPHA})",
+    )
     parser.add_argument(
         "--format",
         choices=FORMATS,
@@ -42,6 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="skip",
         help="an unreadable input is skipped and reported (default) or stops the run",
     )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
     parser.set_defaults(func=run)
 
 
@@ -54,9 +66,11 @@ def run(args: argparse.Namespace) -> int:
         args.inputs,
         out_dir=args.out,
         overlay=args.overlay,
+        alpha=args.alpha,
         tta=args.tta,
         batch_size=args.batch_size,
         on_error=args.on_error,
+        progress=not args.no_progress,
         format=args.format,
         workers=args.workers,
         writers=args.writers,

@@ -38,6 +38,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="fine-tune: start from an nrdseg checkpoint or work dir of any class count "
         "(sets model.init_from)",
     )
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (log lines stay); a redirected output gets plain lines anyway",
+    )
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.set_defaults(func=run)
 
@@ -55,7 +60,14 @@ def run(args: argparse.Namespace) -> int:
             f"log {work_dir / METRICS_FILE}, best model in {work_dir / 'best'}"
         )
     try:
-        train_from_config(config, work_dir, resume=args.resume, device=args.device)
+        train_from_config(
+            config,
+            work_dir,
+            resume=args.resume,
+            progress=not args.no_progress,
+            console=True,
+            device=args.device,
+        )
     except TrainingStopped as err:
         print(f"nrdseg train: {err}", file=sys.stderr)
         return 1

@@ -6,11 +6,11 @@ import io
 from pathlib import Path
 
 from PIL import Image
-from tqdm import tqdm
 
 from nrdseg.checkpoint import atomic_write_bytes
 from nrdseg.data.cityscapes import LABEL_ID_SUFFIX, LABEL_SUFFIX, id_to_train_id
 from nrdseg.data.files import DataError, read_mask
+from nrdseg.progress import progress_bar
 
 
 def prepare_cityscapes(root: str | Path, *, progress: bool = True) -> tuple[int, int]:
@@ -30,8 +30,8 @@ def prepare_cityscapes(root: str | Path, *, progress: bool = True) -> tuple[int,
         )
     table = id_to_train_id()
     converted = 0
-    for source in tqdm(
-        sources, desc="labelIds -> labelTrainIds", unit="file", disable=not progress
+    for source in progress_bar(
+        sources, desc="labelIds -> labelTrainIds", unit="file", enabled=progress
     ):
         target = source.with_name(source.name[: -len(LABEL_ID_SUFFIX)] + LABEL_SUFFIX)
         if target.exists():

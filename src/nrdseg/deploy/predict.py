@@ -11,18 +11,18 @@ from typing import Literal
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from nrdseg.checkpoint import atomic_write_bytes
 from nrdseg.data.cityscapes import CITYSCAPES_CLASSES, train_id_to_id
 from nrdseg.data.files import DataError, read_image
-from nrdseg.deploy.colors import gray_png, label_png, model_palette, overlay_png
+from nrdseg.deploy.colors import OVERLAY_ALPHA, gray_png, label_png, model_palette, overlay_png
 from nrdseg.deploy.images import expand_inputs, output_names, probe_size
 from nrdseg.engine import runtime
 from nrdseg.engine.inference import infer_logits
 from nrdseg.models.inputs import normalize
 from nrdseg.models.segmentor import Segmentor
 from nrdseg.models.wrappers import unwrap_model
+from nrdseg.progress import progress_bar
 
 #: Test-time augmentation of the paper's evaluation: these scales, each also mirrored.
 TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -119,6 +119,7 @@ def predict_files(
     *,
     out_dir: str | Path,
     overlay: bool = False,
+    alpha: float = OVERLAY_ALPHA,
     tta: bool = False,
     batch_size: int = 1,
     on_error: Literal["skip", "fail"] = "skip",
@@ -134,6 +135,8 @@ def predict_files(
 
     Names mirror the inputs' folders below their common root. Images of one size share a
     batch. An unreadable file is skipped and reported, or raises with ``on_error="fail"``.
+    Overlays blend the colours with weight ``alpha`` and add a legend strip of the classes
+    present (:func:`nrdseg.deploy.colors.overlay_png`).
     ``format="palette"`` stores class ids in a palette PNG; ``"cityscapes"`` (19-class
     Cityscapes models only) stores the official label ids (``labelIds``, e.g. road = 7)
     in 8-bit grayscale PNGs, what the Cityscapes test server and ``cityscapesscripts``
@@ -154,6 +157,8 @@ def predict_files(
     model = unwrap_model(model)  # its predict, meta and num_classes, also under DDP
     if on_error not in ("skip", "fail"):
         raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     out_dir = Path(out_dir)
     files = expand_inputs(inputs, exclude=out_dir)
     names = dict(zip(files, output_names(files), strict=True))
@@ -185,13 +190,19 @@ def predict_files(
     def write(name: Path, image: torch.Tensor, label: np.ndarray) -> None:
         atomic_write_bytes(out_dir / LABELS_DIR / name, write_labels(label))
         if overlay:
-            blend = overlay_png(image.permute(1, 2, 0).numpy(), label, palette)
+            blend = overlay_png(
+                image.permute(1, 2, 0).numpy(),
+                label,
+                palette,
+                alpha=alpha,
+                classes=model.meta.get("classes"),
+            )
             atomic_write_bytes(out_dir / OVERLAYS_DIR / name, blend)
 
     pending: deque[Future] = deque()
     with (
         ThreadPoolExecutor(max_workers=writers, thread_name_prefix="nrdseg-png") as pool,
-        tqdm(total=len(files), desc="predict", unit="img", disable=not progress) as bar,
+        progress_bar(total=len(files), desc="predict", unit="img", enabled=progress) as bar,
     ):
         bar.update(len(summary.skipped))
         for groups, errors in loader:

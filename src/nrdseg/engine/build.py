@@ -7,6 +7,7 @@ when needed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -21,12 +22,16 @@ from nrdseg.engine.checkpointing import (
     list_checkpoints,
     remove_stale_temporaries,
 )
-from nrdseg.engine.config import Config, DatasetConfig, config_to_dict, save_config
+from nrdseg.engine.config import Config, DatasetConfig, LossConfig, config_to_dict, save_config
 from nrdseg.engine.distributed import DistInfo, barrier, process_group_from_env
 from nrdseg.engine.rng import seed_everything
+from nrdseg.engine.schema import ConfigError
 from nrdseg.engine.trainer import Trainer
+from nrdseg.models.loss_terms import MEDIAN_FREQUENCY, median_frequency_weights
 from nrdseg.models.segmentor import IMAGENET_MEAN, IMAGENET_STD, Segmentor
-from nrdseg.models.zoo import create_model
+from nrdseg.models.zoo import LOSS_OPTIONS, create_model
+
+logger = logging.getLogger("nrdseg.train")
 
 CONFIG_FILE = "config.yaml"
 
@@ -99,8 +104,39 @@ def build_val_dataset(config: Config, *, source: str = "config") -> Any:
     return build_split(config.data.val, train=False, config=config)
 
 
-def build_model(config: Config, *, num_classes: int | None, resuming: bool = False) -> Segmentor:
-    """The zoo model of ``model``; ``num_classes`` fills in ``model.num_classes: null``.
+def loss_options(config: Config, train_set: Any = None) -> dict[str, Any]:
+    """``create_model``'s ``loss_decode`` / ``sampler`` from the ``loss`` section ({} when
+    it is the default), with ``class_weight: median_frequency`` counted on ``train_set``."""
+    section = config.loss
+    decode = [dict(spec) for spec in section.decode]
+    if decode == [dict(spec) for spec in LossConfig().decode] and section.sampler is None:
+        return {}
+    if section.uses_median_frequency():
+        if train_set is None:
+            raise ValueError("loss.decode: class_weight median_frequency needs the training set")
+        from nrdseg.data.label_stats import class_pixel_counts
+
+        samples = config.data.label_stats_samples
+        pixels, _ = class_pixel_counts(train_set, max_samples=samples)
+        weights = median_frequency_weights(pixels)
+        counted = min(samples, len(train_set)) if samples else len(train_set)
+        logger.info(
+            "median frequency class weights over %d training masks: %s",
+            counted,
+            ", ".join(f"{w:.3g}" for w in weights),
+        )
+        for spec in decode:
+            if spec.get("class_weight") == MEDIAN_FREQUENCY:
+                spec["class_weight"] = weights
+    sampler = None if section.sampler is None else dataclasses.asdict(section.sampler)
+    return {"loss_decode": decode, "sampler": sampler}
+
+
+def build_model(
+    config: Config, *, num_classes: int | None, train_set: Any = None, resuming: bool = False
+) -> Segmentor:
+    """The zoo model of ``model`` with the ``loss`` section's loss; ``num_classes`` fills in
+    ``model.num_classes: null``; ``train_set`` is counted for median frequency weights.
 
     A resumed run takes every weight from its own checkpoint, so neither
     ``model.pretrained`` (no file read, no download) nor ``model.init_from`` is read again
@@ -110,12 +146,16 @@ def build_model(config: Config, *, num_classes: int | None, resuming: bool = Fal
     classes = config.model.num_classes or num_classes
     if classes is None:
         raise ValueError("model.num_classes: not set, and the dataset does not tell it")
+    clash = sorted(LOSS_OPTIONS & set(config.model.options))
+    if clash:
+        raise ConfigError(f"model.options.{clash[0]}: set the loss in the loss section instead")
     model = create_model(
         config.model.name,
         num_classes=classes,
         pretrained=False if resuming else config.model.pretrained,
         init_from=None if resuming else config.model.init_from,
         **config.model.options,
+        **loss_options(config, train_set),
     )
     model.config["pretrained"] = config.model.pretrained
     return model
@@ -172,12 +212,42 @@ def _set_determinism(deterministic: bool) -> None:
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
-def _share_cpu_threads(*, workers: int, info: DistInfo) -> None:
-    """On CPU, leave one core per data worker and split the rest between processes:
-    oversubscribed cores make CPU training several times slower. OMP_NUM_THREADS wins."""
-    if "OMP_NUM_THREADS" not in os.environ:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        torch.set_num_threads(max(1, (cores or 1) // info.world_size - workers))
+def share_cpu_threads(*, workers: int, info: DistInfo) -> int:
+    """Torch threads for CPU training, logged: the cores split between the processes.
+
+    Data workers get no core of their own: once their prefetch queue is full they sleep,
+    and taking one of 2 idle cores from the model made a CamVid iteration 1.7x slower
+    (2.10 s against 1.25). Processes do split the cores: oversubscribed cores make CPU
+    training several times slower, which is also why a machine already busy with other
+    jobs (load average >= cores) gets a warning suggesting fewer threads.
+    ``OMP_NUM_THREADS``, when set, wins. Returns the thread count.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    if "OMP_NUM_THREADS" in os.environ:
+        why = "OMP_NUM_THREADS"
+    else:
+        torch.set_num_threads(max(1, cores // info.world_size))
+        why = "set OMP_NUM_THREADS to choose"
+    threads = torch.get_num_threads()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load >= cores and threads > 1:
+        logger.warning(
+            "load average %.1f on %d core(s): other jobs are using the CPU, where fewer torch "
+            "threads can be several times faster (try OMP_NUM_THREADS=1)",
+            load,
+            cores,
+        )
+    logger.info(
+        "CPU training: %d torch thread(s) per process on %d core(s), %d process(es), "
+        "%d data worker(s) each (%s)",
+        threads,
+        cores,
+        info.world_size,
+        workers,
+        why,
+    )
+    return threads
 
 
 def train_from_config(
@@ -186,16 +256,21 @@ def train_from_config(
     *,
     resume: bool = False,
     progress: bool = True,
+    console: bool | None = None,
     device: str | torch.device | None = None,
 ) -> Segmentor:
-    """Run (or resume) the training ``config`` describes, under torchrun or alone, on
-    ``device`` ("cpu", "cuda", "cuda:1"; default: CUDA when available)."""
+    """Run (or resume) the training ``config`` describes, under torchrun or alone.
+
+    ``progress``: the progress bar (and evaluation's); ``console``: the event lines
+    (default: as ``progress``); ``device``: "cpu", "cuda", "cuda:1" (default: CUDA when
+    available).
+    """
     with process_group_from_env(device) as (info, device):
         work_dir = Path(work_dir)
         latest = _prepare_work_dir(work_dir, resume=resume, info=info)
         _set_determinism(config.train.deterministic)
         if device.type == "cpu":
-            _share_cpu_threads(workers=config.loader.num_workers, info=info)
+            share_cpu_threads(workers=config.loader.num_workers, info=info)
         seed_everything(config.train.seed)
         train_set = build_split(config.data.train, train=True, config=config)
         val_set = None if config.data.val is None else build_val_dataset(config)
@@ -214,6 +289,7 @@ def train_from_config(
         model = build_model(
             config,
             num_classes=getattr(train_set, "num_classes", None),
+            train_set=train_set,
             resuming=latest is not None,
         )
         if info.is_main:
@@ -239,6 +315,7 @@ def train_from_config(
             device=device,
             dist=info,
             progress=progress,
+            console=console,
         )
         if latest is not None:
             trainer.resume(latest)

@@ -17,6 +17,7 @@ from nrdseg.checkpoint import atomic_write_bytes, plain
 from nrdseg.engine.inference import slide_settings
 from nrdseg.engine.schema import ConfigError, from_dict
 from nrdseg.engine.yaml_tree import load_tree, set_dotted
+from nrdseg.models.loss_terms import MEDIAN_FREQUENCY, OHEMPixelSampler, build_loss_term
 
 #: Test-time augmentation of the paper: flip + these scales.
 TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -227,6 +228,48 @@ class EvalConfig:
 
 
 @dataclass(kw_only=True)
+class SamplerConfig:
+    """OHEM (mmseg's ``OHEMPixelSampler``): the decode loss sees only the hard pixels."""
+
+    type: Literal["ohem"] = "ohem"
+    #: Keep pixels whose label's probability is below this (null: the min_kept hardest).
+    thresh: float | None = None
+    #: At least this many pixels per image are kept.
+    min_kept: int = 100000
+
+    def __post_init__(self) -> None:
+        OHEMPixelSampler(thresh=self.thresh, min_kept=self.min_kept)
+
+
+@dataclass(kw_only=True)
+class LossConfig:
+    """The decoder's loss: mmseg's ``loss_decode`` list and ``sampler``.
+
+    Each ``decode`` entry is ``{type: cross_entropy | dice | focal | lovasz, loss_weight,
+    ...}`` (see ``nrdseg.models.loss_terms``); a ``class_weight`` is a list with one
+    number per class, or ``median_frequency``: computed at start-up from the training
+    labels (``data.label_stats_samples`` evenly spaced masks, 0 = all).
+    """
+
+    decode: tuple[dict[str, Any], ...] = ({"type": "cross_entropy"},)
+    sampler: SamplerConfig | None = None
+
+    def __post_init__(self) -> None:
+        for index, spec in enumerate(self.decode):
+            where = f"decode[{index}]"
+            checked = dict(spec)
+            if checked.get("class_weight") == MEDIAN_FREQUENCY:
+                checked.pop("class_weight")
+            try:
+                build_loss_term(checked, where=where)
+            except ImportError as err:
+                raise ValueError(f"{where}: {err}") from err
+
+    def uses_median_frequency(self) -> bool:
+        return any(spec.get("class_weight") == MEDIAN_FREQUENCY for spec in self.decode)
+
+
+@dataclass(kw_only=True)
 class Config:
     data: DataConfig
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -234,6 +277,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
 
 
 def config_from_dict(tree: dict[str, Any], *, source: str = "config") -> Config:

@@ -10,7 +10,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
 from nrdseg.data.files import DataError
 from nrdseg.engine import runtime
@@ -18,6 +17,7 @@ from nrdseg.engine.inference import infer_logits
 from nrdseg.engine.metrics import SegMetric
 from nrdseg.models.blocks import resize
 from nrdseg.models.wrappers import unwrap_model
+from nrdseg.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def evaluate(
         num_workers=workers,
         pin_memory=runtime.pin_memory(device),
     )
-    for image, label, err in tqdm(loader, desc="evaluate", disable=not progress or rank != 0):
+    for image, label, err in progress_bar(loader, desc="evaluate", enabled=progress and rank == 0):
         if err is not None:
             log.warning("evaluation leaves out a sample: %s", err)
             skipped.append(str(err))

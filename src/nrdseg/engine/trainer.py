@@ -22,7 +22,6 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from nrdseg.checkpoint import WEIGHTS_FILE, load_weights, read_record
 from nrdseg.data.files import DataError
@@ -44,6 +43,7 @@ from nrdseg.engine.rng import capture_rng, restore_rng, seed_everything
 from nrdseg.engine.sync_bn import convert_sync_batchnorm
 from nrdseg.models.segmentor import Segmentor
 from nrdseg.ops.sync_batchnorm import check_batch_statistics
+from nrdseg.progress import progress_bar
 
 logger = logging.getLogger("nrdseg.train")
 
@@ -77,6 +77,8 @@ class Trainer:
     resolved config tree) is stored in each checkpoint so that a resume can tell what
     changed. With ``dist.world_size > 1`` the process group must already be initialised;
     BatchNorm becomes SyncBatchNorm and the model is wrapped in DistributedDataParallel.
+    ``progress`` shows a bar (plain lines when stderr is not a terminal); ``console``
+    prints the events too (default: as ``progress``).
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class Trainer:
         device: str | torch.device = "cpu",
         dist: DistInfo | None = None,
         progress: bool = True,
+        console: bool | None = None,
     ) -> None:
         self.settings = train
         self.optim_settings = optim or OptimConfig()
@@ -103,6 +106,8 @@ class Trainer:
         self.evaluator = evaluator
         self.config = config
         self.progress = progress and self.dist.is_main
+        #: Event lines on the console (default: with the progress bar).
+        self.console = (progress if console is None else console) and self.dist.is_main
         if train.amp == "fp16" and self.device.type != "cuda":
             raise ValueError("train.amp: 'fp16' needs a CUDA device; use 'bf16' on CPU")
         dataset_classes = getattr(train_dataset, "num_classes", model.num_classes)
@@ -217,15 +222,14 @@ class Trainer:
         settings = self.settings
         stop = settings.iters if until is None else min(until, settings.iters)
         events = (
-            EventLog(work_dir=self.work_dir, console=self.progress) if self.dist.is_main else None
+            EventLog(work_dir=self.work_dir, console=self.console) if self.dist.is_main else None
         )
-        bar = tqdm(
+        bar = progress_bar(
             total=settings.iters,
             initial=self.iteration,
             desc="train",
             unit="it",
-            dynamic_ncols=True,
-            disable=not self.progress,
+            enabled=self.progress,
         )
         if events is not None and self.iteration > 0:
             events.write({"event": "resume", "iter": self.iteration})
@@ -262,6 +266,7 @@ class Trainer:
                     if events is not None:
                         events.write(event)
                     window, window_start, window_iters = {}, time.perf_counter(), 0
+                paused = time.perf_counter()
                 interval = settings.eval_interval
                 if self.evaluator is not None and (
                     done or (interval and self.iteration % interval == 0)
@@ -269,6 +274,8 @@ class Trainer:
                     self._evaluate(events)
                 if self.iteration % settings.ckpt_interval == 0 or self.iteration == stop:
                     self._save(events)
+                # time_per_iter and the ETA count training only, not evaluation or saving
+                window_start += time.perf_counter() - paused
         finally:
             bar.close()
             if events is not None:

@@ -12,6 +12,7 @@ from torch import nn
 
 from nrdseg.models.blocks import resize
 from nrdseg.models.inputs import ImageLike, to_batch
+from nrdseg.models.loss_terms import DecodeLoss, build_decode_loss
 from nrdseg.ops.cross_entropy import cross_entropy
 from nrdseg.ops.labels import upsample_argmax
 from nrdseg.ops.sync_batchnorm import check_batch_statistics
@@ -48,6 +49,7 @@ class Segmentor(nn.Module):
         aux_weight: float = 0.4,
         ignore_index: int = 255,
         avg_non_ignore: bool = False,
+        decode_loss: DecodeLoss | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
@@ -62,6 +64,10 @@ class Segmentor(nn.Module):
         self.aux_weight = aux_weight
         self.ignore_index = ignore_index
         self.avg_non_ignore = avg_non_ignore
+        #: The decoder's loss terms (cross-entropy alone unless given); no parameters.
+        if decode_loss is None:
+            decode_loss = build_decode_loss(ignore_index=ignore_index)
+        self.decode_loss = decode_loss
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         #: Keyword arguments that rebuild this model with ``nrdseg.create_model``.
@@ -126,7 +132,12 @@ class Segmentor(nn.Module):
         return F.pad(logits, (0, width - logits.shape[-1], 0, height - logits.shape[-2]))
 
     def loss(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Cross-entropy on logits upsampled to the label size, + aux_weight x auxiliary."""
+        """The decode loss on logits upsampled to the label size, + aux_weight x auxiliary.
+
+        Returns ``loss`` (the total), ``loss_main`` (the decode terms' weighted sum),
+        ``loss_aux`` (cross-entropy of the auxiliary head, when it runs) and, when
+        ``decode_loss`` has several terms, each by its ``loss_name``.
+        """
         self._check_images(images)
         if labels.ndim != 3 or labels.shape[0] != images.shape[0]:
             raise ValueError(
@@ -153,7 +164,11 @@ class Segmentor(nn.Module):
         padded = self._pad(images, 0.0)
         target = labels.long()
         logits, aux = self.decode_padded(padded)
-        losses = {"loss_main": self._ce(logits, target, padded.shape[-2:])}
+        main = self._at_label_size(logits, target, padded.shape[-2:])
+        terms = self.decode_loss(main, target, avg_non_ignore=self.avg_non_ignore)
+        losses = {"loss_main": sum(terms.values())}
+        if len(terms) > 1:
+            losses.update(terms)
         total = losses["loss_main"]
         if aux is not None:
             losses["loss_aux"] = self._ce(aux, target, padded.shape[-2:])
@@ -161,13 +176,19 @@ class Segmentor(nn.Module):
         losses["loss"] = total
         return losses
 
+    @staticmethod
+    def _at_label_size(
+        logits: torch.Tensor, target: torch.Tensor, padded: Sequence[int]
+    ) -> torch.Tensor:
+        """Upsample to the padded input's size and crop the padding off."""
+        return resize(logits, padded)[..., : target.shape[-2], : target.shape[-1]]
+
     def _ce(
         self, logits: torch.Tensor, target: torch.Tensor, padded: Sequence[int]
     ) -> torch.Tensor:
-        """Upsample to the padded input's size, crop the padding off, then cross-entropy."""
-        logits = resize(logits, padded)[..., : target.shape[-2], : target.shape[-1]]
+        """Cross-entropy of the auxiliary head at the label size."""
         return cross_entropy(
-            logits,
+            self._at_label_size(logits, target, padded),
             target,
             ignore_index=self.ignore_index,
             avg_non_ignore=self.avg_non_ignore,

@@ -21,6 +21,7 @@ from nrdseg.models.heads import (
     FCNHead,
     NRDHead,
 )
+from nrdseg.models.loss_terms import build_decode_loss
 from nrdseg.models.segmentor import Segmentor
 
 #: ASPP dilations per encoder output stride (stride 32: official NRD; 8/16: DeepLab's).
@@ -91,6 +92,8 @@ def _head_options(head: type[nn.Module]) -> set[str]:
 
 
 _ENCODER_OPTIONS = set(inspect.signature(build_encoder).parameters)
+#: Training-only options: the decode loss (mmseg's ``loss_decode`` list) and OHEM sampler.
+LOSS_OPTIONS = {"loss_decode", "sampler"}
 _SEGMENTOR_OPTIONS = {
     "aux",
     "aux_weight",
@@ -99,6 +102,7 @@ _SEGMENTOR_OPTIONS = {
     "avg_non_ignore",
     "mean",
     "std",
+    *LOSS_OPTIONS,
 }
 
 
@@ -116,6 +120,10 @@ def create_model(
     Every zoo model trains with the authors' loss normalisation, ``avg_non_ignore=False``
     (cross-entropy summed over labelled pixels, divided by all pixels); pass
     ``avg_non_ignore=True`` for PyTorch's mean over labelled pixels (see :class:`Segmentor`).
+
+    ``loss_decode`` (a list of ``{"type": "cross_entropy" | "dice" | "focal" | "lovasz",
+    "loss_weight": ..., ...}``) and ``sampler`` (``{"thresh": 0.7, "min_kept": 100000}``,
+    OHEM) set the training loss: see :mod:`nrdseg.models.loss_terms`.
 
     ``init_from`` starts the model from an nrdseg checkpoint (directory, training work
     dir, ``hf://org/name`` or weights file) of any class count: see
@@ -155,12 +163,19 @@ def create_model(
         for k in ("aux_weight", "ignore_index", "avg_non_ignore", "mean", "std")
         if k in options
     }
+    decode_loss = build_decode_loss(
+        options.get("loss_decode"),
+        options.get("sampler"),
+        num_classes=num_classes,
+        ignore_index=options.get("ignore_index", 255),
+    )
     model = Segmentor(
         backbone=body,
         neck=neck,
         decoder=decoder,
         aux_head=aux_head,
         num_classes=num_classes,
+        decode_loss=decode_loss,
         **seg_kwargs,
     )
     model.config = {"name": name, "num_classes": num_classes, **overrides}

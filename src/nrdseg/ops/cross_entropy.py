@@ -12,6 +12,8 @@ def cross_entropy(
     *,
     ignore_index: int = 255,
     avg_non_ignore: bool = False,
+    class_weight: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean per-pixel cross-entropy; ``ignore_index`` pixels add 0 to the sum.
 
@@ -22,8 +24,19 @@ def cross_entropy(
       ignored ones included, so a crop that is half ignored gives half the gradient;
     - ``True`` (PyTorch's ``F.cross_entropy``): the non-ignored pixels only; a crop with
       no labelled pixel gives 0, not 0 / 0.
+
+    As in mmseg, ``class_weight`` (float (C,)) scales each pixel's loss by its label's
+    weight and ``weight`` (float (B, H, W), e.g. the OHEM sampler's 0/1 mask) by its own,
+    neither entering the denominator (``F.cross_entropy``'s weighted mean divides by the
+    summed class weights instead).
     """
-    pixels = F.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="none")
+    if class_weight is not None:
+        class_weight = class_weight.to(device=logits.device, dtype=torch.float32)
+    pixels = F.cross_entropy(
+        logits.float(), target, weight=class_weight, ignore_index=ignore_index, reduction="none"
+    )
+    if weight is not None:
+        pixels = pixels * weight
     if avg_non_ignore:
         return pixels.sum() / (target != ignore_index).sum().clamp_min(1)
     return pixels.mean()
