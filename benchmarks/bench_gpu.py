@@ -147,25 +147,37 @@ def predict_section(args, device, sizes: Sizes, model, tmp: Path) -> dict[str, f
     write_frames(frames, sizes.frames, sizes.full)
     out = tmp / "pred"
 
-    def run(**options) -> Callable[[], object]:
+    plain_model, fast_model = copy.deepcopy(model), copy.deepcopy(model)
+
+    def run(net, **options) -> Callable[[], object]:
+        # One copy per memory format: converting back and forth would make a compiled
+        # model recompile on every call.
         return lambda: predict_files(
-            model, [frames], out_dir=out, batch_size=sizes.batch, progress=False, **options
+            net, [frames], out_dir=out, batch_size=sizes.batch, progress=False, **options
         )
 
     plain = {"workers": 0, "writers": 1, "amp": "none", "channels_last": False}
     fast = {"workers": args.workers, "writers": 8, "amp": "bf16", "channels_last": True}
     cases = [
-        Case("predict: plain (no workers, 1 writer, fp32 NCHW)", run(**plain), sizes.frames),
-        Case("predict: workers + writers, bf16, channels_last", run(**fast), sizes.frames),
+        Case(
+            "predict: plain (no workers, 1 writer, fp32 NCHW)",
+            run(plain_model, **plain),
+            sizes.frames,
+        ),
+        Case(
+            "predict: workers + writers, bf16, channels_last",
+            run(fast_model, **fast),
+            sizes.frames,
+        ),
     ]
     if not args.no_compile:
-        cases.append(Case("predict: same, --compile", run(**fast, compile=True), sizes.frames))
+        compiled = run(fast_model, **fast, compile=True)
+        cases.append(Case("predict: same, --compile", compiled, sizes.frames))
     times = print_rows(
         f"1. predict on {sizes.frames} PNG frames {sizes.full[0]}x{sizes.full[1]}, "
         f"batch {sizes.batch}",
         measure(cases, device=device, repeats=2 if not args.quick else 1),
     )
-    model.to(memory_format=torch.contiguous_format)
     return times
 
 
