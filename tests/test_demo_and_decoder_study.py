@@ -143,3 +143,14 @@ def test_demo_on_camvid_frames_quick(tmp_path, capsys):
     assert model.num_classes == 11 and model.meta["classes"][2] == "pole"
     with pytest.raises(SystemExit, match="--data camvid needs --root"):
         main(["study", "decoders", *CPU, "--data", "camvid", "--out", str(tmp_path / "s")])
+
+
+def test_finished_runs_survive_new_config_keys_but_not_new_settings():
+    """A run finished before a config key existed still counts; one with other settings not."""
+    run = experiments.Run(label="nrd", model="nrd_r50", seed=0)
+    tree = experiments.config_to_dict(experiments.run_config(run, experiments.Budget()))
+    older = {key: value for key, value in tree.items() if key != "loss"}
+    assert "loss" in tree and experiments._same_settings(older, tree)
+    changed = {**tree, "train": {**tree["train"], "iters": 7}}
+    assert not experiments._same_settings(changed, tree)
+    assert not experiments._same_settings({"model": "nonsense"}, tree)

@@ -31,6 +31,7 @@ from nrdseg.engine.config import (
     OptimConfig,
     TrainConfig,
     TransformsConfig,
+    config_from_dict,
     config_to_dict,
 )
 from nrdseg.engine.logger import METRICS_FILE
@@ -242,6 +243,15 @@ def train_seconds(work_dir: Path) -> float:
     return seconds
 
 
+def _same_settings(stored: Any, tree: dict[str, Any]) -> bool:
+    """Whether a finished run's config means ``tree``: read back through today's schema,
+    so that a config key added since (with its default) does not void finished runs."""
+    try:
+        return config_to_dict(config_from_dict(stored, source="result.json")) == tree
+    except (TypeError, ValueError):
+        return False
+
+
 def execute(
     run: Run,
     budget: Budget,
@@ -264,7 +274,7 @@ def execute(
     result_path = work_dir / RESULT_FILE
     if result_path.is_file():
         record = json.loads(result_path.read_text())
-        if record.get("config") != tree:
+        if not _same_settings(record.get("config"), tree):
             raise ValueError(
                 f"{result_path} was run with other settings than this {run.key}; "
                 "choose another --out, or delete that run directory to redo it"
