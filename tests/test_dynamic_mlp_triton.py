@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import nrdseg
+from nrdseg.ops.dynamic_mlp_inference import patch_mlp_inference
 from tests.test_nrd_inference import MLP_CASES, assert_matches_reference, random_mlp_case
 
 pytest.importorskip("triton")
@@ -41,3 +42,14 @@ def test_triton_kernel_matches_reference_under_interpreter(tmp_path: Path):
     outs = torch.load(tmp_path / "out.pt")
     for case, x, out in zip(cases, inputs, outs, strict=True):
         assert_matches_reference(out, case, x)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("shape", MLP_CASES)
+def test_triton_kernel_matches_reference_on_cuda(shape):
+    """The compiled kernel itself, where the interpreter case above cannot reach it."""
+    case, inputs = random_mlp_case(*shape)
+    on_gpu = {k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in case.items()}
+    out = patch_mlp_inference(**on_gpu, backend="triton")
+    assert out.is_cuda
+    assert_matches_reference(out.cpu(), case, inputs)
