@@ -32,7 +32,8 @@ def _check_sample(sample: dict, num_classes: int) -> None:
 
 def test_registry_names_and_errors(tmp_path: Path) -> None:
     assert list_datasets() == [
-        "ade20k", "cityscapes", "folder", "pascal_context", "pascal_context_59", "synthetic",
+        "ade20k", "camvid", "cityscapes", "folder", "pascal_context", "pascal_context_59",
+        "synthetic",
     ]  # fmt: skip
     with pytest.raises(ValueError, match=r"unknown dataset 'kitti'.*cityscapes"):
         build_dataset("kitti")

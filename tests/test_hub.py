@@ -90,6 +90,7 @@ def test_push_then_pull_through_the_hub_cache_offline(model, tmp_path, monkeypat
         import torch
         from safetensors.torch import load_file
         import nrdseg
+        torch.set_num_threads({torch.get_num_threads()})  # the parent's: bit-identical sums
         io = load_file({str(tmp_path / "io.safetensors")!r})
         for model in (nrdseg.load_model("hf://org/tiny"),
                       nrdseg.Segmentor.from_pretrained("org/tiny"),
