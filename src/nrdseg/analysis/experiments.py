@@ -112,7 +112,7 @@ class Run:
 
 #: The real-image study: EfficientNet-Lite0 with ImageNet weights (installed offline by
 #: ``nrdseg[weights]``), frozen, so that every decoder reads the same features; CamVid at
-#: half resolution (240 x 180). Sized for 5 decoders x 2 seeds in about an hour of a
+#: half resolution (240 x 180). Sized for 7 decoders x 3 seeds in about an hour of a
 #: 2-core CPU (see the README, "Real images (CamVid)", for why).
 CAMVID = Budget(
     data="camvid",
@@ -137,8 +137,9 @@ def describe(budget: Budget) -> str:
     if budget.data == "camvid":
         width, height = budget.frame_size
         data = (
-            f"CamVid (SegNet copy: trained on `{budget.train_split}`, scored on "
-            f"`{budget.eval_split}` at {width} x {height}; crops of {budget.image_size} px)"
+            f"CamVid (SegNet copy: frames at {width} x {height}, trained on "
+            f"`{budget.train_split}` in {budget.image_size} px crops, scored on "
+            f"`{budget.eval_split}` against the full-resolution labels)"
         )
     else:
         data = (

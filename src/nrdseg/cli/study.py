@@ -98,9 +98,7 @@ def add_decoders_parser(studies: argparse._SubParsersAction) -> None:
     )
     decoders.add_argument("--out", type=Path, default=Path("decoder_study"))
     decoders.add_argument("--quick", action="store_true", help="a smoke run: tiny model, 4 its")
-    decoders.add_argument(
-        "--seeds", type=int, help="seeds 0..N-1 (default 3; 2 with --data camvid)"
-    )
+    decoders.add_argument("--seeds", type=int, help="seeds 0..N-1 (default 3)")
     decoders.add_argument("--iters", type=int, help="training iterations per run")
     decoders.add_argument(
         "--models",
@@ -124,7 +122,15 @@ def add_decoders_parser(studies: argparse._SubParsersAction) -> None:
 
 
 #: The decoders of the real-image study (``--data camvid`` without ``--models``).
-CAMVID_MODELS = ["bilinear", "dlv3p", "nrd", "nrd_coord_only", "nrd_guidance_only"]
+CAMVID_MODELS = [
+    "bilinear",
+    "dlv3p",
+    "nrd",
+    "nrd_template",
+    "nrd_guidance_only",
+    "nrd_coord_only",
+    "nrd_coord_only_zero_bias",
+]
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -163,7 +169,7 @@ def run_decoders(args: argparse.Namespace) -> int:
     changes = {"iters": args.iters, "backbone": args.backbone, "image_size": args.image_size}
     budget = dataclasses.replace(budget, **{k: v for k, v in changes.items() if v is not None})
     models = args.models or (CAMVID_MODELS if args.data == "camvid" else PAPER_MODELS)
-    seeds = args.seeds or (2 if args.data == "camvid" else 3)
+    seeds = args.seeds or 3
     latency_size = QUICK.latency_size if args.quick else (512, 1024)
     start = time.perf_counter()
     rows = decoder_study.run_study(
