@@ -99,7 +99,11 @@ def add_decoders_parser(studies: argparse._SubParsersAction) -> None:
     decoders.add_argument("--out", type=Path, default=Path("decoder_study"))
     decoders.add_argument("--quick", action="store_true", help="a smoke run: tiny model, 4 its")
     decoders.add_argument("--seeds", type=int, help="seeds 0..N-1 (default 3)")
-    decoders.add_argument("--iters", type=int, help="training iterations per run")
+    decoders.add_argument(
+        "--iters",
+        type=int,
+        help="training iterations per run (default 300; 400 with --data camvid)",
+    )
     decoders.add_argument(
         "--models",
         nargs="+",
@@ -110,7 +114,9 @@ def add_decoders_parser(studies: argparse._SubParsersAction) -> None:
         + "): "
         + ", ".join(STUDY),
     )
-    decoders.add_argument("--backbone", help="timm encoder (default resnet18d)")
+    decoders.add_argument(
+        "--backbone", help="timm encoder (default resnet18d; efficientnet_lite0 with --data camvid)"
+    )
     decoders.add_argument(
         "--image-size", type=int, help="square synthetic scenes / CamVid training crops"
     )
