@@ -79,6 +79,25 @@ def test_time_per_iter_and_eta_leave_out_evaluation(tmp_path, monkeypatch):
     assert logged[2]["eta_min"] == pytest.approx(logged[2]["time_per_iter"] / 60)
 
 
+def test_data_time_is_the_wait_for_batches(tmp_path, monkeypatch):
+    """Each sample costs 100 s on a fake clock: ``data_time`` carries it, within the
+    iteration's time (batch 2: 200 s per iteration)."""
+    import nrdseg.engine.trainer as trainer_module
+
+    real = time.perf_counter
+    loading = [0.0]
+    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: real() + loading[0])
+
+    class SlowScenes(fx.Scenes):
+        def __getitem__(self, index: int) -> dict:
+            loading[0] += 100.0
+            return super().__getitem__(index)
+
+    fx.make_trainer(tmp_path, dataset=SlowScenes(), iters=3).train()
+    for event in fx.events(tmp_path, "train"):
+        assert 200.0 <= event["data_time"] <= event["time_per_iter"] < 201.0
+
+
 # -- progress ------------------------------------------------------------------------------
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:

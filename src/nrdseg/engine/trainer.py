@@ -144,6 +144,8 @@ class Trainer:
         self.bad_batches = 0
         #: Training samples served in place of bad ones (on_error: skip), over all ranks.
         self.skipped_samples = 0
+        #: Seconds spent waiting for batches since the last log line (``data_time``).
+        self.data_seconds = 0.0
         self.best_metric: float | None = None
         self.best_iteration: int | None = None
         self.last_checkpoint: Path | None = None
@@ -240,6 +242,7 @@ class Trainer:
         batches = self._batches()
         window: dict[str, float] = {}
         window_start, window_iters = time.perf_counter(), 0
+        self.data_seconds = 0.0
         try:
             while self.iteration < stop:
                 lr = self.schedule.apply(self.optimizer, self.iteration)
@@ -258,6 +261,8 @@ class Trainer:
                     event = {"event": "train", "iter": self.iteration, "lr": lr}
                     event.update({k: v / window_iters for k, v in window.items()})
                     event["time_per_iter"] = seconds
+                    # mmseg's data_time: the share of an iteration spent waiting for data
+                    event["data_time"] = self.data_seconds / window_iters
                     event["eta_min"] = seconds * (settings.iters - self.iteration) / 60
                     if self.skipped_samples:
                         event["skipped_samples"] = self.skipped_samples
@@ -266,6 +271,7 @@ class Trainer:
                     if events is not None:
                         events.write(event)
                     window, window_start, window_iters = {}, time.perf_counter(), 0
+                    self.data_seconds = 0.0
                 paused = time.perf_counter()
                 interval = settings.eval_interval
                 if self.evaluator is not None and (
@@ -292,7 +298,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         sums, keys, replaced = None, None, 0
         for micro in range(accum):
+            waited = time.perf_counter()
             batch = _next_batch(batches)
+            self.data_seconds += time.perf_counter() - waited
             self.consumed_batches += 1
             replaced += int(batch["replaced"].sum())
             images = batch["image"].to(self.device, non_blocking=True)
