@@ -467,6 +467,18 @@ def test_backbone_weights_saved_from_a_wrapped_model_load(tmp_path, prefix):
         torch.testing.assert_close(model.backbone.body.state_dict()[key], value)
 
 
+@pytest.mark.parametrize("prefix", ["_orig_mod.", "module._orig_mod."])
+def test_whole_model_weights_saved_from_a_wrapped_model_give_their_backbone(tmp_path, prefix):
+    """An nrdseg model's state dict (``backbone.body.*``) behind a wrapper's prefix."""
+    source = tiny_model()
+    path = tmp_path / "model.pth"
+    torch.save({prefix + k: v for k, v in source.state_dict().items()}, path)
+    model = tiny_model(pretrained=str(path))
+    assert not model.backbone.load_report.unexpected
+    for key, value in source.backbone.body.state_dict().items():
+        torch.testing.assert_close(model.backbone.body.state_dict()[key], value)
+
+
 def test_sync_bn_conversion_keeps_frozen_norms_frozen():
     norm = nn.BatchNorm2d(3).requires_grad_(False)
     for device in ("cpu", "cuda"):

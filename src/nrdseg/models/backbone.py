@@ -11,6 +11,7 @@ from torch import nn
 
 from nrdseg.models import efficientnet_lite
 from nrdseg.models.weights import LoadReport, load_matching, read_state_dict
+from nrdseg.models.wrappers import strip_wrapper_prefixes
 
 logger = logging.getLogger("nrdseg")
 
@@ -139,11 +140,8 @@ NRDSEG_BODY = "backbone.body."
 
 
 def _mmseg_to_timm(key: str) -> str:
-    """Map mmseg/mmcv ResNetV1c names (``backbone.stem.N``) to timm's (``conv1.N``, ``bn1``),
-    without the prefixes of a DDP (``module.``) or torch.compile (``_orig_mod.``) wrapper."""
-    for prefix in ("module.", "_orig_mod.", "backbone."):
-        if key.startswith(prefix):
-            key = key[len(prefix) :]
+    """Map mmseg/mmcv ResNetV1c names (``backbone.stem.N``) to timm's (``conv1.N``, ``bn1``)."""
+    key = key.removeprefix("backbone.")
     if key.startswith("stem."):
         index, _, rest = key[len("stem.") :].partition(".")
         key = f"bn1.{rest}" if index == "7" else f"conv1.{index}.{rest}"
@@ -153,10 +151,11 @@ def _mmseg_to_timm(key: str) -> str:
 def backbone_state(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The backbone's tensors in timm's names, from timm/torchvision, mmseg or nrdseg keys.
 
-    DDP's ``module.`` is dropped first; nrdseg checkpoints (``backbone.body.*``, e.g. a
-    ``model.safetensors``) keep their backbone; mmseg ones (``backbone.*``) too, renamed.
+    The prefixes of DDP (``module.``) and torch.compile (``_orig_mod.``) go first; nrdseg
+    checkpoints (``backbone.body.*``, e.g. a ``model.safetensors``) keep their backbone;
+    mmseg ones (``backbone.*``) too, renamed.
     """
-    raw = {k.removeprefix("module."): v for k, v in raw.items()}
+    raw = {strip_wrapper_prefixes(k): v for k, v in raw.items()}
     if any(k.startswith(NRDSEG_BODY) for k in raw):
         return {k[len(NRDSEG_BODY) :]: v for k, v in raw.items() if k.startswith(NRDSEG_BODY)}
     if any(k.startswith("backbone.") for k in raw):

@@ -21,3 +21,15 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             model = model._orig_mod
         else:
             return model
+
+
+#: State-dict key prefixes of those wrappers.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def strip_wrapper_prefixes(key: str) -> str:
+    """A state-dict key without the ``module.`` / ``_orig_mod.`` prefixes of wrapped models,
+    in any nesting (``module._orig_mod.conv1.weight`` -> ``conv1.weight``)."""
+    while key.startswith(WRAPPER_PREFIXES):
+        key = key.split(".", 1)[1]
+    return key
