@@ -45,7 +45,7 @@ from PIL import Image
 import harness
 import nrdseg
 from nrdseg.deploy.predict import predict_files
-from nrdseg.engine import runtime
+from nrdseg.evaluation import runtime
 from nrdseg.models.heads import DeepLabV3PlusHead, NRDHead
 from nrdseg.ops.dynamic_mlp_triton import triton_usable
 
@@ -287,8 +287,8 @@ def write_cityscapes(root: Path, count: int, size: tuple[int, int]) -> None:
 
 
 def train_section(args, device, sizes: Sizes, tmp: Path) -> dict[str, float]:
+    from nrdseg.config.run import load_config
     from nrdseg.engine.build import train_from_config
-    from nrdseg.engine.config import load_config
 
     root = tmp / "cityscapes"
     write_cityscapes(root, sizes.train_frames, sizes.full)

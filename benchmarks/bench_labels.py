@@ -16,8 +16,8 @@ import torch
 
 import harness
 import nrdseg
-from nrdseg.models.blocks import resize
-from nrdseg.ops.labels import upsample_argmax
+from nrdseg.ops.resize import resize
+from nrdseg.ops.upsample_argmax import upsample_argmax
 
 #: case -> (what runs, which path, classes, full-size (H, W), --quick (H, W)).
 CASES = {

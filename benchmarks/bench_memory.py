@@ -27,8 +27,8 @@ import psutil
 import torch
 
 import nrdseg
+from nrdseg.config.run import LoaderConfig, OptimConfig, TrainConfig
 from nrdseg.data import build_dataset, build_transforms
-from nrdseg.engine.config import LoaderConfig, OptimConfig, TrainConfig
 from nrdseg.engine.trainer import Trainer
 
 MIB = 2**20

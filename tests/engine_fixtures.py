@@ -11,7 +11,8 @@ import torch
 import yaml
 
 import nrdseg
-from nrdseg.engine.config import LoaderConfig, OptimConfig, TrainConfig
+from nrdseg.checkpoint.work_dir import TrainingState
+from nrdseg.config.run import LoaderConfig, OptimConfig, TrainConfig
 from nrdseg.engine.trainer import Trainer
 from tests.conftest import tiny_options
 
@@ -126,3 +127,17 @@ def assert_no_leftovers(work_dir):
     for folder in (work_dir, work_dir / "checkpoints"):
         hidden = [p.name for p in folder.iterdir() if p.name.startswith(".")]
         assert hidden == [], hidden
+
+
+def training_state(iteration: int) -> TrainingState:
+    """A minimal complete training state, for tests that write checkpoints by hand."""
+    return TrainingState(
+        iteration=iteration,
+        consumed_batches=iteration,
+        bad_batches=0,
+        best_metric=None,
+        best_iteration=None,
+        optimizer={},
+        scaler={},
+        rng=[],
+    )

@@ -25,9 +25,9 @@ from typing import Any
 #: Name -> (module or ``module:Class``, attribute): the functions the script may interrupt.
 TARGETS = {
     "loss": ("nrdseg.models.segmentor:Segmentor", "loss"),
-    "infer_logits": ("nrdseg.engine.evaluate", "infer_logits"),
-    "save_file": ("nrdseg.checkpoint", "save_file"),
-    "atomic_write_bytes": ("nrdseg.engine.checkpointing", "atomic_write_bytes"),
+    "infer_logits": ("nrdseg.evaluation.evaluate", "infer_logits"),
+    "save_file": ("nrdseg.checkpoint.format", "save_file"),
+    "atomic_write_bytes": ("nrdseg.checkpoint.work_dir", "atomic_write_bytes"),
     "replace": ("os", "replace"),
     "unlink": ("os", "unlink"),
 }

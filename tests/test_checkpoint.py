@@ -7,7 +7,8 @@ import torch
 import yaml
 
 import nrdseg
-from nrdseg.checkpoint import CONFIG_FILE, WEIGHTS_FILE, atomic_directory
+from nrdseg.checkpoint.format import CONFIG_FILE, WEIGHTS_FILE
+from nrdseg.utils.atomic import atomic_directory
 from tests.conftest import tiny_options
 
 
@@ -38,7 +39,7 @@ def test_saving_over_an_existing_checkpoint_replaces_it(tmp_path):
     first, second = _model(), _model()
     first.save_pretrained(tmp_path / "ckpt")
     second.save_pretrained(tmp_path / "ckpt")
-    loaded = nrdseg.Segmentor.from_pretrained(tmp_path / "ckpt")
+    loaded = nrdseg.load_model(tmp_path / "ckpt")
     key = "decoder.controller.1.weight"
     assert torch.equal(loaded.state_dict()[key], second.state_dict()[key])
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no temporary leftovers

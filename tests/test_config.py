@@ -10,9 +10,9 @@ import torch
 import yaml
 
 from nrdseg.cli.options import parse_assignments
+from nrdseg.config.run import Config, config_to_dict, load_config, save_config
+from nrdseg.config.schema import ConfigError
 from nrdseg.engine.build import default_work_dir
-from nrdseg.engine.config import Config, config_to_dict, load_config, save_config
-from nrdseg.engine.schema import ConfigError
 from nrdseg.models.zoo import create_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

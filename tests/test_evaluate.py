@@ -12,9 +12,9 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 import nrdseg
-from nrdseg.engine.evaluate import evaluate, format_table
-from nrdseg.engine.inference import infer_logits
-from nrdseg.engine.metrics import SegMetric
+from nrdseg.evaluation.evaluate import evaluate, format_table
+from nrdseg.evaluation.inference import infer_logits
+from nrdseg.evaluation.metrics import SegMetric
 from tests.conftest import tiny_options
 
 NUM_CLASSES = 3

@@ -18,9 +18,9 @@ import torch
 import yaml
 
 import nrdseg
-from nrdseg.checkpoint import CONFIG_FILE
+from nrdseg.checkpoint.format import CONFIG_FILE
+from nrdseg.checkpoint.work_dir import STATE_FILE, latest_checkpoint, read_training_state
 from nrdseg.cli import main
-from nrdseg.engine.checkpointing import STATE_FILE, latest_checkpoint, read_training_state
 from tests.conftest import CPU
 from tests.engine_fixtures import make_trainer, one_thread, tiny_model, write_tiny_config
 
@@ -59,7 +59,7 @@ def test_no_code_in_the_code_base_can_unpickle_a_file_unsafely():
         if (ROOT / folder).is_dir()
         for p in (ROOT / folder).rglob("*.py")
     ]
-    assert any(p.name == "checkpointing.py" for p in files)
+    assert any(p.name == "work_dir.py" for p in files)
     torch_loads, problems = 0, []
     for path in files:
         for call, name in _calls(ast.parse(path.read_text(), filename=str(path))):
@@ -106,7 +106,7 @@ def test_a_malicious_training_state_is_refused_without_running(run_dir, tmp_path
     checkpoint = latest_checkpoint(work)
     state = read_training_state(checkpoint)
     marker = tmp_path / "pwned"
-    torch.save({**state, "iteration": Payload(marker)}, checkpoint / STATE_FILE)
+    torch.save({**state.to_dict(), "iteration": Payload(marker)}, checkpoint / STATE_FILE)
 
     with pytest.raises(ValueError) as refused:
         read_training_state(checkpoint)

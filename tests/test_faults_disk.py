@@ -18,11 +18,12 @@ import torch
 from safetensors.torch import load_file
 
 import nrdseg
-from nrdseg import checkpoint
+from nrdseg.checkpoint import format as checkpoint_format
+from nrdseg.checkpoint import work_dir
+from nrdseg.checkpoint.work_dir import latest_checkpoint, read_training_state
 from nrdseg.cli import main
-from nrdseg.engine import checkpointing
-from nrdseg.engine.checkpointing import latest_checkpoint, read_training_state
 from nrdseg.engine.trainer import TrainingStopped
+from nrdseg.utils import atomic
 from tests.conftest import CPU
 from tests.engine_fixtures import (
     CLASSES,
@@ -57,12 +58,12 @@ class Full(NamedTuple):
 
 
 CASES = {
-    "model.safetensors": Full(checkpoint, "save_file", r"iter_000004", when="after"),
+    "model.safetensors": Full(checkpoint_format, "save_file", r"iter_000004", when="after"),
     "training_state.pt": Full(pathlib.Path, "write_bytes", r"iter_000004.*training_state\.pt$"),
-    "fsync": Full(checkpoint, "_fsync_tree", r"iter_000004"),
+    "fsync": Full(atomic, "_fsync_tree", r"iter_000004"),
     "directory-rename": Full(os, "replace", r"/iter_000004$"),
     "latest-pointer-rename": Full(os, "replace", r"/latest$", nth=2),
-    "best-weights": Full(checkpoint, "save_file", r"best", nth=2, what="best"),
+    "best-weights": Full(checkpoint_format, "save_file", r"best", nth=2, what="best"),
     "best-rename-after-the-old-one-is-set-aside": Full(
         os, "replace", r"\.best\.tmp-.* .*/best$", nth=2, what="best"
     ),
@@ -107,7 +108,9 @@ def straight(tmp_path_factory: pytest.TempPathFactory):
         run(work)
     finally:
         torch.set_num_threads(threads)
-    return load_file(str(work / "checkpoints" / f"iter_{ITERS:06d}" / checkpoint.WEIGHTS_FILE))
+    return load_file(
+        str(work / "checkpoints" / f"iter_{ITERS:06d}" / checkpoint_format.WEIGHTS_FILE)
+    )
 
 
 @pytest.mark.parametrize("full", CASES.values(), ids=CASES.keys())
@@ -129,9 +132,9 @@ def test_a_full_disk_stops_cleanly_and_the_run_resumes(tmp_path, monkeypatch, fu
     )
     assert_no_leftovers(tmp_path)
     assert latest_checkpoint(tmp_path) == previous
-    assert read_training_state(previous)["iteration"] == 2
+    assert read_training_state(previous).iteration == 2
     nrdseg.load_model(previous)
-    best = json.loads((tmp_path / "best" / checkpointing.EVAL_FILE).read_text())
+    best = json.loads((tmp_path / "best" / work_dir.EVAL_FILE).read_text())
     assert best["iter"] == (2 if full.what == "best" else 4)
     nrdseg.load_model(tmp_path / "best")
 
@@ -140,7 +143,7 @@ def test_a_full_disk_stops_cleanly_and_the_run_resumes(tmp_path, monkeypatch, fu
     final = load_file(str(tmp_path / "checkpoints" / f"iter_{ITERS:06d}" / "model.safetensors"))
     for key, value in straight.items():
         assert torch.equal(final[key], value), key
-    assert json.loads((tmp_path / "best" / checkpointing.EVAL_FILE).read_text())["iter"] == ITERS
+    assert json.loads((tmp_path / "best" / work_dir.EVAL_FILE).read_text())["iter"] == ITERS
     assert [e["iter"] for e in events(tmp_path, "resume")] == [2]
     assert_no_leftovers(tmp_path)
 
@@ -150,9 +153,9 @@ def test_the_command_line_reports_a_full_disk_and_resumes(tmp_path, monkeypatch,
     config = write_tiny_config(tmp_path / "tiny.yaml", iters=ITERS)
     work = tmp_path / "run"
     train = ["train", *CPU, str(config), "--work-dir", str(work)]
-    original = checkpoint.save_file
+    original = checkpoint_format.save_file
     failing = fail_nth_call(original, nth=1, pattern="iter_000004", when="after", action=_disk_full)
-    monkeypatch.setattr(checkpoint, "save_file", failing)
+    monkeypatch.setattr(checkpoint_format, "save_file", failing)
     assert main(train) == 1
     err = capsys.readouterr().err
     assert (
@@ -160,6 +163,6 @@ def test_the_command_line_reports_a_full_disk_and_resumes(tmp_path, monkeypatch,
         f"{work / 'checkpoints' / 'iter_000004'} ([Errno 28] No space left on device); the last "
         f"good checkpoint is {work / 'checkpoints' / 'iter_000002'} (continue with --resume)"
     ) in err
-    monkeypatch.setattr(checkpoint, "save_file", original)
+    monkeypatch.setattr(checkpoint_format, "save_file", original)
     assert main([*train, "--resume"]) == 0
     assert latest_checkpoint(work).name == f"iter_{ITERS:06d}"

@@ -26,26 +26,21 @@ from timm.layers import BatchNormAct2d
 from torch import nn
 
 from nrdseg.analysis.flops import count_flops
-from nrdseg.checkpoint import load_model, load_weights, save_pretrained
+from nrdseg.checkpoint.format import load_weights, save_pretrained
+from nrdseg.checkpoint.work_dir import latest_checkpoint, read_training_state
 from nrdseg.cli import main
+from nrdseg.config.run import ConfigError, LoaderConfig, TrainConfig, load_config, save_config
 from nrdseg.data import DataError, build_dataset
 from nrdseg.deploy.export import check_export
 from nrdseg.deploy.predict import predict_files
-from nrdseg.engine.checkpointing import latest_checkpoint, read_training_state
-from nrdseg.engine.config import (
-    ConfigError,
-    LoaderConfig,
-    TrainConfig,
-    load_config,
-    save_config,
-)
 from nrdseg.engine.distributed import DistInfo
-from nrdseg.engine.evaluate import evaluate
-from nrdseg.engine.inference import infer_logits, slide_logits
 from nrdseg.engine.optim import parameter_groups
-from nrdseg.engine.report import result_summary
 from nrdseg.engine.sync_bn import convert_sync_batchnorm
 from nrdseg.engine.trainer import Trainer
+from nrdseg.evaluation.evaluate import evaluate
+from nrdseg.evaluation.inference import infer_logits, slide_logits
+from nrdseg.evaluation.report import result_summary
+from nrdseg.models.load import load_model
 from nrdseg.ops.sync_batchnorm import check_batch_statistics, is_sync_batchnorm
 from tests.conftest import CPU
 from tests.datasets_on_disk import SIZE, make_folder, write_image, write_mask
@@ -280,7 +275,7 @@ def test_resume_needs_neither_the_pretrained_file_nor_the_network(tmp_path, monk
         _train(config, work, "--resume", "--set", "train.iters=3", "--set", "model.pretrained=true")
         == 0
     )
-    assert read_training_state(latest_checkpoint(work))["iteration"] == 3
+    assert read_training_state(latest_checkpoint(work)).iteration == 3
 
 
 def test_resume_before_the_first_checkpoint_starts_from_scratch(tmp_path, caplog):
@@ -288,7 +283,7 @@ def test_resume_before_the_first_checkpoint_starts_from_scratch(tmp_path, caplog
     (work / "checkpoints" / ".iter_000002.tmp-dead").mkdir(parents=True)  # a kill -9 mid-write
     assert _train(config, work, "--resume") == 0
     assert f"--resume: {work} has no checkpoint yet; starting from iteration 0" in caplog.text
-    assert read_training_state(latest_checkpoint(work))["iteration"] == 2
+    assert read_training_state(latest_checkpoint(work)).iteration == 2
     assert not (work / "checkpoints" / ".iter_000002.tmp-dead").exists()
 
 

@@ -10,7 +10,8 @@ import torch
 from safetensors.torch import save_file
 
 import nrdseg
-from nrdseg.checkpoint import init_from_checkpoint, load_weights
+from nrdseg.checkpoint.fine_tune import init_from_checkpoint
+from nrdseg.checkpoint.format import load_weights
 from tests.conftest import tiny_options
 
 #: One zoo entry per decoder: each has its own class-dependent layers.

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import nrdseg
-from nrdseg.engine.config import load_config
+from nrdseg.config.run import load_config
 from nrdseg.engine.sync_bn import convert_sync_batchnorm
 from nrdseg.models.backbone import TimmBackbone, load_backbone_checkpoint
 from tests.conftest import TINY

@@ -21,8 +21,9 @@ import torch
 from safetensors.torch import save_file
 
 import nrdseg
-from nrdseg.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-from nrdseg.engine.checkpointing import write_best, write_checkpoint
+from nrdseg.checkpoint.format import CONFIG_FILE, WEIGHTS_FILE
+from nrdseg.checkpoint.work_dir import write_best, write_checkpoint
+from tests.engine_fixtures import training_state
 from tests.tiny_checkpoints import tiny_model
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
@@ -93,7 +94,6 @@ def test_push_then_pull_through_the_hub_cache_offline(model, tmp_path, monkeypat
         torch.set_num_threads({torch.get_num_threads()})  # the parent's: bit-identical sums
         io = load_file({str(tmp_path / "io.safetensors")!r})
         for model in (nrdseg.load_model("hf://org/tiny"),
-                      nrdseg.Segmentor.from_pretrained("org/tiny"),
                       nrdseg.load_model("hf://org/tiny@main")):
             assert model.meta["classes"][0] == "class0"
             with torch.no_grad():
@@ -119,11 +119,11 @@ def test_missing_huggingface_hub_is_explained(model, monkeypatch):
         nrdseg.load_model("hf://org/tiny")
 
 
-def test_a_local_org_name_path_wins_over_the_hub(model, tmp_path, monkeypatch):
+def test_an_org_name_path_is_local_only_hf_goes_to_the_hub(model, tmp_path, monkeypatch):
     model.save_pretrained(tmp_path / "org" / "tiny")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # any hub call would fail
-    loaded = nrdseg.Segmentor.from_pretrained("org/tiny")
+    loaded = nrdseg.load_model("org/tiny")
     assert torch.equal(
         loaded.state_dict()["decoder.controller.1.weight"],
         model.state_dict()["decoder.controller.1.weight"],
@@ -133,7 +133,7 @@ def test_a_local_org_name_path_wins_over_the_hub(model, tmp_path, monkeypatch):
 def _work_dir(root: Path, model, *, best: bool) -> Path:
     """A training run's layout, written by the trainer's own checkpoint functions."""
     for iteration in (100, 200):
-        write_checkpoint(root, model=model, iteration=iteration, state={"iteration": iteration})
+        write_checkpoint(root, model=model, state=training_state(iteration))
     if best:
         write_best(root, model=model, result={"mIoU": 0.5})
     return root
@@ -145,7 +145,7 @@ def test_work_dir_loads_best_else_latest(model, tmp_path):
     assert isinstance(nrdseg.load_model(with_best), nrdseg.Segmentor)
     without = _work_dir(tmp_path / "b", model, best=False)
     shutil.rmtree(without / "checkpoints" / "iter_000100")  # latest must be read
-    loaded = nrdseg.Segmentor.from_pretrained(without)
+    loaded = nrdseg.load_model(without)
     torch.testing.assert_close(loaded.state_dict(), model.state_dict(), rtol=0, atol=0)
 
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import nrdseg
-from nrdseg.engine.inference import infer_logits
+from nrdseg.evaluation.inference import infer_logits
 from tests.conftest import tiny_options
 
 

@@ -5,12 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nrdseg.analysis.label_patches import (
-    collect_patches,
-    cut_patches,
-    one_hot_patches,
-    pca_basis,
-)
+from nrdseg.ops.label_patches import collect_patches, cut_patches, one_hot_patches, pca_basis
 
 
 def test_cut_patches_row_major_and_drops_the_remainder():

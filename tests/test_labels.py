@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import nrdseg
-from nrdseg.ops.labels import label_dtype, upsample_argmax
+from nrdseg.ops.upsample_argmax import label_dtype, upsample_argmax
 from tests.conftest import tiny_options
 
 

@@ -7,10 +7,10 @@ import sys
 import pytest
 import torch
 
-from nrdseg.checkpoint import load_model
+from nrdseg.config.run import config_from_dict
+from nrdseg.config.schema import ConfigError
 from nrdseg.engine.build import build_model
-from nrdseg.engine.config import config_from_dict
-from nrdseg.engine.schema import ConfigError
+from nrdseg.models.load import load_model
 from tests.conftest import tiny_options
 
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import nrdseg
-from nrdseg.engine.config import load_config
+from nrdseg.config.run import load_config
 from nrdseg.ops.cross_entropy import cross_entropy
 from tests.conftest import tiny_options
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nrdseg.engine.metrics import SegMetric
+from nrdseg.evaluation.metrics import SegMetric
 
 IGNORE = 255
 

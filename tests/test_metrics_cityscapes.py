@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nrdseg.engine.metrics import SegMetric
+from nrdseg.evaluation.metrics import SegMetric
 from tests.test_metrics import IGNORE, blocky_labels, noisy_prediction
 
 TRAIN_TO_ID = {label.trainId: label.id for label in csl.labels if 0 <= label.trainId < 255}

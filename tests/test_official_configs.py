@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 import nrdseg
+from nrdseg.config.run import load_config
 from nrdseg.engine.build import build_val_dataset
-from nrdseg.engine.config import load_config
-from nrdseg.engine.evaluate import evaluate
+from nrdseg.evaluation.evaluate import evaluate
 from tests.conftest import tiny_options
 from tests.datasets_on_disk import SIZE, make_pascal_context
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from nrdseg.engine.config import OptimConfig
+from nrdseg.config.run import OptimConfig
 from nrdseg.engine.optim import PolySchedule, build_optimizer, parameter_groups
 
 

@@ -8,7 +8,6 @@ import sys
 import pytest
 import torch
 
-from nrdseg.analysis.label_patches import cut_patches
 from nrdseg.analysis.patch_study import (
     StudyRow,
     fit_patch_mlps,
@@ -19,6 +18,7 @@ from nrdseg.analysis.patch_study import (
     run_patch_study,
 )
 from nrdseg.cli import main, study
+from nrdseg.ops.label_patches import cut_patches
 from tests.label_maps import random_label_maps
 
 
@@ -129,7 +129,7 @@ def test_missing_matplotlib_and_bad_datasets_fail_clearly(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r"nrdseg\[plot\]"):
         plot_study(rows)
-    monkeypatch.setattr(study.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(study, "is_installed", lambda name: False)
     monkeypatch.setattr(study, "dataset_labels", lambda *a: pytest.fail("ran without matplotlib"))
     assert main(["study", "patches", "--quick"]) == 2
     assert "--no-plot" in capsys.readouterr().err

@@ -15,8 +15,8 @@ from nrdseg.data.labels import generated_palette
 from nrdseg.deploy import predict as predict_module
 from nrdseg.deploy.colors import label_png, legend_strip, overlay_png
 from nrdseg.deploy.predict import predict_files
-from nrdseg.engine.inference import infer_logits
-from nrdseg.models.inputs import normalize
+from nrdseg.evaluation.inference import infer_logits
+from nrdseg.ops.normalize import normalize
 from tests.conftest import CPU
 from tests.tiny_checkpoints import PALETTE, tiny_model
 

@@ -9,8 +9,8 @@ from PIL import Image
 
 from nrdseg.cli import main
 from nrdseg.deploy.predict import predict_files
-from nrdseg.engine import runtime
-from nrdseg.engine.evaluate import evaluate
+from nrdseg.evaluation import runtime
+from nrdseg.evaluation.evaluate import evaluate
 from tests.conftest import CPU
 from tests.tiny_checkpoints import tiny_model
 

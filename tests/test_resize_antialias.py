@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torchvision import tv_tensors
 
+from nrdseg.config.run import TransformsConfig, load_config
 from nrdseg.data.transforms import RandomRescale
 from nrdseg.engine.build import build_split
-from nrdseg.engine.config import TransformsConfig, load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -11,14 +11,15 @@ import time
 import pytest
 import torch
 
-from nrdseg.checkpoint import atomic_write_bytes, current_umask, save_pretrained
+from nrdseg.checkpoint.format import save_pretrained
+from nrdseg.checkpoint.work_dir import write_best, write_checkpoint
 from nrdseg.cli import main
+from nrdseg.config.run import OptimConfig, TrainConfig, load_config, save_config
 from nrdseg.engine import build
-from nrdseg.engine.checkpointing import write_best, write_checkpoint
-from nrdseg.engine.config import OptimConfig, TrainConfig, load_config, save_config
 from nrdseg.engine.distributed import DistInfo
 from nrdseg.engine.trainer import Trainer
-from nrdseg.progress import PlainProgress, progress_bar
+from nrdseg.utils.atomic import atomic_write_bytes, current_umask
+from nrdseg.utils.progress import PlainProgress, progress_bar
 from tests import engine_fixtures as fx
 from tests.conftest import CPU
 from tests.engine_fixtures import one_thread
@@ -179,7 +180,7 @@ def test_checkpoints_best_and_config_follow_the_umask(tmp_path, umask):
     files, dirs = 0o666 & ~umask, 0o777 & ~umask
     model = fx.tiny_model()
     written = [save_pretrained(model, tmp_path / "ckpt")]
-    written.append(write_checkpoint(tmp_path, model=model, iteration=2, state={"iteration": 2}))
+    written.append(write_checkpoint(tmp_path, model=model, state=fx.training_state(2)))
     written.append(write_best(tmp_path, model=model, result={"mIoU": 0.5}))
     config = load_config(fx.write_tiny_config(tmp_path / "configs" / "tiny.yaml"))
     save_config(config, tmp_path / "config.yaml")

@@ -1,9 +1,9 @@
 """nrdseg: high-resolution semantic segmentation with Dynamic Neural Representational Decoders."""
 
-from nrdseg.checkpoint import load_model, save_pretrained
+from nrdseg.checkpoint.format import save_pretrained
 from nrdseg.models import Segmentor, create_model, list_models, register_model
-
-__version__ = "0.1.0"
+from nrdseg.models.load import load_model
+from nrdseg.utils.version import __version__
 
 __all__ = [
     "Segmentor",

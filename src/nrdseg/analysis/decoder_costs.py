@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from nrdseg.analysis.flops import count_flops
-from nrdseg.models.blocks import resize
 from nrdseg.models.zoo import create_model
+from nrdseg.ops.resize import resize
 
 #: The paper's GMACs setting (Tables 1 and 3): Cityscapes images, 19 classes.
 PAPER_SCALE = {"height": 1024, "width": 2048, "num_classes": 19}

@@ -18,7 +18,7 @@ from typing import Any
 from nrdseg.analysis.decoder_costs import DecoderCost, decoder_costs
 from nrdseg.analysis.experiments import Budget, Run, execute
 from nrdseg.analysis.figures import CostPoint, study_figure
-from nrdseg.checkpoint import atomic_write_bytes
+from nrdseg.utils.atomic import atomic_write_bytes
 
 #: label -> (zoo model, group, what the paper calls it). Table order: decoders, then NRD's.
 STUDY_MODELS: dict[str, tuple[str, str, str]] = {

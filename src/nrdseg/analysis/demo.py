@@ -25,10 +25,11 @@ from PIL import Image
 from nrdseg.analysis.decoder_study import format_table, run_study
 from nrdseg.analysis.experiments import CAMVID, Budget, Run, describe, run_config, run_dir
 from nrdseg.analysis.figures import prediction_grid
-from nrdseg.checkpoint import atomic_write_bytes, load_model
 from nrdseg.engine.build import build_val_dataset
-from nrdseg.engine.metrics import boundary_mask
-from nrdseg.models.blocks import resize
+from nrdseg.evaluation.metrics import boundary_mask
+from nrdseg.models.load import load_model
+from nrdseg.ops.resize import resize
+from nrdseg.utils.atomic import atomic_write_bytes
 
 #: Column titles of the figure, in Table 1's order.
 TITLES = {"bilinear": "bilinear", "dlv3p": "DeepLabV3+ decoder", "nrd": "NRD"}

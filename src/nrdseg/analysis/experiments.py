@@ -5,7 +5,7 @@ A :class:`Run` (a zoo decoder, its options, a seed) and a :class:`Budget` (the e
 data and schedule every decoder of a comparison shares) make an engine :class:`Config`
 in code, so nothing depends on the repository's ``configs/`` folder. Training and the
 final evaluation are the engine's (``train_from_config``, which evaluates with
-``nrdseg.engine.evaluate.evaluate`` and keeps the model in ``best/``). A finished run
+``nrdseg.evaluation.evaluate.evaluate`` and keeps the model in ``best/``). A finished run
 leaves ``result.json`` and is skipped next time; an interrupted one resumes from its
 last checkpoint, so a long study can be restarted with the same command.
 """
@@ -18,10 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nrdseg.checkpoint import atomic_write_bytes
-from nrdseg.engine.build import train_from_config
-from nrdseg.engine.checkpointing import BEST, EVAL_FILE, latest_checkpoint
-from nrdseg.engine.config import (
+from nrdseg.checkpoint.work_dir import (
+    BEST,
+    EVAL_FILE,
+    METRICS_FILE,
+    RESULT_FILE,
+    latest_checkpoint,
+)
+from nrdseg.config.run import (
     Config,
     DataConfig,
     DatasetConfig,
@@ -34,12 +38,12 @@ from nrdseg.engine.config import (
     config_from_dict,
     config_to_dict,
 )
-from nrdseg.engine.logger import METRICS_FILE
+from nrdseg.engine.build import train_from_config
 from nrdseg.models.zoo import valid_options
+from nrdseg.utils.atomic import atomic_write_bytes
 
 logger = logging.getLogger("nrdseg.study")
 
-RESULT_FILE = "result.json"
 RUNS_DIR = "runs"
 
 

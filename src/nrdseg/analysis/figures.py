@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from nrdseg.deploy.optional import optional_import
+from nrdseg.utils.optional import optional_import
 
 
 def pyplot() -> Any:

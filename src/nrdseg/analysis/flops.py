@@ -13,8 +13,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from nrdseg.models.segmentor import Segmentor
-from nrdseg.models.wrappers import unwrap_model
 from nrdseg.models.zoo import create_model
+from nrdseg.utils.wrappers import unwrap_model
 
 PARTS = ("backbone", "neck", "decoder")
 

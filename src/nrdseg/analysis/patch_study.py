@@ -30,11 +30,11 @@ import torch
 import torch.nn.functional as F
 
 from nrdseg.analysis.figures import png_bytes, pyplot
-from nrdseg.analysis.label_patches import collect_patches, one_hot_patches, pca_basis
-from nrdseg.checkpoint import atomic_write_bytes
-from nrdseg.engine.metrics import SegMetric
-from nrdseg.models.blocks import resize
+from nrdseg.evaluation.metrics import SegMetric
 from nrdseg.ops.dynamic_mlp import mlp_param_count, patch_coordinates, per_patch_mlp
+from nrdseg.ops.label_patches import collect_patches, one_hot_patches, pca_basis
+from nrdseg.ops.resize import resize
+from nrdseg.utils.atomic import atomic_write_bytes
 
 
 @dataclass(frozen=True)

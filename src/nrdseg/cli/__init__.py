@@ -7,8 +7,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from nrdseg import __version__
 from nrdseg.cli import data, demo, evaluate, export, flops, models, predict, study, train
+from nrdseg.utils.version import __version__
 
 #: Subcommand modules; each defines ``add_parser(subparsers)`` that sets ``func``.
 COMMANDS = [demo, flops, models, data, train, evaluate, study, predict, export]

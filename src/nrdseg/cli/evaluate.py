@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from nrdseg.checkpoint import checkpoint_directory, load_model
+from nrdseg.checkpoint.resolve import checkpoint_directory
+from nrdseg.checkpoint.work_dir import run_config_file
 from nrdseg.cli.options import add_speed_arguments, parse_assignments
+from nrdseg.config.run import load_config
 from nrdseg.engine.build import build_val_dataset
-from nrdseg.engine.checkpointing import run_config_file
-from nrdseg.engine.config import load_config
 from nrdseg.engine.distributed import process_group_from_env
-from nrdseg.engine.report import result_summary
+from nrdseg.evaluation.evaluate import evaluate, format_table
+from nrdseg.evaluation.report import result_summary
+from nrdseg.models.load import load_model
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -43,7 +45,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nrdseg.engine.evaluate import evaluate, format_table
 
     overrides = parse_assignments(args.set)
     if args.tta:

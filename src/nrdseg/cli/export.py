@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from nrdseg.checkpoint import load_model
 from nrdseg.deploy.export import FORMATS, export_model
 from nrdseg.deploy.verify import default_shapes, verify_export
+from nrdseg.models.load import load_model
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

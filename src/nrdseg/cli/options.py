@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from nrdseg.engine.runtime import INFERENCE_AMP
+from nrdseg.evaluation.runtime import INFERENCE_AMP
 
 
 def parse_assignments(pairs: list[str] | None) -> dict[str, Any]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from nrdseg.checkpoint import load_model
 from nrdseg.cli.options import add_speed_arguments
 from nrdseg.deploy.colors import OVERLAY_ALPHA
 from nrdseg.deploy.predict import FORMATS, LABELS_DIR, OVERLAYS_DIR, predict_files
 from nrdseg.engine.distributed import pick_device
+from nrdseg.models.load import load_model
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from nrdseg.analysis.demo import QUICK, QUICK_CAMVID, machine_line
 from nrdseg.analysis.experiments import CAMVID, Budget, describe
 from nrdseg.analysis.patch_study import format_table, run_patch_study, write_report
 from nrdseg.data import build_dataset
+from nrdseg.utils.optional import is_installed, missing_message
 
 STUDY = decoder_study.STUDY_MODELS
 #: The default: every zoo decoder and NRD variant as the zoo builds it.
@@ -163,9 +163,9 @@ def data_budget(args: argparse.Namespace, default: Budget) -> Budget:
 
 
 def run_decoders(args: argparse.Namespace) -> int:
-    if importlib.util.find_spec("matplotlib") is None:
+    if not is_installed("matplotlib"):
         print(
-            "nrdseg study: error: the plot needs matplotlib: pip install 'nrdseg[plot]'",
+            f"nrdseg study: error: the plot {missing_message('matplotlib', extra='plot')}",
             file=sys.stderr,
         )
         return 2
@@ -208,9 +208,9 @@ def run_decoders(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.no_plot and importlib.util.find_spec("matplotlib") is None:
+    if not args.no_plot and not is_installed("matplotlib"):
         print(
-            "nrdseg study: error: the plot needs matplotlib: pip install 'nrdseg[plot]' "
+            f"nrdseg study: error: the plot {missing_message('matplotlib', extra='plot')} "
             "(or pass --no-plot)",
             file=sys.stderr,
         )

@@ -7,11 +7,10 @@ import os
 import sys
 from pathlib import Path
 
+from nrdseg.checkpoint.work_dir import BEST, CHECKPOINTS, METRICS_FILE
 from nrdseg.cli.options import parse_assignments
+from nrdseg.config.run import load_config
 from nrdseg.engine.build import default_work_dir, train_from_config
-from nrdseg.engine.checkpointing import CHECKPOINTS
-from nrdseg.engine.config import load_config
-from nrdseg.engine.logger import METRICS_FILE
 from nrdseg.engine.trainer import TrainingStopped
 
 
@@ -57,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if main_process:
         print(
             f"work dir {work_dir}: checkpoints in {work_dir / CHECKPOINTS}, "
-            f"log {work_dir / METRICS_FILE}, best model in {work_dir / 'best'}"
+            f"log {work_dir / METRICS_FILE}, best model in {work_dir / BEST}"
         )
     try:
         train_from_config(

@@ -3,7 +3,8 @@
 from nrdseg.data.base import PairedFileDataset, SegDataset
 from nrdseg.data.files import DataError, read_image, read_mask
 from nrdseg.data.registry import build_dataset, list_datasets
-from nrdseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
+from nrdseg.data.transforms import build_transforms
+from nrdseg.ops.normalize import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "IMAGENET_MEAN",

@@ -14,8 +14,7 @@ from torch.utils.data import Dataset
 
 from nrdseg.data.files import DataError, read_image, read_mask
 from nrdseg.data.labels import IGNORE_INDEX, apply_label_map, check_metadata
-from nrdseg.models.inputs import normalize
-from nrdseg.models.segmentor import IMAGENET_MEAN, IMAGENET_STD
+from nrdseg.ops.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from nrdseg.checkpoint import atomic_write_bytes
 from nrdseg.data.cityscapes import LABEL_ID_SUFFIX, LABEL_SUFFIX, id_to_train_id
 from nrdseg.data.files import DataError, read_mask
-from nrdseg.progress import progress_bar
+from nrdseg.utils.atomic import atomic_write_bytes
+from nrdseg.utils.progress import progress_bar
 
 
 def prepare_cityscapes(root: str | Path, *, progress: bool = True) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from torchvision.transforms.v2 import functional as F
 
 from nrdseg.data.labels import IGNORE_INDEX
 from nrdseg.data.photometric import PhotometricDistortion
-from nrdseg.models.segmentor import IMAGENET_MEAN, IMAGENET_STD
+from nrdseg.ops.normalize import IMAGENET_MEAN, IMAGENET_STD
 
 Pair = tuple[tv_tensors.Image, tv_tensors.Mask]
 

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from torch.export import Dim
 
-import nrdseg
-from nrdseg.checkpoint import atomic_write_bytes
 from nrdseg.deploy.colors import model_palette
-from nrdseg.deploy.optional import optional_import
 from nrdseg.models.segmentor import Segmentor
-from nrdseg.models.wrappers import unwrap_model
+from nrdseg.utils.atomic import atomic_write_bytes
+from nrdseg.utils.optional import optional_import
+from nrdseg.utils.version import __version__
+from nrdseg.utils.wrappers import unwrap_model
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def export_metadata(model: Segmentor) -> dict[str, str]:
         "std": list(model.std),
         "input": f"{INPUT_NAME}: float32 (B, 3, H, W), RGB / 255, minus mean, divided by std",
         "output": f"{OUTPUT_NAME}: float32 (B, num_classes, H, W); argmax over dim 1 = class id",
-        "nrdseg_version": nrdseg.__version__,
+        "nrdseg_version": __version__,
     }
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
 

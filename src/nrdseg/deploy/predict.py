@@ -12,17 +12,17 @@ from typing import Literal
 import numpy as np
 import torch
 
-from nrdseg.checkpoint import atomic_write_bytes
 from nrdseg.data.cityscapes import CITYSCAPES_CLASSES, train_id_to_id
 from nrdseg.data.files import DataError, read_image
 from nrdseg.deploy.colors import OVERLAY_ALPHA, gray_png, label_png, model_palette, overlay_png
 from nrdseg.deploy.images import expand_inputs, output_names, probe_size
-from nrdseg.engine import runtime
-from nrdseg.engine.inference import infer_logits
-from nrdseg.models.inputs import normalize
+from nrdseg.evaluation import runtime
+from nrdseg.evaluation.inference import infer_logits
 from nrdseg.models.segmentor import Segmentor
-from nrdseg.models.wrappers import unwrap_model
-from nrdseg.progress import progress_bar
+from nrdseg.ops.normalize import normalize
+from nrdseg.utils.atomic import atomic_write_bytes
+from nrdseg.utils.progress import progress_bar
+from nrdseg.utils.wrappers import unwrap_model
 
 #: Test-time augmentation of the paper's evaluation: these scales, each also mirrored.
 TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -148,7 +148,7 @@ def predict_files(
     ``writers``. ``amp="bf16"`` runs the model under bfloat16 autocast; ``channels_last``
     (default: on CUDA) sets the memory format; ``compile`` uses torch.compile, falling
     back to eager with a warning where it cannot (see
-    :class:`nrdseg.engine.runtime.CompiledOrEager`).
+    :class:`nrdseg.evaluation.runtime.CompiledOrEager`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

@@ -1,7 +1,7 @@
 """From a :class:`Config` to objects: model, datasets, evaluator, and a whole training run.
 
 The only module that reads config sections to build things; ``Trainer`` and the parts
-it uses take typed arguments. ``nrdseg.data`` and ``nrdseg.engine.evaluate`` are imported
+it uses take typed arguments. ``nrdseg.data`` and ``nrdseg.evaluation.evaluate`` are imported
 when needed.
 """
 
@@ -17,23 +17,27 @@ from typing import Any
 
 import torch
 
-from nrdseg.engine.checkpointing import (
+from nrdseg.checkpoint.work_dir import (
+    RUN_CONFIG_FILE,
     latest_checkpoint,
     list_checkpoints,
     remove_stale_temporaries,
 )
-from nrdseg.engine.config import Config, DatasetConfig, LossConfig, config_to_dict, save_config
+from nrdseg.config.run import Config, DatasetConfig, LossConfig, config_to_dict, save_config
+from nrdseg.config.schema import ConfigError
+from nrdseg.data import DataError, build_dataset, build_transforms
+from nrdseg.data.label_stats import class_pixel_counts, label_statistics
 from nrdseg.engine.distributed import DistInfo, barrier, process_group_from_env
 from nrdseg.engine.rng import seed_everything
-from nrdseg.engine.schema import ConfigError
 from nrdseg.engine.trainer import Trainer
+from nrdseg.evaluation.evaluate import evaluate
 from nrdseg.models.loss_terms import MEDIAN_FREQUENCY, median_frequency_weights
-from nrdseg.models.segmentor import IMAGENET_MEAN, IMAGENET_STD, Segmentor
+from nrdseg.models.segmentor import Segmentor
 from nrdseg.models.zoo import LOSS_OPTIONS, create_model
+from nrdseg.ops.normalize import IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger("nrdseg.train")
 
-CONFIG_FILE = "config.yaml"
 
 logger = logging.getLogger("nrdseg.train")
 
@@ -46,7 +50,6 @@ def _normalization(config: Config) -> dict[str, Any]:
 
 def build_split(spec: DatasetConfig, *, train: bool, config: Config) -> Any:
     """``nrdseg.data.build_dataset`` for ``data.train`` / ``data.val`` with its transforms."""
-    from nrdseg.data import build_dataset, build_transforms
 
     t = config.data.transforms
     if train:
@@ -80,8 +83,6 @@ def check_labels(dataset: Any, *, split: str, max_samples: int, log: bool) -> No
 
     Every process counts (the same masks), so all of them stop together on an error.
     """
-    from nrdseg.data import DataError
-    from nrdseg.data.label_stats import label_statistics
 
     stats = label_statistics(dataset, max_samples=max_samples)
     findings = stats.findings()
@@ -114,7 +115,6 @@ def loss_options(config: Config, train_set: Any = None) -> dict[str, Any]:
     if section.uses_median_frequency():
         if train_set is None:
             raise ValueError("loss.decode: class_weight median_frequency needs the training set")
-        from nrdseg.data.label_stats import class_pixel_counts
 
         samples = config.data.label_stats_samples
         pixels, _ = class_pixel_counts(train_set, max_samples=samples)
@@ -165,7 +165,6 @@ def build_evaluator(
     config: Config, dataset: Any, *, device: torch.device, progress: bool
 ) -> Callable[[Segmentor], dict[str, Any]]:
     """``evaluate`` bound to ``dataset`` and the ``eval`` section."""
-    from nrdseg.engine.evaluate import evaluate
 
     return functools.partial(
         evaluate,
@@ -320,5 +319,5 @@ def train_from_config(
         if latest is not None:
             trainer.resume(latest)
         if info.is_main:  # only now: a config that cannot resume this run must not replace its own
-            save_config(config, work_dir / CONFIG_FILE)
+            save_config(config, work_dir / RUN_CONFIG_FILE)
         return trainer.train()

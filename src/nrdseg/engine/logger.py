@@ -10,9 +10,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-logger = logging.getLogger("nrdseg.train")
+from nrdseg.checkpoint.work_dir import METRICS_FILE, TENSORBOARD_DIR
+from nrdseg.utils.optional import is_installed, optional_import
 
-METRICS_FILE = "metrics.jsonl"
+logger = logging.getLogger("nrdseg.train")
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -46,7 +47,7 @@ class EventLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.console = console
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
-        self._tensorboard = _tensorboard_writer(Path(work_dir) / "tb")
+        self._tensorboard = _tensorboard_writer(Path(work_dir) / TENSORBOARD_DIR)
 
     def write(self, event: dict[str, Any]) -> None:
         self._file.write(json.dumps(_finite_or_none(event)) + "\n")
@@ -66,9 +67,8 @@ class EventLog:
 
 
 def _tensorboard_writer(directory: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
+    if not is_installed("tensorboard"):
         logger.debug("tensorboard is not installed; logging to %s only", METRICS_FILE)
         return None
-    return SummaryWriter(log_dir=str(directory))
+    writers = optional_import("torch.utils.tensorboard", extra="tensorboard")
+    return writers.SummaryWriter(log_dir=str(directory))

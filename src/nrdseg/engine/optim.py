@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nrdseg.engine.config import OptimConfig
+from nrdseg.config.run import OptimConfig
 
 #: torch's norms; subclasses include nrdseg's CPU SyncBN and most of timm's.
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.RMSNorm)

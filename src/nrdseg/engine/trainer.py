@@ -18,32 +18,32 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
-from nrdseg.checkpoint import WEIGHTS_FILE, load_weights, read_record
-from nrdseg.data.files import DataError
-from nrdseg.engine.checkpointing import (
+from nrdseg.checkpoint.format import load_weights
+from nrdseg.checkpoint.work_dir import (
     BEST,
+    TrainingState,
     checkpoint_dir,
     prune_checkpoints,
-    read_training_state,
+    read_checkpoint,
     write_best,
     write_checkpoint,
 )
-from nrdseg.engine.config import LoaderConfig, OptimConfig, TrainConfig
+from nrdseg.config.run import LoaderConfig, OptimConfig, TrainConfig
+from nrdseg.data.files import DataError
 from nrdseg.engine.data_order import BatchOrder, SeededSamples, check_batch_fits
 from nrdseg.engine.distributed import DistInfo, all_gather_objects, mean_over_ranks
 from nrdseg.engine.logger import EventLog
 from nrdseg.engine.optim import PolySchedule, build_optimizer
-from nrdseg.engine.report import result_summary
 from nrdseg.engine.rng import capture_rng, restore_rng, seed_everything
 from nrdseg.engine.sync_bn import convert_sync_batchnorm
+from nrdseg.evaluation.report import result_summary
 from nrdseg.models.segmentor import Segmentor
 from nrdseg.ops.sync_batchnorm import check_batch_statistics
-from nrdseg.progress import progress_bar
+from nrdseg.utils.progress import progress_bar
 
 logger = logging.getLogger("nrdseg.train")
 
@@ -72,7 +72,7 @@ class _LossStep(nn.Module):
 class Trainer:
     """Trains ``model`` on ``train_dataset`` and writes everything under ``work_dir``.
 
-    ``evaluator(model) -> result`` (e.g. a partial of ``nrdseg.engine.evaluate.evaluate``)
+    ``evaluator(model) -> result`` (e.g. a partial of ``nrdseg.evaluation.evaluate.evaluate``)
     is called on every rank; its ``mIoU`` picks the best checkpoint. ``config`` (the
     resolved config tree) is stored in each checkpoint so that a resume can tell what
     changed. With ``dist.world_size > 1`` the process group must already be initialised;
@@ -154,21 +154,20 @@ class Trainer:
     # -- resuming ----------------------------------------------------------------------
     def resume(self, directory: str | Path) -> None:
         """Continue exactly where the checkpoint ``directory`` left off."""
-        directory = Path(directory)
-        state = read_training_state(directory)
-        saved = read_record(directory)["model"]
+        checkpoint = read_checkpoint(directory)
+        state, saved = checkpoint.state, checkpoint.record["model"]
         source = f"{directory} ({saved['name']}, {saved['num_classes']} classes)"
-        load_weights(self.model, load_file(str(directory / WEIGHTS_FILE)), source=source)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.iteration = state["iteration"]
-        self.consumed_batches = state["consumed_batches"]
-        self.bad_batches = state["bad_batches"]
-        self.skipped_samples = state.get("skipped_samples", 0)  # older checkpoints lack it
-        self.best_metric = state["best_metric"]
-        self.best_iteration = state["best_iteration"]
-        self.last_checkpoint = directory
-        rngs = state["rng"]
+        load_weights(self.model, checkpoint.weights, source=source)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scaler.load_state_dict(state.scaler)
+        self.iteration = state.iteration
+        self.consumed_batches = state.consumed_batches
+        self.bad_batches = state.bad_batches
+        self.skipped_samples = state.skipped_samples
+        self.best_metric = state.best_metric
+        self.best_iteration = state.best_iteration
+        self.last_checkpoint = checkpoint.directory
+        rngs = state.rng
         if len(rngs) != self.dist.world_size:
             logger.warning(
                 "%s was written by %d process(es), resuming with %d: the data order and "
@@ -178,21 +177,21 @@ class Trainer:
                 self.dist.world_size,
             )
         restore_rng(rngs[self.dist.rank % len(rngs)])
-        _warn_about_changes(state.get("config"), self.config, directory)
+        _warn_about_changes(state.config, self.config, checkpoint.directory)
 
-    def _training_state(self) -> dict[str, Any]:
-        return {
-            "iteration": self.iteration,
-            "consumed_batches": self.consumed_batches,
-            "bad_batches": self.bad_batches,
-            "skipped_samples": self.skipped_samples,
-            "best_metric": self.best_metric,
-            "best_iteration": self.best_iteration,
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": all_gather_objects(self.dist, capture_rng()),
-            "config": self.config,
-        }
+    def _training_state(self) -> TrainingState:
+        return TrainingState(
+            iteration=self.iteration,
+            consumed_batches=self.consumed_batches,
+            bad_batches=self.bad_batches,
+            skipped_samples=self.skipped_samples,
+            best_metric=self.best_metric,
+            best_iteration=self.best_iteration,
+            optimizer=self.optimizer.state_dict(),
+            scaler=self.scaler.state_dict(),
+            rng=all_gather_objects(self.dist, capture_rng()),
+            config=self.config,
+        )
 
     # -- the loop ----------------------------------------------------------------------
     def _batches(self) -> Iterator[dict[str, Any]]:
@@ -412,9 +411,7 @@ class Trainer:
         path = checkpoint_dir(self.work_dir, self.iteration)
         if events is not None:
             with self._writing(path):
-                write_checkpoint(
-                    self.work_dir, model=self.model, iteration=self.iteration, state=state
-                )
+                write_checkpoint(self.work_dir, model=self.model, state=state)
             removed = prune_checkpoints(self.work_dir, keep_last=self.settings.keep_last)
             events.write(
                 {"event": "checkpoint", "iter": self.iteration, "path": str(path)}

@@ -9,9 +9,14 @@ import timm
 import torch
 from torch import nn
 
-from nrdseg.models import efficientnet_lite
-from nrdseg.models.weights import LoadReport, load_matching, read_state_dict
-from nrdseg.models.wrappers import strip_wrapper_prefixes
+from nrdseg.checkpoint.weights import LoadReport, load_matching, read_state_dict
+from nrdseg.models.efficientnet_lite import (
+    block_positions,
+    installed_weights,
+    is_lukemelas_layout,
+    lukemelas_to_timm,
+)
+from nrdseg.utils.wrappers import strip_wrapper_prefixes
 
 logger = logging.getLogger("nrdseg")
 
@@ -51,7 +56,7 @@ class TimmBackbone(nn.Module):
             raise ValueError(f"unknown timm backbone {name!r}; see timm.list_models()")
         out_indices = _feature_indices(name)
         kwargs = {"output_stride": output_stride} if output_stride != 32 else {}
-        if pretrained is True and (offline := efficientnet_lite.installed_weights(name)):
+        if pretrained is True and (offline := installed_weights(name)):
             logger.info("backbone %s: ImageNet weights from the installed package", name)
             pretrained = offline
         self.body = timm.create_model(
@@ -170,8 +175,8 @@ def load_backbone_checkpoint(body: nn.Module, path: str | Path) -> LoadReport:
     timm's first; raises ``ValueError`` when no tensor matches.
     """
     raw = read_state_dict(path)
-    if efficientnet_lite.is_lukemelas_layout(raw):
-        raw = efficientnet_lite.lukemelas_to_timm(raw, efficientnet_lite.block_positions(body))
+    if is_lukemelas_layout(raw):
+        raw = lukemelas_to_timm(raw, block_positions(body))
     state = backbone_state(raw)
     report = load_matching(body, state, source=str(path), what="backbone")
     level = logging.WARNING if report.missing or report.mismatched else logging.INFO

@@ -10,12 +10,13 @@ nrdseg[weights]``) each ship one plain state dict in the key layout of lukemelas
 
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from nrdseg.utils.optional import is_installed, optional_import
 
 #: timm architecture (without the ``tf_`` prefix) -> the package that ships its weights.
 WEIGHT_PACKAGES = {
@@ -64,10 +65,9 @@ def installed_weights(name: str) -> Path | None:
     arch = architecture(name)
     if arch is None:
         return None
-    try:
-        package = importlib.import_module(WEIGHT_PACKAGES[arch])
-    except ImportError:
+    if not is_installed(WEIGHT_PACKAGES[arch]):
         return None
+    package = optional_import(WEIGHT_PACKAGES[arch], extra="weights")
     files = sorted((Path(package.__file__).parent / "models").glob("*.pth"))
     return files[0] if files else None
 

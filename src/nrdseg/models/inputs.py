@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from nrdseg.ops.normalize import normalize
+
 ImageLike = torch.Tensor | np.ndarray | Image.Image
 
 #: PIL modes holding more than 8 bits per pixel; ``convert("RGB")`` would clip them at 255.
@@ -55,13 +57,6 @@ def _to_chw(image: ImageLike) -> torch.Tensor:
             f"image tensors must be uint8 RGB or normalized float, got dtype {image.dtype}"
         )
     return image
-
-
-def normalize(image: torch.Tensor, *, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 RGB (..., 3, H, W) -> float, (x / 255 - mean) / std."""
-    m = torch.tensor(mean, device=image.device).view(3, 1, 1)
-    s = torch.tensor(std, device=image.device).view(3, 1, 1)
-    return (image.float() / 255.0 - m) / s
 
 
 def to_batch(

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from nrdseg.ops.cross_entropy import cross_entropy
+from nrdseg.utils.optional import optional_import
 
 #: Accepted by a term's ``class_weight``: computed from the training set's label counts.
 MEDIAN_FREQUENCY = "median_frequency"
@@ -123,7 +124,6 @@ class CrossEntropyLoss(LossTerm):
 
 
 def _smp_losses() -> Any:
-    from nrdseg.deploy.optional import optional_import
 
     return optional_import("segmentation_models_pytorch.losses", extra="losses")
 

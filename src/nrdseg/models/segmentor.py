@@ -10,15 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nrdseg.models.blocks import resize
+from nrdseg.checkpoint.format import save_pretrained
+from nrdseg.checkpoint.hub import push_to_hub
 from nrdseg.models.inputs import ImageLike, to_batch
 from nrdseg.models.loss_terms import DecodeLoss, build_decode_loss
 from nrdseg.ops.cross_entropy import cross_entropy
-from nrdseg.ops.labels import upsample_argmax
+from nrdseg.ops.normalize import IMAGENET_MEAN, IMAGENET_STD
+from nrdseg.ops.resize import resize
 from nrdseg.ops.sync_batchnorm import check_batch_statistics
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from nrdseg.ops.upsample_argmax import upsample_argmax
 
 
 class Segmentor(nn.Module):
@@ -195,59 +195,24 @@ class Segmentor(nn.Module):
         )
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``config.yaml`` + ``model.safetensors`` into ``directory`` atomically."""
-        from nrdseg.checkpoint import save_pretrained
-
+        """Write ``config.yaml`` + ``model.safetensors`` into ``directory`` atomically
+        (:func:`nrdseg.checkpoint.format.save_pretrained`); ``nrdseg.load_model`` reads it."""
         return save_pretrained(self, directory)
 
-    @classmethod
-    def from_pretrained(cls, path: str | Path, *, device: str = "cpu") -> Segmentor:
-        """Load a checkpoint directory, a training work dir, or a Hub repo ("org/name").
+    def push_to_hub(self, repo_id: str, **options: Any) -> Any:
+        """Upload config, weights and a model card to the Hugging Face Hub (``nrdseg[hub]``).
 
-        A local path wins; a string that names no local path and looks like "org/name"
-        is fetched from the Hugging Face Hub (as ``hf://org/name``).
+        A facade for :func:`nrdseg.checkpoint.hub.push_to_hub` (``private``, ``token``,
+        ``revision``, ``commit_message``); ``nrdseg.load_model("hf://" + repo_id)`` loads it.
         """
-        from nrdseg.checkpoint import HUB_PREFIX, load_model
-
-        text = str(path)
-        if not Path(text).exists() and text.count("/") == 1 and not text.startswith((".", "/")):
-            path = HUB_PREFIX + text
-        return load_model(path, device=device)
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        private: bool | None = None,
-        token: str | None = None,
-        revision: str | None = None,
-        commit_message: str = "Upload nrdseg model",
-    ) -> Any:
-        """Upload config, weights and a model card to the Hub (needs ``nrdseg[hub]``).
-
-        Creates ``repo_id`` if needed; returns huggingface_hub's commit info.
-        """
-        import tempfile
-
-        from nrdseg.checkpoint import write_model_files
-        from nrdseg.deploy.hub import model_card
-        from nrdseg.deploy.optional import optional_import
-
-        api = optional_import("huggingface_hub", extra="hub").HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="nrdseg-push-") as tmp:
-            write_model_files(self, Path(tmp))
-            (Path(tmp) / "README.md").write_text(model_card(self, repo_id))
-            return api.upload_folder(
-                repo_id=repo_id, folder_path=tmp, revision=revision, commit_message=commit_message
-            )
+        return push_to_hub(self, repo_id, **options)
 
     @torch.no_grad()
     def predict_labels(self, images: torch.Tensor) -> torch.Tensor:
         """``self(images).argmax(1)`` without full-resolution float logits, in the current mode.
 
         The decoder's native-resolution logits are upsampled and reduced band by band
-        (:func:`nrdseg.ops.labels.upsample_argmax`); labels are uint8 for <= 255 classes.
+        (:func:`nrdseg.ops.upsample_argmax.upsample_argmax`); labels are uint8 for <= 255 classes.
         """
         self._check_images(images)
         height, width = images.shape[-2:]

@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import nn
 
+from nrdseg.checkpoint.fine_tune import init_from_checkpoint
 from nrdseg.models.aspp import SeparableASPP
 from nrdseg.models.backbone import TimmBackbone
 from nrdseg.models.heads import (
@@ -181,7 +182,6 @@ def create_model(
     model.config = {"name": name, "num_classes": num_classes, **overrides}
     if init_from is not None:
         # the checkpoint format sits above the models: imported only when asked for
-        from nrdseg.checkpoint import init_from_checkpoint
 
         init_from_checkpoint(model, init_from)
     return model

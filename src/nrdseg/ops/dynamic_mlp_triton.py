@@ -9,11 +9,11 @@ logits out. Fixed coordinates come from a tiny (C_c, s, s) table. ``tl.dot`` run
 
 from __future__ import annotations
 
-import importlib.util
-
 import torch
 
-_HAS_TRITON = importlib.util.find_spec("triton") is not None
+from nrdseg.utils.optional import is_installed
+
+_HAS_TRITON = is_installed("triton")
 
 
 def triton_usable(*tensors: torch.Tensor | None) -> bool:

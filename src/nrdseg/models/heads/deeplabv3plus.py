@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nrdseg.models.blocks import ConvBNReLU, SeparableConvBNReLU, init_classifier, resize
+from nrdseg.models.blocks import ConvBNReLU, SeparableConvBNReLU, init_classifier
+from nrdseg.ops.resize import resize
 
 
 class DeepLabV3PlusHead(nn.Module):

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nrdseg.analysis.label_patches import collect_patches, one_hot_patches, pca_basis
 from nrdseg.models.blocks import ConvBNReLU
+from nrdseg.ops.label_patches import collect_patches, one_hot_patches, pca_basis
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class DUpsamplingBasis:
     """W for a DUpsampling head: ``weight`` (K, C*r*r) rows and the ``mean`` (C*r*r,) patch.
 
     Vectors are class-major (index ``c * r * r + i * r + j``), see
-    :mod:`nrdseg.analysis.label_patches`.
+    :mod:`nrdseg.ops.label_patches`.
     """
 
     weight: torch.Tensor

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nrdseg.models.blocks import ConvBNReLU, init_conv_module, resize
+from nrdseg.models.blocks import ConvBNReLU, init_conv_module
 from nrdseg.models.heads.nrd_inference import nrd_inference_forward, supports_folding
 from nrdseg.ops.dynamic_mlp import mlp_param_count, patch_coordinates, per_patch_mlp, split_params
+from nrdseg.ops.resize import resize
 
 #: How the controller's final bias starts: "zeros" (the authors') or "template".
 MLP_BIAS_INITS = ("zeros", "template")

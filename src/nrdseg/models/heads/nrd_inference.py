@@ -8,19 +8,14 @@ coordinates into other fixed numbers, so no pass over the stride-4 map is spent 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nrdseg.models.blocks import resize
 from nrdseg.ops.batchnorm import batchnorm_affine, can_fold, fold_conv_bn, scale_conv
 from nrdseg.ops.dynamic_mlp import patch_coordinates
 from nrdseg.ops.dynamic_mlp_inference import patch_mlp_inference
-
-if TYPE_CHECKING:
-    from nrdseg.models.heads.nrd import NRDHead
+from nrdseg.ops.resize import resize
 
 
 def _folded_conv_relu(block: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
@@ -31,7 +26,7 @@ def _folded_conv_relu(block: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     return out.relu_()
 
 
-def supports_folding(head: NRDHead) -> bool:
+def supports_folding(head: nn.Module) -> bool:
     """True when every BatchNorm of ``head`` is in eval mode with running statistics."""
     norms = [head.controller[0][1], head.input_norm]
     if head.guidance is not None:
@@ -40,7 +35,7 @@ def supports_folding(head: NRDHead) -> bool:
     return all(can_fold(n) for n in norms) and all(c.padding_mode == "zeros" for c in convs)
 
 
-def controller_params(head: NRDHead, x: torch.Tensor) -> torch.Tensor:
+def controller_params(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """(B, N, H', W') generated MLP parameters, the controller's BatchNorm folded.
 
     The small stride-32 input goes channels-last first, so the parameters come out
@@ -52,7 +47,7 @@ def controller_params(head: NRDHead, x: torch.Tensor) -> torch.Tensor:
 
 
 def normalized_inputs(
-    head: NRDHead, low_level: torch.Tensor, *, size: tuple[int, int], dtype: torch.dtype
+    head: nn.Module, low_level: torch.Tensor, *, size: tuple[int, int], dtype: torch.dtype
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(coords (2, s, s), guidance (B, C_m, H, W)) after the input BatchNorm, folded in."""
     scale, shift = batchnorm_affine(head.input_norm)
@@ -70,7 +65,9 @@ def normalized_inputs(
     return coords, guidance
 
 
-def nrd_inference_forward(head: NRDHead, x: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
+def nrd_inference_forward(
+    head: nn.Module, x: torch.Tensor, low_level: torch.Tensor
+) -> torch.Tensor:
     """Logits of ``head`` in eval mode, equal to its plain forward up to float rounding."""
     params = controller_params(head, x)
     cells_h, cells_w = params.shape[-2:]

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from nrdseg.engine.schema import ConfigError
+from nrdseg.config.schema import ConfigError
 
 BASE_KEY = "_base_"
 

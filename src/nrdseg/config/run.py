@@ -13,11 +13,12 @@ from typing import Any, Literal
 
 import yaml
 
-from nrdseg.checkpoint import atomic_write_bytes, plain
-from nrdseg.engine.inference import slide_settings
-from nrdseg.engine.schema import ConfigError, from_dict
-from nrdseg.engine.yaml_tree import load_tree, set_dotted
+from nrdseg.config.schema import ConfigError, from_dict
+from nrdseg.config.yaml_tree import load_tree, set_dotted
 from nrdseg.models.loss_terms import MEDIAN_FREQUENCY, OHEMPixelSampler, build_loss_term
+from nrdseg.ops.sliding_window import slide_settings
+from nrdseg.utils.atomic import atomic_write_bytes
+from nrdseg.utils.yaml_safe import plain
 
 #: Test-time augmentation of the paper: flip + these scales.
 TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -215,7 +216,7 @@ class EvalConfig:
             )
 
     def inference_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``nrdseg.engine.evaluate.evaluate``."""
+        """Keyword arguments for ``nrdseg.evaluation.evaluate.evaluate``."""
         return {
             "mode": self.mode,
             "crop_size": self.crop_size,

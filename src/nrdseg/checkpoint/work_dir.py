@@ -1,13 +1,27 @@
-"""Training checkpoints in a work dir: ``checkpoints/iter_NNNNNN/``, ``latest``, ``best/``.
+"""The layout of a training run's folder (its work dir), and every file name in it.
 
-Each checkpoint is a model checkpoint (``config.yaml`` + ``model.safetensors``, loadable
-with ``nrdseg.load_model``) plus ``training_state.pt`` (tensors and plain containers only,
-read with ``weights_only=True``). Directories appear by rename and the ``latest`` pointer
-is replaced atomically, so a crash at any moment leaves the previous checkpoint usable.
+```
+WORK_DIR/
+  config.yaml                  the run's resolved config (nrdseg train writes it)
+  metrics.jsonl                one JSON event per line: train, eval, checkpoint, resume
+  tb/                          TensorBoard events (when tensorboard is installed)
+  best/                        the best model so far: a model checkpoint + eval.json
+  checkpoints/latest           the name of the newest checkpoint directory
+  checkpoints/iter_NNNNNN/     config.yaml + model.safetensors (a model checkpoint,
+                               loadable with nrdseg.load_model) + training_state.pt
+  result.json                  a study run's summary (nrdseg study)
+```
+
+``training_state.pt`` holds tensors and plain containers only and is read with
+``weights_only=True``; :class:`TrainingState` is its typed view, and
+:func:`read_checkpoint` reads back exactly what :func:`write_checkpoint` wrote.
+Directories appear by rename and the ``latest`` pointer is replaced atomically, so a
+crash at any moment leaves the previous checkpoint usable.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -16,54 +30,95 @@ import pickle
 import re
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+from safetensors.torch import load_file
+from torch import nn
 
-from nrdseg.checkpoint import (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    atomic_directory,
-    atomic_write_bytes,
-    write_model_files,
-)
-from nrdseg.models.segmentor import Segmentor
+from nrdseg.checkpoint.format import CONFIG_FILE, WEIGHTS_FILE, read_record, write_model_files
+from nrdseg.utils.atomic import atomic_directory, atomic_write_bytes
 
 logger = logging.getLogger("nrdseg.train")
 
+#: The run's config, next to the checkpoints (same name as a checkpoint's model record).
+RUN_CONFIG_FILE = CONFIG_FILE
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tb"
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 BEST = "best"
 STATE_FILE = "training_state.pt"
 EVAL_FILE = "eval.json"
-#: What every training state holds (see ``Trainer._training_state``).
-STATE_KEYS = (
-    "iteration",
-    "consumed_batches",
-    "bad_batches",
-    "best_metric",
-    "best_iteration",
-    "optimizer",
-    "scaler",
-    "rng",
-)
+#: A study run's summary (``nrdseg.analysis.experiments``).
+RESULT_FILE = "result.json"
 _NAME = re.compile(r"iter_(\d+)")
 _LEFTOVER = re.compile(r"\.(.+)\.(tmp|old|del)-[^.]+")
+
+
+@dataclass
+class TrainingState:
+    """Everything a resumed run needs besides the weights, as ``training_state.pt`` holds it.
+
+    ``optimizer`` and ``scaler`` are the state dicts of the optimizer and GradScaler;
+    ``rng`` holds one random-state capture per process (rank order); ``config`` is the
+    run's resolved config tree, so a resume can say what changed.
+    """
+
+    iteration: int
+    consumed_batches: int
+    bad_batches: int
+    best_metric: float | None
+    best_iteration: int | None
+    optimizer: dict[str, Any]
+    scaler: dict[str, Any]
+    rng: list[Any]
+    #: Samples served in place of unreadable ones; checkpoints of 0.1.0 may lack it.
+    skipped_samples: int = 0
+    config: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain dict written to ``training_state.pt`` (no copy of the tensors)."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, state: Any, *, source: str) -> TrainingState:
+        """The typed state of a dict read from ``source``; ValueError naming the missing keys."""
+        fields = dataclasses.fields(cls)
+        required = [f.name for f in fields if f.default is dataclasses.MISSING]
+        missing = [key for key in required if not isinstance(state, dict) or key not in state]
+        if missing:
+            raise ValueError(
+                f"{source}: not an nrdseg training state; missing {', '.join(missing)}"
+            )
+        return cls(**{f.name: state[f.name] for f in fields if f.name in state})
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A training checkpoint read back: where it is, its model record, weights and state."""
+
+    directory: Path
+    record: dict[str, Any]
+    weights: dict[str, torch.Tensor]
+    state: TrainingState
 
 
 def checkpoint_dir(work_dir: Path, iteration: int) -> Path:
     return Path(work_dir) / CHECKPOINTS / f"iter_{iteration:06d}"
 
 
-def write_checkpoint(
-    work_dir: Path, *, model: Segmentor, iteration: int, state: dict[str, Any]
-) -> Path:
-    """Write one checkpoint directory, then point ``latest`` at it."""
-    final = checkpoint_dir(work_dir, iteration)
+def write_checkpoint(work_dir: Path, *, model: nn.Module, state: TrainingState) -> Path:
+    """Write ``checkpoints/iter_NNNNNN/`` for ``state.iteration``, then point ``latest`` at it.
+
+    :func:`read_checkpoint` reads it back. Returns the checkpoint directory.
+    """
+    final = checkpoint_dir(work_dir, state.iteration)
     buffer = io.BytesIO()
-    torch.save(state, buffer)
+    torch.save(state.to_dict(), buffer)
     with atomic_directory(final) as tmp:
         write_model_files(model, tmp)
         (tmp / STATE_FILE).write_bytes(buffer.getvalue())
@@ -71,7 +126,7 @@ def write_checkpoint(
     return final
 
 
-def write_best(work_dir: Path, *, model: Segmentor, result: dict[str, Any]) -> Path:
+def write_best(work_dir: Path, *, model: nn.Module, result: dict[str, Any]) -> Path:
     """Replace ``best/`` by this model and the evaluation that made it the best."""
     final = Path(work_dir) / BEST
     with atomic_directory(final) as tmp:
@@ -158,7 +213,7 @@ def latest_checkpoint(work_dir: Path) -> Path | None:
     return target
 
 
-def read_training_state(directory: Path) -> dict[str, Any]:
+def read_training_state(directory: Path) -> TrainingState:
     """``training_state.pt``, read with ``weights_only=True``: a file that holds anything
     but tensors and plain containers (a pickle that would run code) is refused unrun."""
     path = Path(directory) / STATE_FILE
@@ -178,16 +233,29 @@ def read_training_state(directory: Path) -> dict[str, Any]:
         ) from err
     except Exception as err:
         raise ValueError(f"cannot read {path}: {err}") from err
-    missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
-    if missing:
-        raise ValueError(f"{path}: not an nrdseg training state; missing {', '.join(missing)}")
-    return state
+    return TrainingState.from_dict(state, source=str(path))
+
+
+def read_checkpoint(directory: str | Path) -> Checkpoint:
+    """What :func:`write_checkpoint` wrote into ``directory``: record, weights and state.
+
+    FileNotFoundError or ValueError naming the file that is missing or unreadable.
+    """
+    directory = Path(directory)
+    state = read_training_state(directory)
+    record = read_record(directory)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"{directory}: no {WEIGHTS_FILE}")
+    return Checkpoint(
+        directory=directory, record=record, weights=load_file(str(weights)), state=state
+    )
 
 
 def run_config_file(work_dir: str | Path) -> Path | None:
     """``work_dir/config.yaml`` when it is a training run's config (what ``nrdseg train``
     writes), not a checkpoint's model record; None otherwise."""
-    path = Path(work_dir) / CONFIG_FILE
+    path = Path(work_dir) / RUN_CONFIG_FILE
     if not path.is_file():
         return None
     try:
@@ -195,33 +263,3 @@ def run_config_file(work_dir: str | Path) -> Path | None:
     except (yaml.YAMLError, OSError, UnicodeDecodeError):
         return None
     return path if isinstance(tree, dict) and "data" in tree and "format" not in tree else None
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """The checkpoint directory ``path`` names: itself, else a work dir's ``best/``, else
-    its latest checkpoint. The one resolver of ``load_model``, eval, predict and export.
-
-    A folder with weights or a model record is returned as is (``load_model`` then says
-    what is wrong with it); a work dir without a checkpoint yet, or a folder that is
-    neither, raises FileNotFoundError saying so.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not a checkpoint directory or work dir: not found")
-    record = (path / CONFIG_FILE).is_file() and run_config_file(path) is None
-    if (path / WEIGHTS_FILE).is_file() or record:
-        return path
-    if (path / BEST / WEIGHTS_FILE).is_file():
-        return path / BEST
-    latest = latest_checkpoint(path) if path.is_dir() else None
-    if latest is not None:
-        return latest
-    if run_config_file(path) is not None:
-        raise FileNotFoundError(
-            f"{path} is a training work dir without a checkpoint yet (no {BEST}/ or "
-            f"{CHECKPOINTS}/{LATEST}): wait for its first checkpoint or evaluation"
-        )
-    raise FileNotFoundError(
-        f"{path}: not a checkpoint directory (no {CONFIG_FILE} + {WEIGHTS_FILE}), nor a work dir with "
-        f"{BEST}/ or {CHECKPOINTS}/{LATEST}"
-    )

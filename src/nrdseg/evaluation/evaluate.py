@@ -12,12 +12,12 @@ import torch.distributed as dist
 from torch import nn
 
 from nrdseg.data.files import DataError
-from nrdseg.engine import runtime
-from nrdseg.engine.inference import infer_logits
-from nrdseg.engine.metrics import SegMetric
-from nrdseg.models.blocks import resize
-from nrdseg.models.wrappers import unwrap_model
-from nrdseg.progress import progress_bar
+from nrdseg.evaluation import runtime
+from nrdseg.evaluation.inference import infer_logits
+from nrdseg.evaluation.metrics import SegMetric
+from nrdseg.ops.resize import resize
+from nrdseg.utils.progress import progress_bar
+from nrdseg.utils.wrappers import unwrap_model
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def evaluate(
 
     ``workers`` DataLoader processes read the samples ahead (0: in this process; the
     scores do not depend on it); on CUDA they arrive in pinned memory. ``amp``,
-    ``channels_last`` and ``compile`` are :mod:`nrdseg.engine.runtime`'s inference
+    ``channels_last`` and ``compile`` are :mod:`nrdseg.evaluation.runtime`'s inference
     settings (``channels_last=None``: on CUDA; the default keeps the model's format,
     as the trainer's evaluations need).
     """
