@@ -13,7 +13,7 @@ from nrdseg.config.run import TransformsConfig, load_config
 from nrdseg.data.transforms import RandomRescale
 from nrdseg.engine.build import build_split
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def _shrink(image: torch.Tensor, antialias: bool) -> torch.Tensor:

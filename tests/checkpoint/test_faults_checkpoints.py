@@ -26,7 +26,7 @@ from tests.engine_fixtures import make_trainer, one_thread, tiny_model, write_ti
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: (module, function) calls that can run code stored in a file.
 FORBIDDEN = {
     ("pickle", "load"),

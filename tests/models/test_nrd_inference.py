@@ -10,7 +10,7 @@ from nrdseg.models.heads import NRDHead
 from nrdseg.ops.batchnorm import batchnorm_affine, fold_conv_bn
 from nrdseg.ops.dynamic_mlp import mlp_param_count
 from nrdseg.ops.dynamic_mlp_inference import patch_mlp_inference
-from tests.test_dynamic_mlp import reference_mlp
+from tests.ops.test_dynamic_mlp import reference_mlp
 
 
 def _randomize_norms(module: nn.Module) -> None:

@@ -12,6 +12,8 @@ from nrdseg.deploy.predict import predict_files
 from nrdseg.evaluation import runtime
 from nrdseg.evaluation.evaluate import evaluate
 from tests.conftest import CPU
+from tests.evaluation.test_evaluate import TinyDataset
+from tests.evaluation.test_evaluate import tiny_model as eval_model
 from tests.tiny_checkpoints import tiny_model
 
 
@@ -90,8 +92,6 @@ def test_autocast_and_memory_format_choices():
 
 
 def test_evaluate_scores_do_not_depend_on_the_workers():
-    from tests.test_evaluate import TinyDataset
-    from tests.test_evaluate import tiny_model as eval_model
 
     model, dataset = eval_model(), TinyDataset()
     alone = evaluate(model, dataset, trimap_widths=(2,), progress=False, device="cpu")
@@ -157,8 +157,6 @@ def test_compiled_predict_writes_the_eager_labels(model, frames, tmp_path):
 
 def test_compiled_evaluate_matches_eager_with_the_eager_backend(model, monkeypatch):
     """``--compile`` reaches torch.compile in evaluate (the eager backend keeps it fast)."""
-    from tests.test_evaluate import TinyDataset
-    from tests.test_evaluate import tiny_model as eval_model
 
     seen = []
     real = runtime.CompiledOrEager.__init__

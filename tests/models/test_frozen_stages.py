@@ -15,7 +15,7 @@ from nrdseg.engine.sync_bn import convert_sync_batchnorm
 from nrdseg.models.backbone import TimmBackbone, load_backbone_checkpoint
 from tests.conftest import TINY
 
-X101_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ade20k" / "nrd_x101.yaml"
+X101_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ade20k" / "nrd_x101.yaml"
 FROZEN = ("conv1", "bn1", "layer1")
 
 

@@ -44,8 +44,8 @@ from nrdseg.models.load import load_model
 from nrdseg.ops.sync_batchnorm import check_batch_statistics, is_sync_batchnorm
 from tests.conftest import CPU
 from tests.datasets_on_disk import SIZE, make_folder, write_image, write_mask
+from tests.engine.test_ddp import _free_port
 from tests.engine_fixtures import Scenes, make_trainer, one_thread, tiny_model, write_tiny_config
-from tests.test_ddp import _free_port
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 

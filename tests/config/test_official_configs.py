@@ -13,7 +13,7 @@ from nrdseg.evaluation.evaluate import evaluate
 from tests.conftest import tiny_options
 from tests.datasets_on_disk import SIZE, make_pascal_context
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.mark.parametrize("config", ["pascal_context", "pascal_context_59"])

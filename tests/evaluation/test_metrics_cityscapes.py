@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from nrdseg.evaluation.metrics import SegMetric
-from tests.test_metrics import IGNORE, blocky_labels, noisy_prediction
+from tests.evaluation.test_metrics import IGNORE, blocky_labels, noisy_prediction
 
 TRAIN_TO_ID = {label.trainId: label.id for label in csl.labels if 0 <= label.trainId < 255}
 IGNORED_IDS = [label.id for label in csl.labels if label.id >= 0 and label.ignoreInEval]

@@ -12,7 +12,7 @@ import torch
 
 import nrdseg
 from nrdseg.ops.dynamic_mlp_inference import patch_mlp_inference
-from tests.test_nrd_inference import MLP_CASES, assert_matches_reference, random_mlp_case
+from tests.models.test_nrd_inference import MLP_CASES, assert_matches_reference, random_mlp_case
 
 pytest.importorskip("triton")
 

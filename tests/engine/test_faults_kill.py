@@ -32,7 +32,7 @@ from nrdseg.checkpoint.work_dir import (
 from tests.conftest import CPU, tiny_options
 from tests.engine_fixtures import write_tiny_config
 
-DRIVER = Path(__file__).with_name("fault_injection.py")
+DRIVER = Path(__file__).resolve().parents[1] / "fault_injection.py"
 SOURCE = Path(nrdseg.__file__).resolve().parents[1]  # this checkout's src/, not an installed copy
 ITERS = 6  # checkpoints and evaluations at 2, 4, 6; keep_last 1 prunes at 4 and 6
 

@@ -11,7 +11,7 @@ from nrdseg.data import DataError, build_dataset, list_datasets
 from nrdseg.data.camvid import CAMVID_CLASSES, CAMVID_PALETTE
 from tests.datasets_on_disk import SIZE, make_camvid, write_image
 
-REAL_CAMVID = Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid"
+REAL_CAMVID = Path(__file__).resolve().parents[3] / "shared" / "data" / "camvid"
 
 
 def test_camvid_splits_ids_and_unlabelled_ignored(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from nrdseg.config.run import load_config
 from nrdseg.ops.cross_entropy import cross_entropy
 from tests.conftest import tiny_options
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def _half_ignored(batch: int = 2, classes: int = 4, size: int = 8):

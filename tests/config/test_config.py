@@ -15,7 +15,7 @@ from nrdseg.config.schema import ConfigError
 from nrdseg.engine.build import default_work_dir
 from nrdseg.models.zoo import create_model
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SHIPPED = sorted(p for p in CONFIGS.rglob("*.yaml") if "_base_" not in p.parts)
 
 
