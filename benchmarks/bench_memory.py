@@ -84,11 +84,11 @@ def train(args: argparse.Namespace, work_dir: Path) -> tuple[nrdseg.Segmentor, l
         model=model,
         train_dataset=dataset,
         work_dir=work_dir,
-        train=TrainConfig(
+        train_cfg=TrainConfig(
             iters=args.iters, log_interval=50, ckpt_interval=args.iters, eval_interval=0
         ),
-        optim=OptimConfig(type="adamw", lr=1e-3, warmup_iters=10),
-        loader=LoaderConfig(batch_size=args.batch, num_workers=args.workers),
+        optim_cfg=OptimConfig(type="adamw", lr=1e-3, warmup_iters=10),
+        loader_cfg=LoaderConfig(batch_size=args.batch, num_workers=args.workers),
         progress=False,
     )
     trainer.train()

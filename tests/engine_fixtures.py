@@ -108,9 +108,9 @@ def make_trainer(
         model=model if model is not None else tiny_model(),
         train_dataset=dataset if dataset is not None else Scenes(),
         work_dir=work_dir,
-        train=TrainConfig(**{**settings, **train}),
-        optim=optim or OptimConfig(lr=0.05, warmup_iters=0, min_lr=0.0),
-        loader=loader or LoaderConfig(batch_size=2, num_workers=0),
+        train_cfg=TrainConfig(**{**settings, **train}),
+        optim_cfg=optim or OptimConfig(lr=0.05, warmup_iters=0, min_lr=0.0),
+        loader_cfg=loader or LoaderConfig(batch_size=2, num_workers=0),
         evaluator=evaluator,
         progress=False,
     )

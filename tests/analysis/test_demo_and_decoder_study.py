@@ -14,7 +14,7 @@ from PIL import Image
 import nrdseg
 from nrdseg.analysis import experiments
 from nrdseg.analysis.decoder_costs import DecoderCost, decoder_latencies, paper_scale_decoder
-from nrdseg.analysis.decoder_study import aggregate, format_table, study_plot
+from nrdseg.analysis.decoder_study import aggregate, study_plot, study_table
 from nrdseg.analysis.demo import fine_structure_indices
 from nrdseg.analysis.figures import prediction_grid
 from nrdseg.analysis.flops import model_flops
@@ -92,7 +92,7 @@ def test_aggregate_table_and_plot_on_small_inputs():
     assert nrd.miou == pytest.approx(0.6) and nrd.miou_std == pytest.approx(0.1414, abs=1e-4)
     assert nrd.thin_iou == {"line": 0.2, "ring": 0.0, "dot": 0.4}
     assert bilinear.seeds == 1 and bilinear.miou_std == 0 and nrd.seconds_per_iter == 0.3
-    table = format_table([nrd, bilinear], latency_size=(512, 1024))
+    table = study_table([nrd, bilinear], latency_size=(512, 1024))
     assert "| `nrd` | 60.0 ± 14.1 | 50.0 ± 14.1 | 60.0 ± 14.1 | 20.0 | 0.0 | 40.0 |" in table
     assert "| `bilinear` | 30.0 | 10.0 | 30.0 |" in table and "ms (dec., 512x1024)" in table
     assert study_plot([nrd, bilinear], title="t")[:8] == PNG

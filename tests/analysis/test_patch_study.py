@@ -11,7 +11,7 @@ import torch
 from nrdseg.analysis.patch_study import (
     StudyRow,
     fit_patch_mlps,
-    format_table,
+    patch_table,
     pca_reconstructions,
     plot_study,
     reconstruction_scores,
@@ -100,7 +100,7 @@ def test_study_compares_equal_code_sizes():
     sizes = [2 * h + h + h * h + h + h * 3 + 3 for h in (2, 4)]  # NRD's g_theta, 2 inputs
     grouped = _rows_by_method(rows)
     assert grouped == {(r, m): sizes for r in (8, 16) for m in ("mlp", "pca")}
-    table = format_table(rows)
+    table = patch_table(rows)
     assert "| 16x16 | 47 |" in table and table.count("\n") == 1 + 4
     with pytest.raises(ValueError, match="at least 2 label maps"):
         run_patch_study(maps[:1], num_classes=3)

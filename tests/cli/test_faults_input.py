@@ -186,8 +186,8 @@ def _batch_one_worker(rank: int, port: int, work_dir: Path) -> None:
             model=tiny_model(),
             train_dataset=Scenes(length=4, size=(32, 32)),
             work_dir=work_dir,
-            train=TrainConfig(iters=1, ckpt_interval=1, eval_interval=0),
-            loader=LoaderConfig(batch_size=1, num_workers=0),
+            train_cfg=TrainConfig(iters=1, ckpt_interval=1, eval_interval=0),
+            loader_cfg=LoaderConfig(batch_size=1, num_workers=0),
             dist=DistInfo(rank=rank, world_size=2, local_rank=0),
             progress=False,
         ).train()

@@ -35,9 +35,9 @@ def _trainer(work_dir, *, batch_size, info=None):
         model=tiny_model(aux=False),  # no dropout: comparable with a single process
         train_dataset=Scenes(length=16),
         work_dir=work_dir,
-        train=TrainConfig(iters=ITERS, ckpt_interval=ITERS, log_interval=1, eval_interval=0),
-        optim=OPTIM,
-        loader=LoaderConfig(batch_size=batch_size, num_workers=0),
+        train_cfg=TrainConfig(iters=ITERS, ckpt_interval=ITERS, log_interval=1, eval_interval=0),
+        optim_cfg=OPTIM,
+        loader_cfg=LoaderConfig(batch_size=batch_size, num_workers=0),
         dist=info,
         progress=False,
     )

@@ -137,8 +137,8 @@ def test_trainer_writes_no_bar_fragments_to_a_redirected_log(tmp_path, capsys):
         model=fx.tiny_model(),
         train_dataset=fx.Scenes(),
         work_dir=tmp_path,
-        train=TrainConfig(iters=3, log_interval=1, ckpt_interval=100, eval_interval=0),
-        optim=OptimConfig(lr=0.05, warmup_iters=0, min_lr=0.0),
+        train_cfg=TrainConfig(iters=3, log_interval=1, ckpt_interval=100, eval_interval=0),
+        optim_cfg=OptimConfig(lr=0.05, warmup_iters=0, min_lr=0.0),
         progress=True,
     )
     trainer.train()

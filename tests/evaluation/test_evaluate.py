@@ -1,4 +1,4 @@
-"""evaluate() against an explicit per-sample loop, under torch.distributed, and format_table."""
+"""evaluate() against an explicit per-sample loop, under torch.distributed, and metrics_table."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 import nrdseg
-from nrdseg.evaluation.evaluate import evaluate, format_table
+from nrdseg.evaluation.evaluate import evaluate
 from nrdseg.evaluation.inference import infer_logits
 from nrdseg.evaluation.metrics import SegMetric
+from nrdseg.evaluation.report import metrics_table
 from tests.conftest import tiny_options
 
 NUM_CLASSES = 3
@@ -184,7 +185,7 @@ def test_mismatched_model_and_bad_samples_are_rejected():
         evaluate(tiny_model(), Broken(), progress=False)
 
 
-def test_format_table_prints_percent_and_dashes_for_undefined():
+def test_metrics_table_prints_percent_and_dashes_for_undefined():
     result = {
         "IoU": [0.5, math.nan, 0.0],
         "Acc": [0.25, math.nan, math.nan],
@@ -194,7 +195,7 @@ def test_format_table_prints_percent_and_dashes_for_undefined():
         "trimap": {3: 0.125, 10: 0.2},
         "classes": ["road", "sidewalk", "traffic light"],
     }
-    lines = format_table(result).splitlines()
+    lines = metrics_table(result).splitlines()
     assert lines[0].split() == ["class", "IoU", "Acc"]
     assert lines[1].split() == ["road", "50.00", "25.00"]
     assert lines[2].split() == ["sidewalk", "-", "-"]
@@ -210,6 +211,6 @@ def test_format_table_prints_percent_and_dashes_for_undefined():
     assert lines[-1].startswith("no ground-truth pixels of sidewalk, traffic light: Acc '-'")
     assert "nrdseg data check" in lines[-1]
     present = {**result, "Acc": [0.25, 0.5, 0.75]}
-    assert format_table(present).splitlines()[-1].startswith("trimap 10px mIoU")
-    unnamed = format_table({**result, "classes": None})
+    assert metrics_table(present).splitlines()[-1].startswith("trimap 10px mIoU")
+    unnamed = metrics_table({**result, "classes": None})
     assert unnamed.splitlines()[1].split()[0] == "0"

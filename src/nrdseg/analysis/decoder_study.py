@@ -162,7 +162,7 @@ def _pm(mean: float, std: float, seeds: int) -> str:
     return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if seeds > 1 else "")
 
 
-def format_table(rows: Sequence[StudyRow], *, latency_size: Sequence[int]) -> str:
+def study_table(rows: Sequence[StudyRow], *, latency_size: Sequence[int]) -> str:
     """Markdown: scores in % (mean ± std over seeds), decoder cost, training speed."""
     widths = list(rows[0].trimap)
     thin = list(rows[0].thin_iou)
@@ -220,7 +220,7 @@ def write_report(
 ) -> Path:
     """``study.md`` (header + table), ``study.json`` and ``study.png`` (``title`` on top)."""
     directory = Path(directory)
-    table = format_table(rows, latency_size=latency_size)
+    table = study_table(rows, latency_size=latency_size)
     atomic_write_bytes(directory / "study.md", f"{header}\n\n{table}\n".encode())
     records = [row.as_dict() for row in rows]
     atomic_write_bytes(directory / "study.json", json.dumps(records, indent=1).encode())

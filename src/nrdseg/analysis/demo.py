@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nrdseg.analysis.decoder_study import format_table, run_study
+from nrdseg.analysis.decoder_study import run_study, study_table
 from nrdseg.analysis.experiments import CAMVID, Budget, Run, describe, run_config, run_dir
 from nrdseg.analysis.figures import prediction_grid
 from nrdseg.engine.build import build_val_dataset
@@ -178,7 +178,7 @@ def run_demo(
         f"median of {settings.latency_repeats}. Machine: {machine_line()}; "
         f"wall time {wall / 60:.1f} min."
     )
-    table = format_table(rows, latency_size=settings.latency_size)
+    table = study_table(rows, latency_size=settings.latency_size)
     markdown = f"{header}\n\n{table}\n"
     atomic_write_bytes(out / "demo.md", markdown.encode())
     report = {"rows": [row.as_dict() for row in rows], "wall_seconds": wall, "header": header}

@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from nrdseg.checkpoint.work_dir import (
-    BEST,
-    EVAL_FILE,
     METRICS_FILE,
     RESULT_FILE,
     latest_checkpoint,
+    read_best_result,
 )
 from nrdseg.config.run import (
     Config,
@@ -252,7 +251,7 @@ def _same_settings(stored: Any, tree: dict[str, Any]) -> bool:
     """Whether a finished run's config means ``tree``: read back through today's schema,
     so that a config key added since (with its default) does not void finished runs."""
     try:
-        return config_to_dict(config_from_dict(stored, source="result.json")) == tree
+        return config_to_dict(config_from_dict(stored, source=RESULT_FILE)) == tree
     except (TypeError, ValueError):
         return False
 
@@ -287,12 +286,14 @@ def execute(
         logger.info("%s: finished earlier, read %s", run.key, result_path)
         return record
     latest = latest_checkpoint(work_dir) if work_dir.is_dir() else None
-    evaluated = (work_dir / BEST / EVAL_FILE).is_file()
-    if latest is None or not evaluated or latest.name != f"iter_{budget.iters:06d}":
+    summary = read_best_result(work_dir)
+    if latest is None or summary is None or latest.name != f"iter_{budget.iters:06d}":
         train_from_config(
             config, work_dir, resume=latest is not None, progress=progress, device=device
         )
-    summary = json.loads((work_dir / BEST / EVAL_FILE).read_text())
+        summary = read_best_result(work_dir)
+        if summary is None:
+            raise FileNotFoundError(f"{work_dir}: the run ended without an evaluation in best/")
     record = {
         "label": run.label,
         "model": run.model,

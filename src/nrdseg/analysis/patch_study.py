@@ -238,7 +238,7 @@ def _row(
     return StudyRow(ratio, method, code_size, accuracy, miou)
 
 
-def format_table(rows: Sequence[StudyRow]) -> str:
+def patch_table(rows: Sequence[StudyRow]) -> str:
     """Markdown table, one line per (ratio, code size), MLP and PCA side by side, in %."""
     by_key = {(r.ratio, r.code_size, r.method): r for r in rows}
     lines = [
@@ -292,7 +292,7 @@ def plot_study(rows: Sequence[StudyRow]) -> bytes:
 def write_report(rows: Sequence[StudyRow], directory: str | Path, *, plot: bool = True) -> Path:
     """``patch_study.md``, ``patch_study.json`` and (``plot``) ``patch_study.png``."""
     directory = Path(directory)
-    atomic_write_bytes(directory / "patch_study.md", (format_table(rows) + "\n").encode())
+    atomic_write_bytes(directory / "patch_study.md", (patch_table(rows) + "\n").encode())
     records = [row.as_dict() for row in rows]
     atomic_write_bytes(directory / "patch_study.json", json.dumps(records, indent=2).encode())
     if plot:

@@ -127,12 +127,27 @@ def write_checkpoint(work_dir: Path, *, model: nn.Module, state: TrainingState) 
 
 
 def write_best(work_dir: Path, *, model: nn.Module, result: dict[str, Any]) -> Path:
-    """Replace ``best/`` by this model and the evaluation that made it the best."""
+    """Replace ``best/`` by this model and the evaluation that made it the best
+    (:func:`read_best_result` reads that evaluation back)."""
     final = Path(work_dir) / BEST
     with atomic_directory(final) as tmp:
         write_model_files(model, tmp)
         (tmp / EVAL_FILE).write_text(json.dumps(result, indent=1, allow_nan=False))
     return final
+
+
+def read_best_result(work_dir: Path) -> dict[str, Any] | None:
+    """The evaluation :func:`write_best` stored in ``best/eval.json``, or None without one.
+
+    ValueError naming the file when it is not JSON.
+    """
+    path = Path(work_dir) / BEST / EVAL_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
 
 
 def remove_directory(path: Path) -> None:

@@ -11,8 +11,8 @@ from nrdseg.cli.options import add_speed_arguments, parse_assignments
 from nrdseg.config.run import load_config
 from nrdseg.engine.build import build_val_dataset
 from nrdseg.engine.distributed import process_group_from_env
-from nrdseg.evaluation.evaluate import evaluate, format_table
-from nrdseg.evaluation.report import result_summary
+from nrdseg.evaluation.evaluate import evaluate
+from nrdseg.evaluation.report import metrics_table, result_summary
 from nrdseg.models.load import load_model
 
 
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         # split null (the folder layout's "every image") names the root instead of "None".
         where = f"split {val.split}" if val.split is not None else f"root {val.root}"
         print(f"{checkpoint} on {val.name} {where}")
-        print(format_table(result))
+        print(metrics_table(result))
         if result["skipped"]:
             print(f"left out {len(result['skipped'])} unreadable sample(s) (on_error: skip):")
             print("\n".join(f"  {message}" for message in result["skipped"]))

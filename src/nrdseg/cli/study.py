@@ -14,7 +14,7 @@ import torch
 from nrdseg.analysis import decoder_study
 from nrdseg.analysis.demo import QUICK, QUICK_CAMVID, machine_line
 from nrdseg.analysis.experiments import CAMVID, Budget, describe
-from nrdseg.analysis.patch_study import format_table, run_patch_study, write_report
+from nrdseg.analysis.patch_study import patch_table, run_patch_study, write_report
 from nrdseg.data import build_dataset
 from nrdseg.utils.optional import is_installed, missing_message
 
@@ -202,7 +202,7 @@ def run_decoders(args: argparse.Namespace) -> int:
         rows, args.out, header=header, title=title, latency_size=latency_size
     )
     print(f"\n{header}\n")
-    print(decoder_study.format_table(rows, latency_size=latency_size))
+    print(decoder_study.study_table(rows, latency_size=latency_size))
     print(f"\nwrote {args.out}/study.md, study.json, study.png")
     return 0
 
@@ -239,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
         f"label patches of {len(labels)} {args.dataset} maps, {num_classes} classes; "
         "pixel accuracy and mIoU (%) vs code size (numbers per patch)\n"
     )
-    print(format_table(rows))
+    print(patch_table(rows))
     write_report(rows, args.out, plot=not args.no_plot)
     print(f"\nwrote {args.out}/patch_study.md, .json" + ("" if args.no_plot else ", .png"))
     return 0

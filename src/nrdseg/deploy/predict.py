@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from nrdseg.config.run import TTA_SCALES
 from nrdseg.data.cityscapes import CITYSCAPES_CLASSES, train_id_to_id
 from nrdseg.data.files import DataError, read_image
 from nrdseg.deploy.colors import OVERLAY_ALPHA, gray_png, label_png, model_palette, overlay_png
@@ -25,7 +26,6 @@ from nrdseg.utils.progress import progress_bar
 from nrdseg.utils.wrappers import unwrap_model
 
 #: Test-time augmentation of the paper's evaluation: these scales, each also mirrored.
-TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 LABELS_DIR = "labels"
 OVERLAYS_DIR = "overlays"
 #: Label PNG formats: class ids with the model's palette, or Cityscapes label ids.

@@ -87,9 +87,9 @@ class Trainer:
         model: Segmentor,
         train_dataset: Dataset,
         work_dir: str | Path,
-        train: TrainConfig,
-        optim: OptimConfig | None = None,
-        loader: LoaderConfig | None = None,
+        train_cfg: TrainConfig,
+        optim_cfg: OptimConfig | None = None,
+        loader_cfg: LoaderConfig | None = None,
         evaluator: Callable[[Segmentor], dict[str, Any]] | None = None,
         config: dict[str, Any] | None = None,
         device: str | torch.device = "cpu",
@@ -97,9 +97,9 @@ class Trainer:
         progress: bool = True,
         console: bool | None = None,
     ) -> None:
-        self.settings = train
-        self.optim_settings = optim or OptimConfig()
-        self.loader_settings = loader or LoaderConfig()
+        self.settings = train_cfg
+        self.optim_settings = optim_cfg or OptimConfig()
+        self.loader_settings = loader_cfg or LoaderConfig()
         self.dist = dist or DistInfo()
         self.device = torch.device(device)
         self.work_dir = Path(work_dir)
@@ -108,7 +108,7 @@ class Trainer:
         self.progress = progress and self.dist.is_main
         #: Event lines on the console (default: with the progress bar).
         self.console = (progress if console is None else console) and self.dist.is_main
-        if train.amp == "fp16" and self.device.type != "cuda":
+        if train_cfg.amp == "fp16" and self.device.type != "cuda":
             raise ValueError("train.amp: 'fp16' needs a CUDA device; use 'bf16' on CPU")
         dataset_classes = getattr(train_dataset, "num_classes", model.num_classes)
         if dataset_classes != model.num_classes:
@@ -137,8 +137,8 @@ class Trainer:
             step = DistributedDataParallel(step, device_ids=ids)
         self.step_module = step
         self.optimizer = build_optimizer(self.model, self.optim_settings)
-        self.schedule = PolySchedule.from_config(self.optim_settings, iters=train.iters)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=train.amp == "fp16")
+        self.schedule = PolySchedule.from_config(self.optim_settings, iters=train_cfg.iters)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=train_cfg.amp == "fp16")
         self.iteration = 0
         self.consumed_batches = 0
         self.bad_batches = 0
@@ -149,7 +149,7 @@ class Trainer:
         self.best_metric: float | None = None
         self.best_iteration: int | None = None
         self.last_checkpoint: Path | None = None
-        seed_everything(train.seed + self.dist.rank)
+        seed_everything(train_cfg.seed + self.dist.rank)
 
     # -- resuming ----------------------------------------------------------------------
     def resume(self, directory: str | Path) -> None:
