@@ -128,3 +128,17 @@ def test_strict_loading_points_to_init_from() -> None:
     state = _trained("nrd_r50", 19).state_dict()
     with pytest.raises(ValueError, match=r"shape mismatch: .*\n.*nrdseg train --init-from"):
         load_weights(_fresh("nrd_r50", 5), state, source="ckpt/model.safetensors")
+
+
+def test_pretrained_takes_every_path_the_resolver_knows(tmp_path: Path) -> None:
+    """``pretrained=`` goes through the same resolver as load_model: a work dir gives its
+    best/ backbone, and a folder that is no checkpoint is named in the error."""
+    source = _trained("nrd_r50", 19)
+    source.save_pretrained(tmp_path / "run" / "best")
+    model = _fresh("nrd_r50", 5, pretrained=str(tmp_path / "run"))
+    assert model.backbone.load_report.path == str(tmp_path / "run" / "best" / "model.safetensors")
+    for key, value in model.backbone.state_dict().items():
+        assert torch.equal(value, source.backbone.state_dict()[key]), key
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty: not a checkpoint directory"):
+        _fresh("nrd_r50", 5, pretrained=str(tmp_path / "empty"))

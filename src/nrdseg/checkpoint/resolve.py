@@ -48,3 +48,11 @@ def checkpoint_directory(path: str | Path) -> Path:
         f"{path}: not a checkpoint directory (no {CONFIG_FILE} + {WEIGHTS_FILE}), nor a work dir with "
         f"{BEST}/ or {CHECKPOINTS}/{LATEST}"
     )
+
+
+def weights_path(path: str | Path) -> Path:
+    """The weights file ``path`` means: a file as is (safetensors or a torch checkpoint),
+    anything else through :func:`checkpoint_directory` to its ``model.safetensors``."""
+    if not str(path).startswith(HUB_PREFIX) and Path(path).is_file():
+        return Path(path)
+    return checkpoint_directory(path) / WEIGHTS_FILE

