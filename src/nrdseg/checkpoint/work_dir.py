@@ -108,6 +108,7 @@ class Checkpoint:
 
 
 def checkpoint_dir(work_dir: Path, iteration: int) -> Path:
+    """``WORK_DIR/checkpoints/iter_NNNNNN``: where the checkpoint of ``iteration`` goes."""
     return Path(work_dir) / CHECKPOINTS / f"iter_{iteration:06d}"
 
 

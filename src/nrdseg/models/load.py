@@ -14,7 +14,16 @@ from nrdseg.models.zoo import LOSS_OPTIONS, create_model
 
 
 def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Segmentor:
-    """Rebuild a model from a checkpoint directory, a training work dir or ``hf://org/name``."""
+    """Rebuild a zoo model from a checkpoint, in eval mode on ``device``.
+
+    ``path`` is anything :func:`nrdseg.checkpoint.resolve.checkpoint_directory` resolves:
+    a checkpoint directory, a training work dir (its ``best/``, else its latest
+    checkpoint) or ``hf://org/name[@revision]``. The record's ``create_model`` call is
+    replayed without pretrained weights and without the training loss (so a model
+    trained with an optional loss package loads without it); ``model.config`` and
+    ``model.meta`` are the record's. FileNotFoundError for a missing path or weights
+    file, ValueError for a record or weights that do not fit (naming the keys).
+    """
     directory = checkpoint_directory(path)
     record = read_record(directory)
     options = dict(record["model"])
