@@ -10,10 +10,9 @@ top: the package itself never imports it.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterable
 from pathlib import Path
-
-import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "nrdseg"
 
@@ -37,12 +36,14 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported_modules(source: str, *, module: str, is_package: bool) -> set[str]:
-    """Every ``nrdseg`` module or package named by an import anywhere in ``source``."""
-    found = set()
+def imported_modules(source: str, *, module: str, is_package: bool) -> dict[str, int]:
+    """Every ``nrdseg`` module or package named by an import anywhere in ``source``, with the
+    line of its first import."""
+    found: dict[str, int] = {}
     for node in ast.walk(ast.parse(source)):
+        names = []
         if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
+            names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = module.split(".")
@@ -50,21 +51,29 @@ def imported_modules(source: str, *, module: str, is_package: bool) -> set[str]:
                 origin = ".".join(base + ([node.module] if node.module else []))
             else:
                 origin = node.module or ""
-            found.add(origin)
             # ``from nrdseg.models import zoo`` imports the module ``nrdseg.models.zoo``
-            found.update(f"{origin}.{alias.name}" for alias in node.names)
-    return {name for name in found if name == "nrdseg" or name.startswith("nrdseg.")}
+            names = [origin, *(f"{origin}.{alias.name}" for alias in node.names)]
+        for name in names:
+            if name == "nrdseg" or name.startswith("nrdseg."):
+                found[name] = min(found.get(name, node.lineno), node.lineno)
+    return found
 
 
-def import_graph(root: Path = SRC) -> dict[str, set[str]]:
-    """module -> the modules of the package it imports (names that are attributes dropped)."""
+def import_graph(root: Path = SRC) -> dict[str, dict[str, str]]:
+    """module -> {imported module of the package: "file:line" of the import}; imported
+    names that are attributes, not modules, are dropped."""
     files = {module_name(path, root): path for path in sorted(root.rglob("*.py"))}
     graph = {}
     for module, path in files.items():
         names = imported_modules(
             path.read_text(), module=module, is_package=path.name == "__init__.py"
         )
-        graph[module] = {name for name in names if name in files and name != module}
+        where = path.relative_to(root.parents[1])
+        graph[module] = {
+            name: f"{where}:{line}"
+            for name, line in names.items()
+            if name in files and name != module
+        }
     return graph
 
 
@@ -74,7 +83,7 @@ def package_of(module: str) -> str | None:
     return parts[1] if len(parts) > 1 else None
 
 
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+def cycles(graph: dict[str, dict[str, str]]) -> list[list[str]]:
     """Strongly connected components with more than one module (Tarjan), each sorted."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
@@ -109,18 +118,33 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def layer_violations(graph: dict[str, set[str]]) -> Iterable[str]:
+HINT = "move the shared part down to a lower layer, or the caller up (CONTRIBUTING.md, Layers)"
+
+
+def layer_violations(graph: dict[str, dict[str, str]]) -> Iterable[str]:
     for module, targets in sorted(graph.items()):
         source = package_of(module)
         if source is None:
             continue  # the facade sits on top
-        for target in sorted(targets):
+        for target, where in sorted(targets.items()):
             aim = package_of(target)
             if aim is None:
-                yield f"{module} imports the nrdseg facade (import the defining module)"
+                yield f"{where}: {module} imports the nrdseg facade; import the defining module"
             elif aim != source and RANK[aim] >= RANK[source]:
                 kind = "a sibling" if RANK[aim] == RANK[source] else "a higher layer"
-                yield f"{module} ({source}) imports {target}: {kind} ({aim})"
+                yield f"{where}: {module} ({source}) imports {target}, {kind} ({aim}); {HINT}"
+
+
+def describe_cycle(graph: dict[str, dict[str, str]], members: list[str]) -> str:
+    """The imports that close a cycle, one per line with their file and line."""
+    inside = set(members)
+    edges = [
+        f"  {where}: {module} imports {target}"
+        for module in members
+        for target, where in sorted(graph[module].items())
+        if target in inside
+    ]
+    return f"import cycle between {len(members)} modules; {HINT}:\n" + "\n".join(edges)
 
 
 def test_the_parser_sees_local_relative_and_type_checking_imports():
@@ -136,25 +160,30 @@ def test_the_parser_sees_local_relative_and_type_checking_imports():
         "    import numpy\n"
     )
     found = imported_modules(source, module="nrdseg.models.segmentor", is_package=False)
+    assert found["nrdseg.engine.trainer"] == 6 and found["nrdseg.cli"] == 8
     assert {
         "nrdseg.ops.resize",
         "nrdseg.models.zoo",
         "nrdseg.data.labels",
         "nrdseg.engine.trainer",
         "nrdseg.cli",
-    } <= found
+    } <= set(found)
     assert not any(name.startswith("numpy") for name in found)
 
 
 def test_the_checks_catch_a_cycle_and_an_upward_import():
     graph = {
-        "nrdseg.models.a": {"nrdseg.models.b"},
-        "nrdseg.models.b": {"nrdseg.models.a", "nrdseg.engine.c"},
-        "nrdseg.engine.c": set(),
+        "nrdseg.models.a": {"nrdseg.models.b": "a.py:3"},
+        "nrdseg.models.b": {"nrdseg.models.a": "b.py:4", "nrdseg.engine.c": "b.py:9"},
+        "nrdseg.engine.c": {},
     }
     assert cycles(graph) == [["nrdseg.models.a", "nrdseg.models.b"]]
+    assert describe_cycle(graph, cycles(graph)[0]).splitlines()[1:] == [
+        "  a.py:3: nrdseg.models.a imports nrdseg.models.b",
+        "  b.py:4: nrdseg.models.b imports nrdseg.models.a",
+    ]
     assert list(layer_violations(graph)) == [
-        "nrdseg.models.b (models) imports nrdseg.engine.c: a higher layer (engine)"
+        f"b.py:9: nrdseg.models.b (models) imports nrdseg.engine.c, a higher layer (engine); {HINT}"
     ]
 
 
@@ -174,11 +203,23 @@ def test_no_layer_imports_a_higher_one_or_a_sibling():
 
 
 def test_no_import_cycle_between_modules():
-    found = cycles(import_graph())
-    assert found == [], "\n".join(" <-> ".join(cycle) for cycle in found)
+    graph = import_graph()
+    found = cycles(graph)
+    assert found == [], "\n".join(describe_cycle(graph, members) for members in found)
 
 
-@pytest.mark.parametrize("package", sorted(RANK))
-def test_each_layer_is_drawn_in_contributing(package):
+def drawn_layers() -> list[tuple[str, ...]]:
+    """The layers of CONTRIBUTING.md's drawing (the code block under "## Layers"), lowest
+    first: each line's leading ``name/`` words."""
     text = (SRC.parents[1] / "CONTRIBUTING.md").read_text()
-    assert f"{package}/" in text, f"CONTRIBUTING.md does not show the {package}/ layer"
+    block = text.split("## Layers", 1)[1].split("```", 2)[1]
+    rows = []
+    for line in block.strip().splitlines():
+        words = line.split()
+        count = next(i for i, word in enumerate(words) if not re.fullmatch(r"[a-z_]+/", word))
+        rows.append(tuple(word.rstrip("/") for word in words[:count]))
+    return rows[::-1]
+
+
+def test_contributing_draws_these_layers():
+    assert drawn_layers() == LAYERS

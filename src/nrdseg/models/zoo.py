@@ -128,7 +128,7 @@ def create_model(
 
     ``init_from`` starts the model from an nrdseg checkpoint (directory, training work
     dir, ``hf://org/name`` or weights file) of any class count: see
-    :func:`nrdseg.checkpoint.init_from_checkpoint`. It is a starting point, not part of
+    :func:`nrdseg.checkpoint.fine_tune.init_from_checkpoint`. It is a starting point, not part of
     ``model.config``.
 
     >>> model = create_model("nrd_r50", num_classes=19, pretrained=True)
@@ -181,8 +181,6 @@ def create_model(
     )
     model.config = {"name": name, "num_classes": num_classes, **overrides}
     if init_from is not None:
-        # the checkpoint format sits above the models: imported only when asked for
-
         init_from_checkpoint(model, init_from)
     return model
 

@@ -1,0 +1,31 @@
+"""Optional packages: one helper says whether one is there and names the extra that installs it."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from nrdseg.utils.optional import is_installed, missing_message, optional_import
+
+
+def test_optional_import_returns_the_module_or_names_the_extra(monkeypatch):
+    assert optional_import("json", extra="x").dumps({}) == "{}"
+    assert optional_import("os.path", extra="x").join("a", "b") == "a/b"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    with pytest.raises(
+        ImportError, match=r"^this needs onnxruntime: pip install 'nrdseg\[onnx\]'$"
+    ):
+        optional_import("onnxruntime", extra="onnx")
+
+
+def test_is_installed_looks_without_importing():
+    assert is_installed("json") and is_installed("torch.utils.tensorboard") == is_installed("torch")
+    assert not is_installed("nrdseg_no_such_package")
+    assert "nrdseg_no_such_package" not in sys.modules
+
+
+def test_missing_message_is_the_sentence_every_caller_prints():
+    assert missing_message("matplotlib", extra="plot") == (
+        "needs matplotlib: pip install 'nrdseg[plot]'"
+    )
