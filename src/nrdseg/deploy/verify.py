@@ -46,7 +46,7 @@ class ParityReport:
             shape = " x ".join(map(str, r.shape))
             agree = 100 * r.agreeing / r.pixels
             lines.append(
-                f"{shape:<16} {r.max_abs_logit:11.2f} {r.max_abs_diff:11.2e} {agree:12.3f}%"
+                f"{shape:<16} {r.max_abs_logit:11.3g} {r.max_abs_diff:11.2e} {agree:12.3f}%"
             )
         verdict = "PASS" if self.ok else "FAIL"
         lines.append(
