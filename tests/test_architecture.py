@@ -216,7 +216,8 @@ def drawn_layers() -> list[tuple[str, ...]]:
     rows = []
     for line in block.strip().splitlines():
         words = line.split()
-        count = next(i for i, word in enumerate(words) if not re.fullmatch(r"[a-z_]+/", word))
+        layer_words = [re.fullmatch(r"[a-z_]+/", word) is not None for word in words]
+        count = layer_words.index(False) if False in layer_words else len(words)
         rows.append(tuple(word.rstrip("/") for word in words[:count]))
     return rows[::-1]
 
