@@ -26,6 +26,7 @@ from timm.layers import BatchNormAct2d
 from torch import nn
 
 from nrdseg.analysis.flops import count_flops
+from nrdseg.checkpoint import resolve as resolve_module
 from nrdseg.checkpoint.format import load_weights, save_pretrained
 from nrdseg.checkpoint.work_dir import latest_checkpoint, read_training_state
 from nrdseg.cli import main
@@ -378,6 +379,31 @@ def test_eval_of_a_work_dir_reads_its_own_config(tmp_path, capsys):
     assert f"give CONFIG: {checkpoint} is not a work dir with the config.yaml" in (
         capsys.readouterr().err
     )
+
+
+def test_every_command_takes_a_hub_checkpoint_through_the_one_resolver(
+    tmp_path, capsys, monkeypatch
+):
+    config, work = write_tiny_config(tmp_path / "tiny.yaml", iters=1), tmp_path / "work"
+    assert main(["train", *CPU, str(config), "--work-dir", str(work)]) == 0
+    checkpoint, asked = latest_checkpoint(work), []
+
+    def download(repo_id, revision=None):  # the Hub cache, without a network
+        asked.append((repo_id, revision))
+        return checkpoint
+
+    monkeypatch.setattr(resolve_module, "download_checkpoint", download)
+    image = tmp_path / "in.png"
+    write_image(image, seed=0)
+    for argv in (
+        ["predict", *CPU, "hf://org/tiny", str(image), "--out", str(tmp_path / "out")],
+        ["eval", *CPU, str(config), "--checkpoint", "hf://org/tiny@v1"],
+        ["export", "hf://org/tiny", "--out", str(tmp_path / "m.onnx")],
+    ):
+        capsys.readouterr()
+        assert main(argv) == 0, capsys.readouterr().err
+    assert asked == [("org/tiny", None), ("org/tiny", "v1"), ("org/tiny", None)]
+    assert (tmp_path / "m.onnx").is_file()
 
 
 # -- 3 (kind). wrappers and norms that type tests must see through -----------------------
