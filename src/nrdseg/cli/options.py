@@ -27,7 +27,7 @@ def parse_assignments(pairs: list[str] | None) -> dict[str, Any]:
         if not sep or not key:
             raise ValueError(f"expected KEY=VALUE, got {pair!r}")
         try:
-            result[key.strip()] = load_yaml(value)
+            result[key.strip()] = load_yaml(value, name=f"--set {key}")
         except yaml.YAMLError as err:
             raise ValueError(f"--set {pair}: the value is not valid YAML ({err})") from None
     return result

@@ -69,13 +69,11 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for option, instead in _MODEL_FIELDS.items():
             if option in self.options:
-                raise ConfigError(
-                    f"options.{option}: set {instead} instead", key=f"options.{option}"
-                )
+                raise ConfigError(f"options.{option}: set {instead} instead")
         try:
             model_spec(self.name)
         except ValueError as err:
-            raise ConfigError(f"name: {err}", key="name") from None
+            raise ConfigError(f"name: {err}") from None
         self.options = check_model_options(
             self.name, self.options, prefix="options.", exclude=_MODEL_FIELDS
         )
@@ -96,7 +94,7 @@ class DatasetConfig:
         try:
             dataset_class(self.name)
         except ValueError as err:
-            raise ConfigError(f"name: {err}", key="name") from None
+            raise ConfigError(f"name: {err}") from None
         given = {
             key: getattr(self, key) for key in ("root", "split") if getattr(self, key) is not None
         }

@@ -30,20 +30,13 @@ log = logging.getLogger("nrdseg.config")
 _INT_TEXT = re.compile(r"^[-+]?[0-9]+$")
 _FLOAT_TEXT = re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$")
 _SEQUENCES = (list, collections.abc.Sequence)
+_MAPPINGS = (dict, collections.abc.Mapping)
 #: The dotted prefix of the section whose ``__post_init__`` runs (see :func:`from_dict`).
 _SECTION: contextvars.ContextVar[str] = contextvars.ContextVar("section", default="")
-_MAPPINGS = (dict, collections.abc.Mapping)
 
 
 class ConfigError(ValueError):
-    """A config key is unknown, missing, or holds a value of the wrong type or range.
-
-    ``key`` is the dotted key the error is about, when one is (``loss.decode[0].smooth``).
-    """
-
-    def __init__(self, message: str, *, key: str | None = None) -> None:
-        super().__init__(message)
-        self.key = key
+    """A config key is unknown, missing, or holds a value of the wrong type or range."""
 
 
 def _join(prefix: str, key: str) -> str:
@@ -78,15 +71,13 @@ def type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def mismatch(key: str, value: Any, tp: Any, *, written: str | None = None) -> ConfigError:
+def mismatch(key: str, value: Any, tp: Any) -> ConfigError:
     """The error for ``value`` that is not a ``tp``: the key, the value with its YAML type,
     what was expected, and for a value YAML turned into a non-string, why and the fix."""
-    hint = text_hint(value, written) if _takes_text(tp) else ""
+    hint = text_hint(value) if _takes_text(tp) else ""
     if tp is bool and isinstance(value, str):
         hint = "; write true or false, unquoted"
-    return ConfigError(
-        f"{key}: expected {type_name(tp)}, got {describe_value(value)}{hint}", key=key
-    )
+    return ConfigError(f"{key}: expected {type_name(tp)}, got {describe_value(value)}{hint}")
 
 
 def _takes_text(tp: Any) -> bool:
@@ -99,9 +90,10 @@ def _takes_text(tp: Any) -> bool:
 
 def convert(value: Any, tp: Any, key: str, *, lax: bool = True) -> Any:
     """``value`` checked against the type hint ``tp``, converted where that is safe: a
-    number written as text (``"1e-5"`` for a float), an int for a float, a list for a
-    tuple. Sequences other than tuples stay lists and mappings dicts, as YAML gave them.
-    ``lax=False`` converts nothing (the first pass over a union's options).
+    number written as text (``"1e-5"`` for a float), an int for a float, a list to a
+    tuple. Other sequences stay lists and mappings dicts, as YAML gave them; a null
+    fits only a hint that takes None. ``lax=False`` converts nothing (the first pass over
+    a union's options, so that ``bool | str`` keeps ``"1e-5"`` as text).
 
     Raises :class:`ConfigError` naming ``key`` (``loss.decode[0].smooth``).
     """
@@ -120,6 +112,9 @@ def convert(value: Any, tp: Any, key: str, *, lax: bool = True) -> Any:
                     return convert(value, option, key, lax=not strict)
                 except ConfigError:
                     continue
+        shaped = [o for o in options if _shape(o) is not None and _shape(o) == _shape(type(value))]
+        if len(shaped) == 1:  # a list for the one list option: that option's precise error
+            convert(value, shaped[0], key, lax=lax)
         raise mismatch(key, value, tp)
     if origin is Literal:
         if any(value == a and type(value) is type(a) for a in args):
@@ -136,6 +131,16 @@ def convert(value: Any, tp: Any, key: str, *, lax: bool = True) -> Any:
     return _convert_scalar(value, tp, key, lax=lax)
 
 
+def _shape(tp: Any) -> str | None:
+    """``"list"`` or ``"mapping"`` for container type hints (and types), else None."""
+    origin = typing.get_origin(tp) or tp
+    if origin is tuple or origin in _SEQUENCES:
+        return "list"
+    if origin in _MAPPINGS or dataclasses.is_dataclass(origin):
+        return "mapping"
+    return None
+
+
 def _convert_sequence(value: Any, tp: Any, key: str, *, lax: bool) -> Any:
     args = typing.get_args(tp)
     if not isinstance(value, (list, tuple)):
@@ -146,7 +151,7 @@ def _convert_sequence(value: Any, tp: Any, key: str, *, lax: bool) -> Any:
         element_types = [args[0]] * len(value)
     elif len(value) != len(args):
         raise ConfigError(
-            f"{key}: expected {type_name(tp)}, got {len(value)} values {list(value)!r}", key=key
+            f"{key}: expected {type_name(tp)}, got {len(value)} values {list(value)!r}"
         )
     else:
         element_types = list(args)
@@ -208,7 +213,7 @@ def from_dict(cls: type[T], data: Any, *, prefix: str = "") -> T:
     unknown = [k for k in data if k not in fields]
     if unknown:
         key = _join(prefix, str(unknown[0]))
-        raise ConfigError(f"{key}: unknown key; valid keys: {', '.join(fields)}", key=key)
+        raise ConfigError(f"{key}: unknown key; valid keys: {', '.join(fields)}")
     hints = typing.get_type_hints(cls)
     values = {}
     for name, spec in fields.items():
@@ -216,13 +221,12 @@ def from_dict(cls: type[T], data: Any, *, prefix: str = "") -> T:
         if name in data:
             values[name] = convert(data[name], hints[name], key)
         elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{key}: required ({type_name(hints[name])})", key=key)
+            raise ConfigError(f"{key}: required ({type_name(hints[name])})")
     section = _SECTION.set(prefix)  # for the keys that __post_init__'s checks log
     try:
         return cls(**values)
     except ValueError as err:  # __post_init__ names the key within the section
-        key = getattr(err, "key", None)
-        raise ConfigError(_join(prefix, str(err)), key=key and _join(prefix, key)) from err
+        raise ConfigError(_join(prefix, str(err))) from err
     finally:
         _SECTION.reset(section)
 

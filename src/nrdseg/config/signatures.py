@@ -68,9 +68,7 @@ def check_options(
             continue
         if parameter is None:
             valid = ", ".join(parameters) or "none"
-            raise ConfigError(
-                f"{key}: unknown option for {receiver}{hint(name)}; valid: {valid}", key=key
-            )
+            raise ConfigError(f"{key}: unknown option for {receiver}{hint(name)}; valid: {valid}")
         checked[name] = convert(value, parameter.annotation, key)
     return checked
 
@@ -122,8 +120,7 @@ def check_dataset_options(
     if "transforms" in options:
         raise ConfigError(
             f"{prefix}transforms: a dataset's transforms is a Python callable; set "
-            "augmentation in the config's data.transforms instead",
-            key=f"{prefix}transforms",
+            "augmentation in the config's data.transforms instead"
         )
     for field, value in given.items():
         if field in options:

@@ -41,7 +41,7 @@ def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     try:
-        tree = load_yaml(path.read_text())
+        tree = load_yaml(path.read_text(), name=str(path))
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from err
     if tree is None:

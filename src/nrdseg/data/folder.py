@@ -53,7 +53,7 @@ def read_classes_file(path: Path) -> tuple[list[str], list[list[int]]]:
         raise FileNotFoundError(f"classes file not found: {path}")
     text = path.read_text()
     try:
-        record = load_yaml(text)
+        record = load_yaml(text, name=str(path))
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML ({err})") from err
     if not isinstance(record, dict) or not isinstance(record.get("classes"), list):

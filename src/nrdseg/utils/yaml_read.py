@@ -60,10 +60,13 @@ _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_text)
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
 
 
-def load_yaml(text: str) -> Any:
+def load_yaml(text: str, *, name: str | None = None) -> Any:
     """``yaml.safe_load(text)`` with ``1e-5`` a float, dates as text, and octal-looking
-    (``010``) or base-60 (``3:30``) numbers refused: ``yaml.YAMLError`` naming the line."""
+    (``010``) or base-60 (``3:30``) numbers refused: ``yaml.YAMLError`` naming the line
+    (of file ``name``, when given)."""
     loader = _Loader(text)
+    if name is not None:
+        loader.name = name  # what the error marks call the text
     try:
         return loader.get_single_data()
     finally:
