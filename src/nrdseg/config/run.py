@@ -295,19 +295,19 @@ class LossConfig:
     sampler: SamplerConfig | None = None
 
     def __post_init__(self) -> None:
-        self.decode = tuple(
-            check_loss_term(spec, where=f"decode[{index}]")
-            for index, spec in enumerate(self.decode)
-        )
+        decode = []
         for index, spec in enumerate(self.decode):
             where = f"decode[{index}]"
-            checked = dict(spec)
-            if checked.get("class_weight") == MEDIAN_FREQUENCY:
-                checked.pop("class_weight")
+            checked = check_loss_term(spec, where=where)
+            built = dict(checked)
+            if built.get("class_weight") == MEDIAN_FREQUENCY:
+                built.pop("class_weight")
             try:
-                build_loss_term(checked, where=where)
+                build_loss_term(built, where=where)
             except ImportError as err:
                 raise ValueError(f"{where}: {err}") from err
+            decode.append(checked)
+        self.decode = tuple(decode)
 
     def uses_median_frequency(self) -> bool:
         return any(spec.get("class_weight") == MEDIAN_FREQUENCY for spec in self.decode)
