@@ -176,6 +176,25 @@ def scaled_widths(name: str, *, neck_channels: int) -> dict[str, int]:
     return {key: max(8, round(defaults[key] * ratio / 8) * 8) for key in spec.head.width_options}
 
 
+#: Options ``create_model`` reads itself, with no signature of their own to check them by.
+_OWN_OPTIONS = {
+    "aux": inspect.Parameter("aux", inspect.Parameter.KEYWORD_ONLY, default=True, annotation=bool),
+    "aux_channels": inspect.Parameter(
+        "aux_channels", inspect.Parameter.KEYWORD_ONLY, default=256, annotation=int
+    ),
+}
+
+
+def option_parameters(name: str) -> dict[str, inspect.Parameter]:
+    """Each of :func:`valid_options` with the parameter that receives it (annotation
+    evaluated, default), for checking config values before the model is built."""
+    spec = model_spec(name)
+    found = dict(_OWN_OPTIONS)
+    for receiver in (build_decode_loss, Segmentor.__init__, spec.head.__init__, build_encoder):
+        found.update(inspect.signature(receiver, eval_str=True).parameters)
+    return {option: found[option] for option in valid_options(name)}
+
+
 def create_model(
     name: str, *, num_classes: int, init_from: str | Path | None = None, **overrides: Any
 ) -> Segmentor:
