@@ -96,7 +96,7 @@ def build_training_parts(
 
 
 def _keywords(function: Any, *, wired: set[str]) -> dict[str, inspect.Parameter]:
-    params = inspect.signature(function).parameters
+    params = inspect.signature(function, eval_str=True).parameters
     return {name: p for name, p in params.items() if name not in wired | {"self"}}
 
 
@@ -153,7 +153,8 @@ def model_spec(name: str) -> ModelSpec:
 
 def option_parameters(name: str) -> dict[str, inspect.Parameter]:
     """Every keyword override ``create_model(name, ...)`` accepts, with the parameter that
-    receives it (its annotation and default)."""
+    receives it (annotation evaluated, default), for checking config values before the
+    model is built."""
     return {**_ENCODER_OPTIONS, **_SEGMENTOR_OPTIONS, **model_spec(name).head.options()}
 
 
@@ -177,24 +178,6 @@ def scaled_widths(name: str, *, neck_channels: int) -> dict[str, int]:
 
 
 #: Options ``create_model`` reads itself, with no signature of their own to check them by.
-_OWN_OPTIONS = {
-    "aux": inspect.Parameter("aux", inspect.Parameter.KEYWORD_ONLY, default=True, annotation=bool),
-    "aux_channels": inspect.Parameter(
-        "aux_channels", inspect.Parameter.KEYWORD_ONLY, default=256, annotation=int
-    ),
-}
-
-
-def option_parameters(name: str) -> dict[str, inspect.Parameter]:
-    """Each of :func:`valid_options` with the parameter that receives it (annotation
-    evaluated, default), for checking config values before the model is built."""
-    spec = model_spec(name)
-    found = dict(_OWN_OPTIONS)
-    for receiver in (build_decode_loss, Segmentor.__init__, spec.head.__init__, build_encoder):
-        found.update(inspect.signature(receiver, eval_str=True).parameters)
-    return {option: found[option] for option in valid_options(name)}
-
-
 def create_model(
     name: str, *, num_classes: int, init_from: str | Path | None = None, **overrides: Any
 ) -> Segmentor:

@@ -70,7 +70,7 @@ class DecodeHead(nn.Module):
     def options(cls) -> dict[str, inspect.Parameter]:
         """The constructor's own options: every keyword except the wired ones."""
         wired = {"self", "num_classes", *cls.inputs}
-        params = inspect.signature(cls.__init__).parameters
+        params = inspect.signature(cls.__init__, eval_str=True).parameters
         return {name: p for name, p in params.items() if name not in wired}
 
     @classmethod
