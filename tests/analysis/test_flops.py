@@ -10,6 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nrdseg.analysis.flops import FLOP_FORMULAS, count_flops, model_flops
 from nrdseg.cli import main
+from nrdseg.ops.local_similarity import local_cosine_similarity
 
 # (model, classes, H, W, part, paper GMACs)
 PAPER = [
@@ -87,3 +88,17 @@ def test_grid_sample_counts_its_taps_per_output_value(mode, taps):
     with counter:
         Sampler()(torch.empty(2, 8, 10, 12, device="meta"))
     assert counter.get_total_flops() / 2 == taps * 2 * 8 * 20 * 24
+
+
+def test_vector_norms_and_local_similarity_are_counted():
+    """FreqFusion's similarity: one MAC per element for the norms, 8 C per pixel for the
+    dot products (a bmm), so 9 C MACs per pixel in all; torch's counter alone sees 8 C."""
+    x = torch.empty(2, 16, 10, 12, device="meta")
+    counter = FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS)
+    with counter:
+        torch.linalg.vector_norm(x, dim=1)
+    assert counter.get_total_flops() / 2 == x.numel()
+    counter = FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS)
+    with counter:
+        local_cosine_similarity(x, dilation=2)
+    assert counter.get_total_flops() / 2 == 2 * 10 * 12 * 16 * 9

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from nrdseg.models.heads import CARAFEHead
-from nrdseg.ops.carafe import reassemble
+from nrdseg.ops.carafe import reassemble, sharpen
 
 
 def reference_reassemble(x: torch.Tensor, kernels: torch.Tensor, scale: int) -> torch.Tensor:
@@ -89,3 +89,24 @@ def test_initial_kernels_are_box_filters():
     with torch.no_grad():
         kernels = F.pixel_shuffle(head.encoders[0](head.compressors[0](x)), 2).softmax(dim=1)
     torch.testing.assert_close(kernels, torch.full_like(kernels, 1 / 25), atol=4e-3, rtol=0)
+
+
+def test_sharpen_is_x_plus_its_high_pass_from_an_explicit_filter_loop():
+    """FreqFusion's high-pass: kernel E - K (identity tap minus the low-pass K), added to x."""
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    kernels = torch.randn(2, 9, 4, 5, dtype=torch.float64).softmax(dim=1)
+    expected = torch.empty_like(x)
+    for b in range(2):
+        for i in range(4):
+            for j in range(5):
+                high = x[b, :, i, j].clone()  # identity tap
+                for n in range(9):
+                    y, x_ = i + n // 3 - 1, j + n % 3 - 1
+                    if 0 <= y < 4 and 0 <= x_ < 5:
+                        high -= kernels[b, n, i, j] * x[b, :, y, x_]
+                expected[b, :, i, j] = x[b, :, i, j] + high
+    torch.testing.assert_close(sharpen(x, kernels), expected)
+    # a constant map inside the borders has no high frequencies: sharpening keeps it
+    flat = torch.full((1, 2, 5, 5), 3.0, dtype=torch.float64)
+    box = torch.full((1, 9, 5, 5), 1 / 9, dtype=torch.float64)
+    torch.testing.assert_close(sharpen(flat, box)[..., 1:-1, 1:-1], flat[..., 1:-1, 1:-1])

@@ -3,7 +3,9 @@
 Multiply-accumulates of convolutions and matrix products count, as in the paper's
 tables, and so does learned resampling: ``grid_sample`` (DySample, FreqFusion's offset
 sampler) costs 4 MACs per output value when bilinear (16 bicubic), a term that mmcv-style
-counters miss. CARAFE-style reassembly is a batched matrix product and counts as one.
+counters miss. CARAFE-style reassembly is a batched matrix product and counts as one, and
+so do FreqFusion's local similarities (:mod:`nrdseg.ops.local_similarity`), whose vector
+norms count one MAC per element.
 Fixed resizes (``F.interpolate``) do not count, as in the paper (its bilinear decoder's
 1.3 GMACs are the classifier alone). No real tensor is allocated, so 1024x2048 answers
 in about a second.
@@ -11,6 +13,7 @@ in about a second.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -36,8 +39,17 @@ def _grid_sample_flops(
     return 2 * _GRID_SAMPLE_TAPS[mode] * batch * channels * grid_shape[1] * grid_shape[2]
 
 
+def _vector_norm_flops(input_shape: Sequence[int], *args: Any, **kwargs: Any) -> int:
+    """FLOPs (2 per MAC) of ``aten.linalg_vector_norm``: one multiply-accumulate per
+    element (the sum of squares of a 2-norm), whatever the dimensions reduced."""
+    return 2 * math.prod(input_shape)
+
+
 #: Operators torch's counter does not know, and what nrdseg counts for them.
-FLOP_FORMULAS = {torch.ops.aten.grid_sampler_2d: _grid_sample_flops}
+FLOP_FORMULAS = {
+    torch.ops.aten.grid_sampler_2d: _grid_sample_flops,
+    torch.ops.aten.linalg_vector_norm: _vector_norm_flops,
+}
 
 
 @dataclass

@@ -15,10 +15,13 @@ from nrdseg.models.heads import (
     BilinearHead,
     CARAFEHead,
     DecodeHead,
+    DeepLabV3PlusDySampleHead,
     DeepLabV3PlusHead,
     DUCHead,
     DUpsamplingHead,
+    DySampleHead,
     FCNHead,
+    FreqFusionHead,
     NRDHead,
 )
 from nrdseg.models.loss_terms import DecodeLoss, build_decode_loss
@@ -269,6 +272,19 @@ for _name, _spec in {
     "bilinear_r50": ModelSpec(BilinearHead, "ResNet-50c + ASPP + bilinear (Table 1)", _R50),
     "duc_r50": ModelSpec(DUCHead, "ResNet-50c + ASPP + DUC, r = 32 (Table 3)", _R50),
     "carafe_r50": ModelSpec(CARAFEHead, "ResNet-50c + ASPP + 3 CARAFE x2 stages (Table 3)", _R50),
+    "dysample_r50": ModelSpec(
+        DySampleHead, "ResNet-50c + ASPP + DySample-S+ x2 x2 x2 (Liu et al., ICCV 2023)", _R50
+    ),
+    "dlv3p_dysample_r50": ModelSpec(
+        DeepLabV3PlusDySampleHead,
+        "DeepLabV3+ decoder upsampling by DySample-S+ (Liu et al., ICCV 2023)",
+        _R50,
+    ),
+    "freqfusion_r50": ModelSpec(
+        FreqFusionHead,
+        "ResNet-50c + ASPP + FreqFusion pyramid to stride 4 (Chen et al., TPAMI 2024)",
+        _R50,
+    ),
     "dupsample_r50": ModelSpec(
         DUpsamplingHead, "ResNet-50c + ASPP + DUpsampling, r = 32, 256-d code", _R50
     ),

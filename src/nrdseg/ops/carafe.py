@@ -3,6 +3,7 @@
 Each output pixel is a weighted sum of the k x k input neighbourhood of its source pixel,
 with its own predicted weights. Written with unfold and one batched matrix product,
 so it runs on any device, exports to ONNX and its multiply-accumulates are counted.
+At scale 1 it is a per-pixel adaptive filter: FreqFusion's low- and high-pass filters.
 """
 
 from __future__ import annotations
@@ -38,3 +39,14 @@ def reassemble(x: torch.Tensor, kernels: torch.Tensor, *, scale: int) -> torch.T
     out = torch.bmm(weights, windows)  # (B*H*W, s*s, C)
     out = out.reshape(batch, height, width, scale, scale, channels).permute(0, 5, 1, 3, 2, 4)
     return out.reshape(batch, channels, height * scale, width * scale)
+
+
+def sharpen(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """``x + (x - lowpass(x))``: FreqFusion's adaptive high-pass, added back residually.
+
+    ``kernels`` (B, k*k, H, W) are per-pixel low-pass kernels (softmax-normalised) at
+    x's own size; the high-pass kernel is the identity tap minus them, as the paper's
+    X~ = X + F_HP(X) with F_HP = E - softmax(V) (Chen et al., TPAMI 2024). The low-pass
+    is :func:`reassemble` at scale 1 (zero outside the map).
+    """
+    return 2 * x - reassemble(x, kernels, scale=1)

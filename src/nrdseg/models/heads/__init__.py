@@ -6,7 +6,9 @@ from nrdseg.models.heads.carafe import CARAFEHead
 from nrdseg.models.heads.deeplabv3plus import DeepLabV3PlusHead
 from nrdseg.models.heads.duc import DUCHead
 from nrdseg.models.heads.dupsampling import DUpsamplingHead
+from nrdseg.models.heads.dysample import DeepLabV3PlusDySampleHead, DySampleHead
 from nrdseg.models.heads.fcn import FCNHead
+from nrdseg.models.heads.freqfusion import FreqFusionHead
 from nrdseg.models.heads.nrd import NRDHead
 
 __all__ = [
@@ -15,7 +17,10 @@ __all__ = [
     "DUCHead",
     "DUpsamplingHead",
     "DecodeHead",
+    "DeepLabV3PlusDySampleHead",
     "DeepLabV3PlusHead",
+    "DySampleHead",
     "FCNHead",
+    "FreqFusionHead",
     "NRDHead",
 ]

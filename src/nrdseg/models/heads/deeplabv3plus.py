@@ -37,7 +37,12 @@ class DeepLabV3PlusHead(DecodeHead):
         self.dropout = nn.Dropout2d(dropout)
         self.classifier = init_classifier(nn.Conv2d(channels, num_classes, kernel_size=1))
 
+    def upsample(self, x: torch.Tensor, size: torch.Size) -> torch.Tensor:
+        """The encoder output brought to the low-level map's ``size``: bilinear here,
+        learned in :class:`~nrdseg.models.heads.dysample.DeepLabV3PlusDySampleHead`."""
+        return resize(x, size)
+
     def forward(self, x: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
         low = self.low_level(low_level)
-        x = torch.cat([resize(x, low.shape[-2:]), low], dim=1)
+        x = torch.cat([self.upsample(x, low.shape[-2:]), low], dim=1)
         return self.classifier(self.dropout(self.fuse(x)))

@@ -1,0 +1,38 @@
+"""Cosine similarity of each pixel with its 8 neighbours (FreqFusion's offset generator).
+
+Chen et al., "Frequency-aware Feature Fusion for Dense Image Prediction" (TPAMI 2024):
+the offsets that resample the upsampled map are predicted from these similarities, so
+that a pixel unlike its neighbours can move towards the ones it resembles.
+
+Written as a normalisation and one batched matrix product, so that its
+multiply-accumulates are counted (:mod:`nrdseg.analysis.flops`): C per pixel for the
+norm, 8 C for the dot products.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+#: The 3x3 window's taps, row-major, without the centre (tap 4): the output's channels.
+NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
+def local_cosine_similarity(
+    x: torch.Tensor, *, dilation: int = 2, eps: float = 1e-12
+) -> torch.Tensor:
+    """(B, C, H, W) -> (B, 8, H, W): cosine similarity of pixel (i, j) with pixel
+    (i + dy * dilation, j + dx * dilation) for (dy, dx) in :data:`NEIGHBOURS`.
+
+    Each vector is divided by ``max(norm, eps)`` first; a neighbour outside the map is a
+    zero vector (similarity 0), as in the official code's zero-padded unfold.
+    """
+    batch, channels, height, width = x.shape
+    unit = F.normalize(x, dim=1, eps=eps)
+    windows = F.unfold(unit, 3, dilation=dilation, padding=dilation)  # (B, C*9, HW)
+    windows = windows.reshape(batch, channels, 9, height * width)
+    windows = torch.cat([windows[:, :, :4], windows[:, :, 5:]], dim=2)  # drop the centre
+    neighbours = windows.permute(0, 3, 2, 1).reshape(batch * height * width, 8, channels)
+    centres = unit.reshape(batch, channels, height * width).transpose(1, 2)
+    dots = torch.bmm(neighbours, centres.reshape(batch * height * width, channels, 1))
+    return dots.reshape(batch, height * width, 8).transpose(1, 2).reshape(batch, 8, height, width)
