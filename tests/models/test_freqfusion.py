@@ -46,7 +46,7 @@ def test_paper_init_starts_near_identity_and_released_does_not():
         offset_std = fusion.sampler.lr_offset.weight.std().item()
         with torch.no_grad():
             hr_c, lr_c = fusion.hr_compressor(hr), fusion.lr_compressor(lr)
-            lowpass, highpass, sharpened = fusion.kernels(hr_c, lr_c)
+            lowpass, highpass, sharpened, _ = fusion.kernels(hr_c, lr_c, lr)
             moves[init] = fusion.sampler.offsets(sharpened, lr_c).abs().max().item()
             out = fusion(hr, lr)
         torch.testing.assert_close(lowpass, torch.full_like(lowpass, 1 / 25), atol=5e-3, rtol=0)
@@ -71,8 +71,10 @@ def test_kernels_are_softmax_normalised_at_the_high_resolution():
     with torch.no_grad():
         for encoder in (fusion.lowpass_encoder, fusion.highpass_encoder):
             encoder.weight.normal_(0, 0.3)  # far from the uniform start
-        lowpass, highpass, _ = fusion.kernels(fusion.hr_compressor(hr), fusion.lr_compressor(lr))
+        hr_c, lr_c = fusion.hr_compressor(hr), fusion.lr_compressor(lr)
+        lowpass, highpass, _, upsampled = fusion.kernels(hr_c, lr_c, lr)
     assert lowpass.shape == (2, 25, 8, 10) and highpass.shape == (2, 9, 8, 10)
+    torch.testing.assert_close(upsampled, reassemble(lr, lowpass, scale=2))
     for kernels in (lowpass, highpass):
         assert torch.all(kernels > 0)
         torch.testing.assert_close(kernels.sum(dim=1), torch.ones(2, 8, 10))
@@ -90,7 +92,7 @@ def test_initial_fusion_is_the_generator_of_the_fused_map_for_1x1_generators():
             encoder.weight.normal_(0, 0.3)
             encoder.bias.normal_(0, 0.3)
         hr_c, lr_c = fusion.hr_compressor(hr), fusion.lr_compressor(lr)
-        lowpass, highpass, sharpened = fusion.kernels(hr_c, lr_c)
+        lowpass, highpass, sharpened, _ = fusion.kernels(hr_c, lr_c, lr)
         initial = fusion.lowpass_encoder(sharpened).softmax(dim=1)
         fused = sharpened + reassemble(lr_c, initial, scale=2)
         expected_lowpass = fusion.lowpass_encoder(fused).softmax(dim=1)

@@ -189,10 +189,12 @@ class FreqFusion(nn.Module):
         return F.conv2d(x, encoder.weight, padding=encoder.padding)
 
     def kernels(
-        self, hr_c: torch.Tensor, lr_c: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """From the compressed maps: (low-pass (B, 25, 2H, 2W), high-pass (B, 9, 2H, 2W)
-        softmax kernels, the sharpened compressed ``hr``)."""
+        self, hr_c: torch.Tensor, lr_c: torch.Tensor, lr: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """From the compressed maps: the low-pass (B, 25, 2H, 2W) and high-pass (B, 9, 2H,
+        2W) softmax kernels, the sharpened compressed ``hr`` and ``lr`` upsampled by the
+        low-pass kernels (reassembled in one go with the high-pass logits' ``lr`` part,
+        which the same kernels bring to 2H)."""
         highpass_hr = self.highpass_encoder(hr_c)
         sharpened = sharpen(hr_c, highpass_hr.softmax(dim=1))
         lowpass_hr = self.lowpass_encoder(sharpened)
@@ -200,8 +202,10 @@ class FreqFusion(nn.Module):
         lowpass = lowpass_hr + reassemble(lowpass_lr, lowpass_hr.softmax(dim=1), scale=2)
         lowpass = lowpass.softmax(dim=1)
         highpass_lr = self._without_bias(self.highpass_encoder, lr_c)
-        highpass = (highpass_hr + reassemble(highpass_lr, lowpass, scale=2)).softmax(dim=1)
-        return lowpass, highpass, sharpened
+        carried = reassemble(torch.cat([highpass_lr, lr], dim=1), lowpass, scale=2)
+        taps = highpass_lr.shape[1]
+        highpass = (highpass_hr + carried[:, :taps]).softmax(dim=1)
+        return lowpass, highpass, sharpened, carried[:, taps:]
 
     def forward(self, hr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
         if tuple(hr.shape[-2:]) != (2 * lr.shape[-2], 2 * lr.shape[-1]):
@@ -210,8 +214,7 @@ class FreqFusion(nn.Module):
                 f"lr {tuple(lr.shape)}"
             )
         hr_c, lr_c = self.hr_compressor(hr), self.lr_compressor(lr)
-        lowpass, highpass, sharpened = self.kernels(hr_c, lr_c)
-        upsampled = reassemble(lr, lowpass, scale=2)
+        _, highpass, sharpened, upsampled = self.kernels(hr_c, lr_c, lr)
         if self.sampler is not None:
             upsampled = self.sampler(sharpened, lr_c, upsampled)
         hr = sharpen(hr, highpass)

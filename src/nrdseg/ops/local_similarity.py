@@ -4,7 +4,7 @@ Chen et al., "Frequency-aware Feature Fusion for Dense Image Prediction" (TPAMI 
 the offsets that resample the upsampled map are predicted from these similarities, so
 that a pixel unlike its neighbours can move towards the ones it resembles.
 
-Written as a normalisation and one batched matrix product, so that its
+Written as a normalisation and one einsum (a batched matrix product), so that its
 multiply-accumulates are counted (:mod:`nrdseg.analysis.flops`): C per pixel for the
 norm, 8 C for the dot products.
 """
@@ -25,14 +25,13 @@ def local_cosine_similarity(
     (i + dy * dilation, j + dx * dilation) for (dy, dx) in :data:`NEIGHBOURS`.
 
     Each vector is divided by ``max(norm, eps)`` first; a neighbour outside the map is a
-    zero vector (similarity 0), as in the official code's zero-padded unfold.
+    zero vector (similarity 0), as in the official code's zero-padded windows.
     """
-    batch, channels, height, width = x.shape
     unit = F.normalize(x, dim=1, eps=eps)
-    windows = F.unfold(unit, 3, dilation=dilation, padding=dilation)  # (B, C*9, HW)
-    windows = windows.reshape(batch, channels, 9, height * width)
-    windows = torch.cat([windows[:, :, :4], windows[:, :, 5:]], dim=2)  # drop the centre
-    neighbours = windows.permute(0, 3, 2, 1).reshape(batch * height * width, 8, channels)
-    centres = unit.reshape(batch, channels, height * width).transpose(1, 2)
-    dots = torch.bmm(neighbours, centres.reshape(batch * height * width, channels, 1))
-    return dots.reshape(batch, height * width, 8).transpose(1, 2).reshape(batch, 8, height, width)
+    span = 2 * dilation + 1
+    padded = F.pad(unit, (dilation,) * 4)  # zero vectors outside the map
+    windows = padded.unfold(2, span, 1).unfold(3, span, 1)[..., ::dilation, ::dilation]
+    windows = windows.flatten(-2)  # (B, C, H, W, 9), row-major taps
+    neighbours = torch.cat([windows[..., :4], windows[..., 5:]], dim=-1)  # drop the centre
+    # a contraction over channels batched over pixels: a bmm, whose MACs are counted
+    return torch.einsum("bchw,bchwn->bnhw", unit, neighbours)
