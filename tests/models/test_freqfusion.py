@@ -32,9 +32,10 @@ def test_compressed_width_is_a_quarter_of_both_rounded_to_8(hr, lr, width):
 
 
 def test_paper_init_starts_near_identity_and_released_does_not():
-    """ "paper": box-filter kernels and a near-still sampler (hundredths of a pixel), so the output is the sharpened hr by
-    a 3x3 box beside the 5x5-box reassembled lr. "released": the same, but the sampler's
-    Xavier convs move points by a good part of a pixel from the start."""
+    """With "paper", box-filter kernels and a near-still sampler (hundredths of a pixel):
+    the output is hr sharpened by a 3x3 box beside lr reassembled by a 5x5 box. With
+    "released", the same kernels, but the sampler's Xavier convs move points by a good part
+    of a pixel from the start."""
     hr, lr = _maps()
     moves = {}
     for init in ("paper", "released"):

@@ -111,28 +111,29 @@ class SimilarityGuidedSampler(nn.Module):
 class FreqFusion(nn.Module):
     """Fuse ``hr`` (B, C_hr, 2H, 2W) with ``lr`` (B, C_lr, H, W) -> (B, C_out, 2H, 2W).
 
-    ``fuse="concat"`` gives C_out = C_hr + C_lr (sharpened ``hr`` first), ``"sum"``
-    (needs C_hr == C_lr) gives C_hr, FPN style. ``feature_resample=False`` leaves out the
-    similarity-guided sampler (the official standalone file's default).
+        ``fuse="concat"`` gives C_out = C_hr + C_lr (sharpened ``hr`` first), ``"sum"``
+        (needs C_hr == C_lr) gives C_hr, FPN style. ``feature_resample=False`` leaves out the
+        similarity-guided sampler (the official standalone file's default).
 
-    Kernel prediction (the paper's "initial fusion", computed as the official code does):
-    the compressed ``hr`` is sharpened by its own high-pass kernels; the kernel logits
-    of the fused compressed map Z = hr' + up(lr) are the 3x3 generator applied to hr'
-    plus the generator's output on the compressed ``lr`` reassembled x2 by the initial
-    low-pass kernels (of hr' alone). The generator is linear, so this is the generator
-    of Z wherever the reassembly kernels vary slowly, at a quarter of the cost of running
-    it on the upsampled map; the generator's bias enters once. The high-pass logits take
-    their ``lr`` part reassembled by the final low-pass kernels.
+        Kernel prediction (the paper's "initial fusion", computed as the official code does):
+        the compressed ``hr`` is sharpened by its own high-pass kernels; the kernel logits
+        of the fused compressed map Z = hr' + up(lr) are the 3x3 generator applied to hr'
+        plus the generator's output on the compressed ``lr`` reassembled x2 by the initial
+        low-pass kernels (of hr' alone). The generator is linear, so this is the generator
+        of Z wherever the reassembly kernels vary slowly, at a quarter of the cost of running
+        it on the upsampled map; the generator's bias enters once (twice in the official
+    code, which runs the whole conv on both maps). The high-pass logits take
+        their ``lr`` part reassembled by the final low-pass kernels.
 
-    Initialisation (``init``): the compressors are Xavier-uniform and the two kernel
-    generators normal(0, 0.001), so every kernel starts as a box filter, in both; only
-    the sampler differs (:class:`SimilarityGuidedSampler`). Left out of the release: the
-    Hamming window it can multiply the kernels by (its comment: a regulariser that does
-    not matter), and mmcv's CARAFE op (reassembly here is
-    :func:`nrdseg.ops.carafe.reassemble`, so half precision works, unlike issue #32).
+        Initialisation (``init``): the compressors are Xavier-uniform and the two kernel
+        generators normal(0, 0.001), so every kernel starts as a box filter, in both; only
+        the sampler differs (:class:`SimilarityGuidedSampler`). Left out of the release: the
+        Hamming window it can multiply the kernels by (its comment: a regulariser that does
+        not matter), and mmcv's CARAFE op (reassembly here is
+        :func:`nrdseg.ops.carafe.reassemble`, so half precision works, unlike issue #32).
 
-    Raises ``ValueError`` for an unknown ``fuse`` or ``init``, "sum" with unequal widths,
-    or even kernel sizes.
+        Raises ``ValueError`` for an unknown ``fuse`` or ``init``, "sum" with unequal widths,
+        or even kernel sizes.
     """
 
     def __init__(

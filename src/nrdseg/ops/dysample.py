@@ -12,6 +12,10 @@ align_corners=False)`` everywhere, borders included: bilinear upsampling reads t
 at ``(J + 0.5) / s - 0.5`` and clamps that to ``[0, W - 1]``, and border padding clamps
 ``grid_sample``'s coordinate to the same range (zero padding would instead fade the
 outermost ``s / 2`` output rows and columns towards 0).
+
+``grid_sample``'s backward has no deterministic CUDA kernel: with ``train.deterministic:
+true`` (``warn_only``) PyTorch warns and CUDA training of a DySample or FreqFusion model
+is not bit-reproducible.
 """
 
 from __future__ import annotations
