@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from nrdseg.data.files import DataError
-
-IGNORE_INDEX = 255
+from nrdseg.ops.labels import IGNORE_INDEX
 
 
 def identity_map() -> np.ndarray:

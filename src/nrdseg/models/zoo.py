@@ -24,6 +24,7 @@ from nrdseg.models.heads import (
 )
 from nrdseg.models.loss_terms import build_decode_loss
 from nrdseg.models.segmentor import Segmentor
+from nrdseg.ops.labels import IGNORE_INDEX
 
 #: ASPP dilations per encoder output stride (stride 32: official NRD; 8/16: DeepLab's).
 DEFAULT_DILATIONS = {32: (1, 3, 6, 9), 16: (1, 6, 12, 18), 8: (1, 12, 24, 36)}
@@ -168,7 +169,7 @@ def create_model(
         options.get("loss_decode"),
         options.get("sampler"),
         num_classes=num_classes,
-        ignore_index=options.get("ignore_index", 255),
+        ignore_index=options.get("ignore_index", IGNORE_INDEX),
     )
     model = Segmentor(
         backbone=body,
