@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from nrdseg.ops.labels import BINARY_DATASET_FIX, IGNORE_INDEX
+from nrdseg.ops.labels import BINARY_DATASET_FIX, IGNORE_INDEX, label_classes
 from nrdseg.utils.wrappers import unwrap_model
 
 
@@ -33,21 +33,22 @@ def check_dataset_fits(
     """ValueError unless ``dataset`` holds the labels and inputs ``model`` expects.
 
     Checks, for what the dataset tells (``num_classes``, ``ignore_index``, ``normalization``,
-    ``classes``): its class count against the model's ``label_classes`` (``fix`` says what
-    to do), its ignore label against the model's, the (mean, std) its images were
+    ``classes``): its class count against the class ids of the model's ``num_classes``
+    outputs (2 for a binary model's one; ``fix`` says what to do), its ignore label against the model's, the (mean, std) its images were
     normalized with against the model's, and with ``names`` its class names against the
     model's ``meta["classes"]``. ``where`` names the dataset in messages ("the training set").
     """
     model = unwrap_model(model)
-    classes = getattr(model, "label_classes", getattr(model, "num_classes", None))
+    outputs = getattr(model, "num_classes", None)
+    classes = None if outputs is None else label_classes(outputs)
     count = getattr(dataset, "num_classes", classes)
-    if getattr(model, "binary", False) and count != classes:
+    if outputs == 1 and count != classes:
         raise ValueError(
             f"the model is binary (num_classes: 1, one logit: labels 0 background and 1 "
             f"foreground) but {where} has {count} class(es); "
             + (BINARY_DATASET_FIX if count == 1 else f"{fix} for a {count}-class softmax model")
         )
-    if count != classes:
+    if classes is not None and count != classes:
         if count == 1:
             raise ValueError(
                 f"{where} has 1 class: there is nothing to tell apart; {BINARY_DATASET_FIX}"
