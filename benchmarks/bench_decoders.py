@@ -88,10 +88,12 @@ def _runner(variant: Variant, height: int, width: int, classes: int, device: tor
     fn = head.forward_plain if variant.plain else head
     fn = harness.compile_for_inference(fn) if variant.compiled else fn
     x, low = _features(height, width, device, variant.channels_last)
+    maps = {"neck": x, "stride4": low}
+    inputs = [maps[name] for name in head.in_features]
 
     def run():
         with torch.no_grad(), _autocast(device, variant.bf16):
-            return fn(x, low)
+            return fn(*inputs)
 
     return run
 

@@ -38,7 +38,7 @@ from nrdseg.config.run import (
     config_to_dict,
 )
 from nrdseg.engine.build import train_from_config
-from nrdseg.models.zoo import valid_options
+from nrdseg.models.zoo import scaled_widths
 from nrdseg.utils.atomic import atomic_write_bytes
 
 logger = logging.getLogger("nrdseg.study")
@@ -86,17 +86,14 @@ class Budget:
     ckpt_interval: int = 100
 
     def model_options(self, model: str) -> dict[str, Any]:
-        """The encoder, and the head's width scaled to the neck where the head has one."""
-        options: dict[str, Any] = {
+        """The encoder, and the head's widths scaled with the neck (``scaled_widths``)."""
+        return {
             "backbone": self.backbone,
             **({"frozen_stages": self.frozen_stages} if self.frozen_stages >= 0 else {}),
             "neck_channels": self.neck_channels,
             "aux_channels": min(256, self.neck_channels // 2),
+            **scaled_widths(model, neck_channels=self.neck_channels),
         }
-        for key in ("controller_channels", "channels"):
-            if key in valid_options(model):
-                options[key] = self.neck_channels
-        return options
 
 
 @dataclass(frozen=True, kw_only=True)
