@@ -59,6 +59,13 @@ CE = {"type": "cross_entropy"}
             {"model.num_classes": 1, "loss.decode": [{"type": "dice", "class_weight": [1, 2]}]},
             r"loss\.decode\[0\]\.class_weight: smp's binary DiceLoss takes no class weights",
         ),
+        (
+            {
+                "model.num_classes": 1,
+                "loss.decode": [{"type": "focal", "class_weight": "median_frequency"}],
+            },
+            r"loss\.decode\[0\]\.class_weight: smp's binary FocalLoss takes no class weights",
+        ),
         ({"model.num_classes": 0}, r"model\.num_classes: must be > 0"),
         # no labelled pixel, or nothing to crop, rescale or score
         ({"data.transforms.crop_size": [0, 64]}, r"data\.transforms\.crop_size must be two"),

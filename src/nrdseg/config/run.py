@@ -26,7 +26,7 @@ from nrdseg.models.loss_terms import (
 )
 from nrdseg.models.segmentor import check_aux_weight
 from nrdseg.models.zoo import model_spec
-from nrdseg.ops.labels import BINARY_DATASET_FIX, IGNORE_INDEX
+from nrdseg.ops.labels import BINARY_DATASET_FIX, IGNORE_INDEX, label_classes
 from nrdseg.ops.sliding_window import slide_settings
 from nrdseg.utils.atomic import atomic_write_bytes
 from nrdseg.utils.yaml_safe import plain
@@ -354,7 +354,10 @@ class LossConfig:
         for spec in self.decode:
             checked = dict(spec)
             if checked.get("class_weight") == MEDIAN_FREQUENCY:
+                # Counted from the data at start; any weights of the right count stand in.
                 checked.pop("class_weight")
+                if num_classes is not None:
+                    checked["class_weight"] = [1.0] * label_classes(num_classes)
             specs.append(checked)
         build_decode_loss(specs, num_classes=num_classes, key="loss.decode")
 
