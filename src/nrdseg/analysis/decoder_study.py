@@ -17,6 +17,7 @@ from typing import Any
 
 from nrdseg.analysis.decoder_costs import DecoderCost, decoder_costs
 from nrdseg.analysis.experiments import Budget, Run, execute
+from nrdseg.analysis.feature_cache import FrozenBackboneCache
 from nrdseg.analysis.figures import CostPoint, study_figure
 from nrdseg.utils.atomic import atomic_write_bytes
 
@@ -206,9 +207,10 @@ def run_study(
         for label in labels
     ]
     records = []
+    cache = FrozenBackboneCache() if budget.cache_backbone else None
     for number, run in enumerate(runs, 1):
         say(f"[{number}/{len(runs)}] {run.key}: {STUDY_MODELS[run.label][2]} ({run.model})")
-        records.append(execute(run, budget, out=out, progress=progress, device=device))
+        records.append(execute(run, budget, out=out, progress=progress, device=device, cache=cache))
     say(f"timing the decoders at ResNet-50 widths, {latency_size[0]} x {latency_size[1]} ...")
     costs = decoder_costs(
         list(dict.fromkeys(STUDY_MODELS[label][0] for label in labels)),
