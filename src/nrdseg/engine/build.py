@@ -255,12 +255,14 @@ def train_from_config(
     progress: bool = True,
     console: bool | None = None,
     device: str | torch.device | None = None,
+    model_hook: Callable[[Segmentor], None] | None = None,
 ) -> Segmentor:
     """Run (or resume) the training ``config`` describes, under torchrun or alone.
 
     ``progress``: the progress bar (and evaluation's); ``console``: the event lines
     (default: as ``progress``); ``device``: "cpu", "cuda", "cuda:1" (default: CUDA when
-    available).
+    available); ``model_hook``: called with the model once it is built, before training
+    (a study attaches its backbone cache, :mod:`nrdseg.analysis.feature_cache`).
     """
     with process_group_from_env(device) as (info, device):
         work_dir = Path(work_dir)
@@ -291,6 +293,8 @@ def train_from_config(
         )
         if info.is_main:
             barrier(info)
+        if model_hook is not None:
+            model_hook(model)
         evaluator = None
         if val_set is not None:
             # Checked now, not at the first evaluation, eval_interval iterations later.
