@@ -90,7 +90,7 @@ class FADEHead(GuidedFPNHead):
     The skeleton (laterals, ``x = FADE(x, lateral) + lateral``, classifier) is
     :class:`~nrdseg.models.heads.guided_fpn.GuidedFPNHead`'s; each step's upsampler is a
     :class:`FADE` on ``channels``-wide maps. The sum after FADE's own gated blend follows
-    FPN's top-down path in UPerNet, where the paper swaps FPN's upsampling for FADE; it
+    FPN's top-down path, where the paper's UPerNet swaps FPN's upsampling for FADE; it
     adds the lateral a second time ((1 + g) * lateral + (1 - g) * reassembled), and keeps
     this row and ``sapa_r50`` the same decoder but for the upsampler.
 

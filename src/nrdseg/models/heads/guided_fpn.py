@@ -21,9 +21,10 @@ class GuidedFPNHead(DecodeHead):
     to ``channels`` by a 1x1 conv + BN + ReLU (FPN's laterals). Each step upsamples the
     running map x2 with ``upsamplers[i](x, lateral)``, guided by the lateral of the target
     stride, and adds that lateral: ``x = up(x, lateral) + lateral``, the sum of FPN's
-    top-down path in UPerNet, the CNN segmentation setting where FADE and SAPA replace
-    FPN's upsampling. UPerNet's 3x3 smoothing convs and its concatenation of all levels
-    are left out: at stride 4 a 3x3 conv alone would cost ~77 GMACs at 1024x2048 and
+    top-down path, kept when an upsampler replaces FPN's resize (as in the UPerNet
+    experiments of the FADE paper; its SegFormer experiments concatenate the levels
+    instead, a head nrdseg has as its own row). UPerNet's 3x3 smoothing convs and its
+    concatenation of all levels are left out: at stride 4 a 3x3 conv alone would cost ~77 GMACs at 1024x2048 and
     256 channels (the DeepLabV3+ decoder's whole budget), and the upsampler is what
     these rows compare. Dropout, then the classifier at stride 4.
 

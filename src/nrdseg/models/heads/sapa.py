@@ -37,7 +37,7 @@ class SAPA(nn.Module):
     (:func:`nrdseg.ops.sapa.similarity_kernels`; taps outside the map get no weight), and
     it reassembles the un-normalised ``x`` with it (:func:`nrdseg.ops.carafe.reassemble`).
 
-    ``similarity="gated"`` (SAPA-G, the variant the paper reports best, default): the
+    ``similarity="gated"`` (SAPA-G, the paper's gated bilinear similarity, default): the
     query is ``g * P_q(guide) + (1 - g) * P_d(parent of x)`` with a one-channel gate
     ``g = sigmoid(conv1x1(x))`` from the decoder map, so that where the encoder map is
     noise the decoder's own query takes over. The decoder query and the gate are
@@ -99,13 +99,12 @@ class SAPAHead(GuidedFPNHead):
 
     The skeleton (laterals, ``x = SAPA(x, lateral) + lateral``, classifier) is
     :class:`~nrdseg.models.heads.guided_fpn.GuidedFPNHead`'s, the same as ``fade_r50``'s;
-    each step's upsampler is a :class:`SAPA` on ``channels``-wide maps, the sum after it
-    FPN's top-down path in UPerNet, where the paper swaps FPN's upsampling for SAPA.
+    each step's upsampler is a :class:`SAPA` on ``channels``-wide maps, followed by FPN's
+    top-down sum with the lateral.
 
     Reported gain (SAPA paper, SegFormer-B1 on ADE20K, 160k iterations, single-scale,
-    single runs): SAPA-G +2.7 mIoU over bilinear's 41.7; SAPA-B, the released module,
-    reports less. Its GFLOPs miss the similarity and the reassembly, which nrdseg counts
-    (two batched matrix products).
+    single runs): SAPA-G +2.7 mIoU over bilinear's 41.7. Its GFLOPs miss the similarity
+    and the reassembly, which nrdseg counts (two batched matrix products).
     """
 
     own_init: ClassVar[dict[str, str]] = {
