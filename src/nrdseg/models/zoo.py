@@ -18,8 +18,10 @@ from nrdseg.models.heads import (
     DeepLabV3PlusHead,
     DUCHead,
     DUpsamplingHead,
+    FADEHead,
     FCNHead,
     NRDHead,
+    SAPAHead,
 )
 from nrdseg.models.loss_terms import DecodeLoss, build_decode_loss
 from nrdseg.models.segmentor import Segmentor, encoder_shapes
@@ -272,6 +274,12 @@ for _name, _spec in {
     "carafe_r50": ModelSpec(CARAFEHead, "ResNet-50c + ASPP + 3 CARAFE x2 stages (Table 3)", _R50),
     "dupsample_r50": ModelSpec(
         DUpsamplingHead, "ResNet-50c + ASPP + DUpsampling, r = 32, 256-d code", _R50
+    ),
+    "fade_r50": ModelSpec(
+        FADEHead, "ResNet-50c + ASPP + FPN with 3 FADE x2 steps (Lu et al., ECCV 2022)", _R50
+    ),
+    "sapa_r50": ModelSpec(
+        SAPAHead, "ResNet-50c + ASPP + FPN with 3 SAPA-G x2 steps (Lu et al., NeurIPS 2022)", _R50
     ),
 }.items():
     register_model(_name, _spec)
