@@ -8,7 +8,7 @@ import numpy as np
 import yaml
 
 from nrdseg.data.base import PairedFileDataset, Transform, read_split_file
-from nrdseg.data.files import IMAGE_EXTENSIONS, DataError
+from nrdseg.data.files import DataError, image_extension_reason
 from nrdseg.data.labels import (
     check_metadata,
     generated_palette,
@@ -16,6 +16,7 @@ from nrdseg.data.labels import (
     reduce_zero_label_map,
     remap_labels,
 )
+from nrdseg.data.scan import LeftOut, scan_folder
 
 LAYOUT = (
     "  ROOT/images/{stem}.{jpg,png,...}   (sub-folders allowed: the stem is the relative path)\n"
@@ -26,21 +27,21 @@ LAYOUT = (
 
 
 def find_images(folder: Path) -> dict[str, Path]:
-    """Stem (relative path without extension) -> image file, for every image under folder."""
+    """Stem (relative path without extension) -> image file, for every image under folder.
+
+    Linked sub-folders are read; files left out (other extensions, hidden files, broken
+    links, link loops) are counted in one warning that names them.
+    """
     if not folder.is_dir():
         raise FileNotFoundError(f"folder not found: {folder}\nexpected layout:\n{LAYOUT}")
     found: dict[str, Path] = {}
-    for path in sorted(folder.rglob("*")):
-        if (
-            path.suffix.lower() not in IMAGE_EXTENSIONS
-            or path.name.startswith(".")
-            or not path.is_file()  # a sub-folder named like an image holds images
-        ):
-            continue
+    left_out = LeftOut()
+    for path in scan_folder(folder, left_out=left_out, take=image_extension_reason):
         stem = path.relative_to(folder).with_suffix("").as_posix()
         if stem in found:
             raise DataError(f"two images share the stem {stem!r}: {found[stem]} and {path}")
         found[stem] = path
+    left_out.warn(folder)
     if not found:
         raise DataError(f"no images in {folder}\nexpected layout:\n{LAYOUT}")
     return found
@@ -54,6 +55,8 @@ def read_classes_file(path: Path) -> tuple[list[str], list[list[int]]]:
         record = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML ({err})") from err
+    except UnicodeDecodeError as err:  # else the message names no file
+        raise ValueError(f"{path}: not a text (YAML) file ({err})") from err
     if not isinstance(record, dict) or not isinstance(record.get("classes"), list):
         raise ValueError(f"{path}: expected a mapping with a 'classes' list of names")
     classes = record["classes"]
