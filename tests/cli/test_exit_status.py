@@ -25,9 +25,9 @@ def test_predict_exits_1_when_every_input_failed(checkpoint, tmp_path, capsys):
     (tmp_path / "b.jpg").write_text("not an image")
     argv = ["predict", *CPU, str(checkpoint), str(tmp_path), "--out", str(tmp_path / "out")]
     assert main([*argv, "--no-progress"]) == 1  # was 0
-    out = capsys.readouterr().out
-    assert "wrote 0 label PNGs" in out and "skipped 2 unreadable input(s):" in out
-    assert "nrdseg predict: nothing written: all 2 input(s) failed" in out
+    captured = capsys.readouterr()
+    assert "wrote 0 label PNGs" in captured.out and "skipped 2 unreadable input(s):" in captured.out
+    assert "nrdseg predict: nothing written: all 2 input(s) failed" in captured.err
 
 
 def _val_set(root, *, broken: int):

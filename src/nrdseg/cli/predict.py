@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from nrdseg.cli.options import (
@@ -116,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
         for _, reason in summary.skipped:
             print(f"  {reason}")
     if not summary.written:
-        print(f"nrdseg predict: nothing written: all {len(summary.skipped)} input(s) failed")
+        print(
+            f"nrdseg predict: nothing written: all {len(summary.skipped)} input(s) failed",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     return EXIT_PARTIAL if summary.skipped else EXIT_OK

@@ -45,7 +45,7 @@ _TRANSPOSED = {5, 6, 7, 8}
 #: What to do about a file over Pillow's pixel limit, said wherever one is met.
 PIXEL_LIMIT_FIX = (
     "if you trust the file, raise the limit: --max-image-pixels N (nrdseg predict, eval, "
-    "train, data check; 0 = no limit) or nrdseg.data.files.set_max_image_pixels(N) in "
+    "train, data check, data prepare; 0 = no limit) or nrdseg.data.files.set_max_image_pixels(N) in "
     "Python; nrdseg predict --mode slide --crop-size H W --stride H W then segments it "
     "window by window"
 )
