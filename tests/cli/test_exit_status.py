@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from nrdseg.cli import build_parser, main
+from nrdseg.cli import export as export_cli
 from nrdseg.cli.options import EXIT_STATUS
+from nrdseg.deploy.verify import ParityReport, ParityRow
 from tests.conftest import CPU
 from tests.datasets_on_disk import SIZE, write_image, write_mask
 from tests.engine_fixtures import tiny_model, write_tiny_config
@@ -55,6 +57,19 @@ def test_eval_exits_3_when_samples_were_left_out_and_1_when_none_was_read(
     assert f"left out {broken} unreadable sample(s)" in captured.out
     if status == 1:
         assert "nrdseg eval: no sample scored: 3 asked for, 3 unreadable" in captured.err
+
+
+def test_export_exits_1_when_verify_finds_a_mismatch(checkpoint, tmp_path, monkeypatch, capsys):
+    # The comparison itself is tested in tests/deploy/test_export.py; here, its verdict.
+    row = ParityRow(shape=(1, 32, 32), max_abs_logit=9.0, max_abs_diff=0.5, agreeing=9, pixels=10)
+    failing = ParityReport(rows=[row], atol=1e-4, min_agreement=0.9999)
+    monkeypatch.setattr(export_cli, "verify_export", lambda *args, **kwargs: failing)
+    argv = ["export", str(checkpoint), "--format", "torchscript", "--size", "32", "32"]
+    assert main([*argv, "--out", str(tmp_path / "m.pt"), "--verify"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+    assert main([*argv, "--out", str(tmp_path / "n.pt"), "--atol", "-1"]) == 2
+    assert "--atol must be >= 0, got -1.0" in capsys.readouterr().err
+    assert not (tmp_path / "n.pt").exists()
 
 
 @pytest.mark.parametrize("command", [["demo", "--quick"], ["study", "decoders", "--quick"]])
