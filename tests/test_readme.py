@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-README = Path("/work/notes/scans-readme.md")
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def python_block(text: str, heading: str) -> str:
