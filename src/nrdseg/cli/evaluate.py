@@ -12,6 +12,7 @@ from nrdseg.cli.options import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_PARTIAL,
+    SET_HELP,
     add_pixel_limit_argument,
     add_speed_arguments,
     parse_assignments,
@@ -49,7 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     add_speed_arguments(parser)
     add_pixel_limit_argument(parser)
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     parser.set_defaults(func=run)
 
 

@@ -17,6 +17,7 @@ from nrdseg.data.labels import (
     remap_labels,
 )
 from nrdseg.data.scan import LeftOut, scan_folder
+from nrdseg.utils.yaml_read import load_as_written, load_yaml
 
 LAYOUT = (
     "  ROOT/images/{stem}.{jpg,png,...}   (sub-folders allowed: the stem is the relative path)\n"
@@ -52,18 +53,24 @@ def read_classes_file(path: Path) -> tuple[list[str], list[list[int]]]:
     if not path.is_file():
         raise FileNotFoundError(f"classes file not found: {path}")
     try:
-        record = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from err
+        text = path.read_text()
     except UnicodeDecodeError as err:  # else the message names no file
         raise ValueError(f"{path}: not a text (YAML) file ({err})") from err
+    try:
+        record = load_yaml(text, name=str(path))
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from err
     if not isinstance(record, dict) or not isinstance(record.get("classes"), list):
-        raise ValueError(f"{path}: expected a mapping with a 'classes' list of names")
+        raise ValueError(
+            f"{path}: expected a mapping with a 'classes' list of names, e.g. "
+            "classes: [background, object]"
+        )
     classes = record["classes"]
     palette = record.get("palette") or generated_palette(len(classes))
     if not isinstance(palette, list):
         raise ValueError(f"{path}: 'palette' must be a list of [r, g, b]")
-    return check_metadata(classes, palette, source=str(path))
+    written = load_as_written(text)["classes"]  # to quote back a name YAML made a boolean
+    return check_metadata(classes, palette, source=str(path), written=written)
 
 
 class FolderDataset(PairedFileDataset):
