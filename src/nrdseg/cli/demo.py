@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.data == "camvid":
         if args.root is None:
-            raise SystemExit("nrdseg demo: error: --data camvid needs --root DIR")
+            raise ValueError("--data camvid needs --root DIR")  # exit 2, as a usage error
         settings = camvid_settings(args.root, quick=args.quick)
     else:
         settings = QUICK if args.quick else FULL
