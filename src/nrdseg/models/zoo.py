@@ -19,7 +19,10 @@ from nrdseg.models.heads import (
     DUCHead,
     DUpsamplingHead,
     FCNHead,
+    IFAHead,
     NRDHead,
+    SegFormerHead,
+    SegFormerLinearHead,
 )
 from nrdseg.models.loss_terms import DecodeLoss, build_decode_loss
 from nrdseg.models.segmentor import Segmentor, encoder_shapes
@@ -271,6 +274,27 @@ for _name, _spec in {
     "carafe_r50": ModelSpec(CARAFEHead, "ResNet-50c + ASPP + 3 CARAFE x2 stages (Table 3)", _R50),
     "dupsample_r50": ModelSpec(
         DUpsamplingHead, "ResNet-50c + ASPP + DUpsampling, r = 32, 256-d code", _R50
+    ),
+    "segformer_r50": ModelSpec(
+        SegFormerHead, "ResNet-50c + ASPP + SegFormer all-MLP head (NeurIPS 2021), C = 256", _R50
+    ),
+    "segformer_r50_slim": ModelSpec(
+        SegFormerHead,
+        "SegFormer all-MLP head, C = 144: NRD's decoder GMACs",
+        _R50,
+        {"channels": 144},
+    ),
+    "segformer_r50_linear": ModelSpec(
+        SegFormerLinearHead, "SegFormer all-MLP head, the paper's linear projections, C = 256", _R50
+    ),
+    "ifa_r50": ModelSpec(
+        IFAHead, "ResNet-50c + ASPP + IFA (ECCV 2022), released widths 256 / 512-256-256", _R50
+    ),
+    "ifa_r50_slim": ModelSpec(
+        IFAHead,
+        "IFA at half the released widths (128 / 256-128-128): NRD's decoder GMACs",
+        _R50,
+        {"channels": 128, "hidden_channels": 256, "mlp_channels": 128},
     ),
 }.items():
     register_model(_name, _spec)

@@ -7,7 +7,9 @@ from nrdseg.models.heads.deeplabv3plus import DeepLabV3PlusHead
 from nrdseg.models.heads.duc import DUCHead
 from nrdseg.models.heads.dupsampling import DUpsamplingHead
 from nrdseg.models.heads.fcn import FCNHead
+from nrdseg.models.heads.ifa import IFAHead
 from nrdseg.models.heads.nrd import NRDHead
+from nrdseg.models.heads.segformer import SegFormerHead, SegFormerLinearHead
 
 __all__ = [
     "BilinearHead",
@@ -17,5 +19,8 @@ __all__ = [
     "DecodeHead",
     "DeepLabV3PlusHead",
     "FCNHead",
+    "IFAHead",
     "NRDHead",
+    "SegFormerHead",
+    "SegFormerLinearHead",
 ]
