@@ -96,22 +96,23 @@ class IFAHead(DecodeHead):
         rows_y, rows_x = code_rows(self.frequencies.shape[-1])
         weight = self.mlp[0][0].weight.flatten(1)
         blocks = weight.split(self.code_channels + self.channels, dim=1)
-        terms = []
+        grid = {"device": weight.device, "dtype": self.frequencies.dtype}
+        out = term_y = term_x = None
         for level, (x, projection, block) in enumerate(
             zip(features, self.projections, blocks, strict=True)
         ):
             code, feature = block[:, : self.code_channels], block[:, self.code_channels :]
             low = F.conv2d(projection(x), feature[:, :, None, None])
             # The stride-4 map is the query grid itself: no sampling to do.
-            sampled = low if level == 0 else F.interpolate(low, (height, width), mode=NEAREST)
-            grid = {"device": x.device, "dtype": self.frequencies.dtype}
-            offset_y = cell_offsets(height, x.shape[-2], **grid)
-            offset_x = cell_offsets(width, x.shape[-1], **grid)
+            out = low if out is None else out + F.interpolate(low, (height, width), mode=NEAREST)
             frequencies_y, frequencies_x = self.frequencies[level]
-            term_y = code[:, rows_y] @ fourier_code(offset_y, frequencies_y)  # (hidden, H/4)
-            term_x = code[:, rows_x] @ fourier_code(offset_x, frequencies_x)  # (hidden, W/4)
-            terms.append(sampled + term_y[:, :, None] + term_x[:, None, :])
-        return sum(terms[1:], terms[0])
+            code_y = fourier_code(cell_offsets(height, x.shape[-2], **grid), frequencies_y)
+            code_x = fourier_code(cell_offsets(width, x.shape[-1], **grid), frequencies_x)
+            # The code terms of all levels summed while small: (hidden, H/4) and (hidden, W/4).
+            level_y, level_x = code[:, rows_y] @ code_y, code[:, rows_x] @ code_x
+            term_y = level_y if term_y is None else term_y + level_y
+            term_x = level_x if term_x is None else term_x + level_x
+        return out + term_y[:, :, None] + term_x[:, None, :]
 
     def forward(self, *features: torch.Tensor) -> torch.Tensor:
         first = self.mlp[0]
