@@ -276,7 +276,9 @@ for _name, _spec in {
         DUpsamplingHead, "ResNet-50c + ASPP + DUpsampling, r = 32, 256-d code", _R50
     ),
     "segformer_r50": ModelSpec(
-        SegFormerHead, "ResNet-50c + ASPP + SegFormer all-MLP head (NeurIPS 2021), C = 256", _R50
+        SegFormerHead,
+        "ResNet-50c + ASPP + SegFormer all-MLP head (NeurIPS 2021; mmseg's), C = 256",
+        _R50,
     ),
     "segformer_r50_slim": ModelSpec(
         SegFormerHead,

@@ -32,11 +32,11 @@ class IFAHead(DecodeHead):
     and features; IFA's MLP is static (one set of weights for every pixel), NRD's is
     generated per stride-32 cell by its controller.
 
-    The paper reports a better computation-accuracy trade-off than bilinear-upsampling
-    alignment of the same levels and than learned-alignment decoders (SFNet, AlignSeg) on
-    Cityscapes, PASCAL Context and ADE20K (its abstract: "state-of-the-art
-    computation-accuracy trade-off"); as released its decoder costs ~30 GMACs at 512x1024,
-    1.5x the DeepLabV3+ decoder, which nrdseg computes exactly for ~16 (below).
+    The paper claims "state-of-the-art computation-accuracy trade-off" on Cityscapes,
+    PASCAL Context and ADE20K (abstract) against decoders that align the levels by
+    bilinear upsampling and convolutions. As released its decoder costs ~30 GMACs at
+    512x1024, 1.5x the DeepLabV3+ decoder; nrdseg computes the same function for ~16
+    (below).
 
     How it runs (the same function as the concatenation; tests/models/test_ifa.py checks
     it against the naive path on a per-query reference). The first MLP layer is linear on
@@ -50,13 +50,13 @@ class IFAHead(DecodeHead):
     conv over the 1,128 concatenated values), so checkpoints hold the paper's model.
 
     Differences from the official code (hzhupku/IFA): the released position encoding holds
-    its frequencies as a 12 x 2 matrix, axis-aligned at the start, of which the zero
-    cross-axis entries are trainable too; here each frequency stays on its axis, as the
-    paper describes it, which keeps the code separable (the cheap code term above). The
-    optional 4-neighbour ensemble (average of the four nearest cells' outputs) is left out:
-    its official implementation is buggy (hzhupku/IFA issue #8). The stride-32 level is
-    the ASPP output of nrdseg's shared encoder, not the raw last stage; there is no
-    dropout before the classifier, unlike the mmseg-style heads here.
+    its frequencies as a 12 x 2 matrix, axis-aligned at the start, whose zero cross-axis
+    entries are trainable too; here each frequency stays on its axis (the released initial
+    state), which keeps the code separable (the cheap code term above). The optional
+    4-neighbour ensemble (LIIF-style, over the four nearest cells) is left out: its
+    official implementation is buggy (hzhupku/IFA issue #8). The stride-32 level is the
+    ASPP output of nrdseg's shared encoder, not the raw last stage; there is no dropout
+    before the classifier, unlike the mmseg-style heads here.
     """
 
     inputs: ClassVar[dict[str, tuple[str, ...]]] = {
