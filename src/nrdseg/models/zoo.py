@@ -20,8 +20,11 @@ from nrdseg.models.heads import (
     DUpsamplingHead,
     FADEHead,
     FCNHead,
+    IFAHead,
     NRDHead,
     SAPAHead,
+    SegFormerHead,
+    SegFormerLinearHead,
 )
 from nrdseg.models.loss_terms import DecodeLoss, build_decode_loss
 from nrdseg.models.segmentor import Segmentor, encoder_shapes
@@ -280,6 +283,29 @@ for _name, _spec in {
     ),
     "sapa_r50": ModelSpec(
         SAPAHead, "ResNet-50c + ASPP + FPN with 3 SAPA-G x2 steps (Lu et al., NeurIPS 2022)", _R50
+    ),
+    "segformer_r50": ModelSpec(
+        SegFormerHead,
+        "ResNet-50c + ASPP + SegFormer all-MLP head (NeurIPS 2021; mmseg's), C = 256",
+        _R50,
+    ),
+    "segformer_r50_slim": ModelSpec(
+        SegFormerHead,
+        "SegFormer all-MLP head, C = 144: NRD's decoder GMACs",
+        _R50,
+        {"channels": 144},
+    ),
+    "segformer_r50_linear": ModelSpec(
+        SegFormerLinearHead, "SegFormer all-MLP head, the paper's linear projections, C = 256", _R50
+    ),
+    "ifa_r50": ModelSpec(
+        IFAHead, "ResNet-50c + ASPP + IFA (ECCV 2022), released widths 256 / 512-256-256", _R50
+    ),
+    "ifa_r50_slim": ModelSpec(
+        IFAHead,
+        "IFA at half the released widths (128 / 256-128-128): NRD's decoder GMACs",
+        _R50,
+        {"channels": 128, "hidden_channels": 256, "mlp_channels": 128},
     ),
 }.items():
     register_model(_name, _spec)

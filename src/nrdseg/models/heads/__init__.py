@@ -8,8 +8,10 @@ from nrdseg.models.heads.duc import DUCHead
 from nrdseg.models.heads.dupsampling import DUpsamplingHead
 from nrdseg.models.heads.fade import FADEHead
 from nrdseg.models.heads.fcn import FCNHead
+from nrdseg.models.heads.ifa import IFAHead
 from nrdseg.models.heads.nrd import NRDHead
 from nrdseg.models.heads.sapa import SAPAHead
+from nrdseg.models.heads.segformer import SegFormerHead, SegFormerLinearHead
 
 __all__ = [
     "BilinearHead",
@@ -20,6 +22,9 @@ __all__ = [
     "DeepLabV3PlusHead",
     "FADEHead",
     "FCNHead",
+    "IFAHead",
     "NRDHead",
     "SAPAHead",
+    "SegFormerHead",
+    "SegFormerLinearHead",
 ]
