@@ -1,5 +1,6 @@
-"""The decoder study: every zoo decoder and the NRD variants of the paper's Tables 2 and 4,
-trained on the synthetic scenes with one encoder and one budget, over several seeds.
+"""The decoder study: every zoo decoder (the paper's and the modern light ones that came
+after it) and the NRD variants of the paper's Tables 2 and 4, trained with one encoder
+and one budget, over several seeds.
 
 Accuracy (mean and standard deviation over seeds) comes from the runs of
 :mod:`nrdseg.analysis.experiments`; cost (GMACs, parameters, latency) from
@@ -28,6 +29,28 @@ STUDY_MODELS: dict[str, tuple[str, str, str]] = {
     "duc": ("duc_r50", "decoder", "DUC (Table 3)"),
     "carafe": ("carafe_r50", "decoder", "CARAFE (Table 3)"),
     "dupsample": ("dupsample_r50", "decoder", "DUpsampling, W learned"),
+    "dysample": ("dysample_r50", "modern decoder", "DySample x8, no guidance (ICCV 2023)"),
+    "dlv3p_dysample": (
+        "dlv3p_dysample_r50",
+        "modern decoder",
+        "DeepLabV3+ decoder, DySample for its x8 upsampling (ICCV 2023)",
+    ),
+    "segformer": ("segformer_r50", "modern decoder", "SegFormer all-MLP head, C = 256"),
+    "segformer_slim": (
+        "segformer_r50_slim",
+        "modern decoder",
+        "SegFormer all-MLP head, C = 144 (NRD's GMACs)",
+    ),
+    "segformer_linear": (
+        "segformer_r50_linear",
+        "modern decoder",
+        "SegFormer all-MLP head, the paper's linear projections",
+    ),
+    "ifa": ("ifa_r50", "modern decoder", "IFA, released widths (ECCV 2022)"),
+    "ifa_slim": ("ifa_r50_slim", "modern decoder", "IFA at half widths (NRD's GMACs)"),
+    "freqfusion": ("freqfusion_r50", "modern decoder", "FreqFusion FPN (TPAMI 2024)"),
+    "fade": ("fade_r50", "modern decoder", "FADE FPN (ECCV 2022)"),
+    "sapa": ("sapa_r50", "modern decoder", "SAPA-G FPN (NeurIPS 2022)"),
     "nrd": ("nrd_r50", "NRD", "NRD, C_r = C_m = 16 (Tables 1-4)"),
     "nrd_coord_only": ("nrd_r50_coord_only", "NRD variant", "coordinates only (Tables 1, 4)"),
     "nrd_coord_only_zero_bias": (
@@ -293,7 +316,7 @@ def study_plot(rows: Sequence[StudyRow], *, title: str) -> bytes:
         for row in rows
     ]
     decoders = [p for p in points if p.group != "NRD variant"]
-    variants = [p for p in points if p.group != "decoder"]
+    variants = [p for p in points if p.group in ("NRD", "NRD variant")]
     return study_figure(decoders, variants, trimap_width=int(width), title=title)
 
 

@@ -95,7 +95,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def add_decoders_parser(studies: argparse._SubParsersAction) -> None:
     decoders = studies.add_parser(
         "decoders",
-        help="train every zoo decoder and the NRD variants on synthetic scenes",
+        help="train every zoo decoder and the NRD variants under one budget",
         description="Train each decoder (and NRD's Table 2/4 variants) with one encoder and "
         "budget for several seeds; write OUT/study.{md,json,png}. Finished runs under "
         "OUT/runs/ are read back and an interrupted one resumes, so rerun the same command "
@@ -132,15 +132,14 @@ def add_decoders_parser(studies: argparse._SubParsersAction) -> None:
     decoders.set_defaults(func=run_decoders)
 
 
-#: The decoders of the real-image study (``--data camvid`` without ``--models``).
+#: The decoders of the real-image study (``--data camvid`` without ``--models``): the
+#: paper's baselines, NRD (both initialisations) and every modern light decoder.
 CAMVID_MODELS = [
     "bilinear",
     "dlv3p",
     "nrd",
     "nrd_template",
-    "nrd_guidance_only",
-    "nrd_coord_only",
-    "nrd_coord_only_zero_bias",
+    *(label for label, (_, group, _) in STUDY.items() if group == "modern decoder"),
 ]
 
 
