@@ -58,6 +58,18 @@ class Scenes:
         return {"image": image.float(), "label": label, "path": f"scene_{index}.png"}
 
 
+class RecordingScenes(Scenes):
+    """Scenes that note every index loaded, in order."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.loaded: list[int] = []
+
+    def __getitem__(self, index):
+        self.loaded.append(index)
+        return super().__getitem__(index)
+
+
 @pytest.fixture
 def one_thread():
     """Tiny models run fastest on one thread, and do not stall on a busy machine."""

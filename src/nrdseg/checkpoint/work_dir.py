@@ -66,6 +66,13 @@ class TrainingState:
     ``optimizer`` and ``scaler`` are the state dicts of the optimizer and GradScaler;
     ``rng`` holds one random-state capture per process (rank order); ``config`` is the
     run's resolved config tree, so a resume can say what changed.
+
+    Positions are kept in units no setting changes: ``data_position`` in samples
+    (``epoch``, ``offset``: samples of that epoch's permutation read by all processes,
+    and the ``dataset_size`` and ``seed`` of that permutation), ``schedule`` as the poly
+    schedule's ``iters``, ``anchor_step`` and ``anchor_progress``. ``consumed_batches``
+    (batches of any size, all micro-batches counted) is kept for the record: older
+    checkpoints (0.1.0, say) hold only it, and a resume converts it with their own config.
     """
 
     iteration: int
@@ -79,6 +86,10 @@ class TrainingState:
     #: Samples served in place of unreadable ones; checkpoints of 0.1.0 may lack it.
     skipped_samples: int = 0
     config: dict[str, Any] | None = None
+    #: ``engine.data_order.DataPosition`` as a dict; None in older checkpoints.
+    data_position: dict[str, int] | None = None
+    #: ``engine.optim.PolySchedule.state()``; None in older checkpoints.
+    schedule: dict[str, int | float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The plain dict written to ``training_state.pt`` (no copy of the tensors)."""

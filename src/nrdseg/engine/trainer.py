@@ -10,6 +10,7 @@ in ``best/``; every ``ckpt_interval`` a resumable checkpoint is written.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -34,10 +35,11 @@ from nrdseg.checkpoint.work_dir import (
 )
 from nrdseg.config.run import LoaderConfig, OptimConfig, TrainConfig
 from nrdseg.data.files import DataError
-from nrdseg.engine.data_order import BatchOrder, SeededSamples, check_batch_fits
+from nrdseg.engine.data_order import BatchOrder, DataPosition, SeededSamples, check_batch_fits
 from nrdseg.engine.distributed import DistInfo, all_gather_objects, mean_over_ranks
 from nrdseg.engine.logger import EventLog
 from nrdseg.engine.optim import PolySchedule, build_optimizer
+from nrdseg.engine.resume import resumed_position, resumed_schedule, warn_about_changes
 from nrdseg.engine.rng import capture_rng, restore_rng, seed_everything
 from nrdseg.engine.sync_bn import convert_sync_batchnorm
 from nrdseg.evaluation.report import result_summary
@@ -140,7 +142,10 @@ class Trainer:
         self.schedule = PolySchedule.from_config(self.optim_settings, iters=train_cfg.iters)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=train_cfg.amp == "fp16")
         self.iteration = 0
+        #: Batches read (micro-batches of any size), for the record; the data order
+        #: goes on from ``data_position``, counted in samples.
         self.consumed_batches = 0
+        self.data_position = DataPosition(dataset_size=len(train_dataset), seed=train_cfg.seed)
         self.bad_batches = 0
         #: Training samples served in place of bad ones (on_error: skip), over all ranks.
         self.skipped_samples = 0
@@ -156,12 +161,28 @@ class Trainer:
         """Continue exactly where the checkpoint ``directory`` left off."""
         checkpoint = read_checkpoint(directory)
         state, saved = checkpoint.state, checkpoint.record["model"]
+        # Read first: a run that cannot resume is refused before anything is loaded.
+        position = resumed_position(
+            state,
+            dataset_size=len(self.train_dataset),
+            seed=self.settings.seed,
+            batch_size=self.loader_settings.batch_size,
+            world_size=self.dist.world_size,
+            directory=checkpoint.directory,
+        )
+        schedule = resumed_schedule(
+            state,
+            optim=self.optim_settings,
+            iters=self.settings.iters,
+            directory=checkpoint.directory,
+        )
         source = f"{directory} ({saved['name']}, {saved['num_classes']} classes)"
         load_weights(self.model, checkpoint.weights, source=source)
         self.optimizer.load_state_dict(state.optimizer)
         self.scaler.load_state_dict(state.scaler)
         self.iteration = state.iteration
         self.consumed_batches = state.consumed_batches
+        self.data_position, self.schedule = position, schedule
         self.bad_batches = state.bad_batches
         self.skipped_samples = state.skipped_samples
         self.best_metric = state.best_metric
@@ -170,14 +191,14 @@ class Trainer:
         rngs = state.rng
         if len(rngs) != self.dist.world_size:
             logger.warning(
-                "%s was written by %d process(es), resuming with %d: the data order and "
-                "random streams will differ from an uninterrupted run",
+                "%s was written by %d process(es), resuming with %d: the data order goes on "
+                "exactly, but the random streams (dropout) differ from an uninterrupted run",
                 directory,
                 len(rngs),
                 self.dist.world_size,
             )
         restore_rng(rngs[self.dist.rank % len(rngs)])
-        _warn_about_changes(state.config, self.config, checkpoint.directory)
+        warn_about_changes(state.config, self.config, checkpoint.directory)
 
     def _training_state(self) -> TrainingState:
         return TrainingState(
@@ -191,18 +212,21 @@ class Trainer:
             scaler=self.scaler.state_dict(),
             rng=all_gather_objects(self.dist, capture_rng()),
             config=self.config,
+            data_position=dataclasses.asdict(self.data_position),
+            schedule=self.schedule.state(),
         )
 
     # -- the loop ----------------------------------------------------------------------
+    @property
+    def _global_batch(self) -> int:
+        return self.loader_settings.batch_size * self.dist.world_size
+
     def _batches(self) -> Iterator[dict[str, Any]]:
-        settings, accum = self.settings, self.optim_settings.grad_accum
-        remaining = settings.iters - self.iteration + settings.max_bad_batches - self.bad_batches
         order = BatchOrder(
             dataset_size=len(self.train_dataset),
             batch_size=self.loader_settings.batch_size,
-            seed=settings.seed,
-            start=self.consumed_batches,
-            stop=self.consumed_batches + remaining * accum,
+            seed=self.settings.seed,
+            start=self.data_position,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
         )
@@ -301,6 +325,7 @@ class Trainer:
             batch = _next_batch(batches)
             self.data_seconds += time.perf_counter() - waited
             self.consumed_batches += 1
+            self.data_position = self.data_position.after_batch(self._global_batch)
             replaced += int(batch["replaced"].sum())
             images = batch["image"].to(self.device, non_blocking=True)
             labels = batch["label"].to(self.device, non_blocking=True)
@@ -452,22 +477,3 @@ def _next_batch(batches: Iterator[dict[str, Any]]) -> dict[str, Any]:
         if not text.startswith(f"Caught {DataError.__name__} in DataLoader worker"):
             raise
         raise DataError(text.rsplit(f"{DataError.__name__}: ", 1)[-1]) from err
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
-def _warn_about_changes(old: Any, new: Any, directory: Path) -> None:
-    if not isinstance(old, dict) or not isinstance(new, dict):
-        return
-    before, after = _flatten(old), _flatten(new)
-    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-    if changed:
-        shown = "; ".join(f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in changed[:10])
-        logger.warning("resuming %s with a changed config: %s", directory, shown)
