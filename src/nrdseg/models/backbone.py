@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
 
@@ -17,7 +16,11 @@ from nrdseg.models.efficientnet_lite import (
     is_lukemelas_layout,
     lukemelas_to_timm,
 )
+from nrdseg.utils.optional import lazy_import
 from nrdseg.utils.wrappers import strip_wrapper_prefixes
+
+# Imported at first use: `nrdseg models` lists the zoo without timm's seconds of imports.
+timm = lazy_import("timm")
 
 logger = logging.getLogger("nrdseg")
 
