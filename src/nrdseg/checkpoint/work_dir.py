@@ -21,6 +21,7 @@ crash at any moment leaves the previous checkpoint usable.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -30,6 +31,7 @@ import pickle
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,6 +162,29 @@ def read_best_result(work_dir: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
+
+
+@contextlib.contextmanager
+def created_work_dir(work_dir: Path, *, create: bool = True) -> Iterator[Path]:
+    """``work_dir`` made (with its missing parents) for the block, and made again no more
+    when the block fails before anything was written into it: a ``nrdseg train`` stopped
+    by bad data leaves no empty folder behind. Only folders this call created are
+    removed, and only while empty; ``create=False`` (a process other than rank 0) makes
+    and removes nothing.
+    """
+    work_dir = Path(work_dir)
+    created = [p for p in (work_dir, *work_dir.parents) if not p.exists()] if create else []
+    if create:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        yield work_dir
+    except BaseException:
+        for folder in created:  # deepest first
+            try:
+                folder.rmdir()  # refuses a folder that holds anything
+            except OSError:
+                break
+        raise
 
 
 def remove_directory(path: Path) -> None:

@@ -19,6 +19,7 @@ import torch
 
 from nrdseg.checkpoint.work_dir import (
     RUN_CONFIG_FILE,
+    created_work_dir,
     latest_checkpoint,
     list_checkpoints,
     remove_stale_temporaries,
@@ -35,9 +36,6 @@ from nrdseg.models.loss_terms import MEDIAN_FREQUENCY, median_frequency_weights
 from nrdseg.models.segmentor import Segmentor
 from nrdseg.models.zoo import LOSS_OPTIONS, create_model
 from nrdseg.ops.normalize import IMAGENET_MEAN, IMAGENET_STD
-
-logger = logging.getLogger("nrdseg.train")
-
 
 logger = logging.getLogger("nrdseg.train")
 
@@ -195,8 +193,7 @@ def _prepare_work_dir(work_dir: Path, *, resume: bool, info: DistInfo) -> Path |
             f"{work_dir} already holds checkpoints; pass --resume to continue that run, "
             "or choose another --work-dir"
         )
-    if info.is_main:
-        work_dir.mkdir(parents=True, exist_ok=True)
+    if info.is_main and work_dir.is_dir():
         remove_stale_temporaries(work_dir)
     return latest
 
@@ -264,8 +261,10 @@ def train_from_config(
     (default: as ``progress``); ``device``: "cpu", "cuda", "cuda:1" (default: CUDA when
     available).
     """
-    with process_group_from_env(device) as (info, device):
-        work_dir = Path(work_dir)
+    with (
+        process_group_from_env(device) as (info, device),
+        created_work_dir(Path(work_dir), create=info.is_main) as work_dir,
+    ):
         latest = _prepare_work_dir(work_dir, resume=resume, info=info)
         _set_determinism(config.train.deterministic)
         if device.type == "cpu":
