@@ -46,7 +46,9 @@ def test_a_finished_run_is_read_back_not_trained_again(tmp_path, monkeypatch):
     monkeypatch.setattr(experiments, "train_from_config", lambda *a, **k: pytest.fail("trained"))
     assert execute(RUN, BUDGET, out=tmp_path, progress=False, device="cpu") == first
     other = dataclasses.replace(BUDGET, iters=6)
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(
+        ValueError, match=r"other settings .*\(then -> now\):\n  train\.iters: 4 -> 6\n"
+    ):
         execute(RUN, other, out=tmp_path, progress=False, device="cpu")
 
 

@@ -155,12 +155,18 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The dotted keys whose values differ between two config trees, as
+    ``key: old -> new`` lines, sorted by key (a key one tree lacks shows as None)."""
+    before, after = _flatten(old), _flatten(new)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    return [f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in changed]
+
+
 def warn_about_changes(old: Any, new: Any, directory: Path) -> None:
     """Log the keys whose values differ between the checkpoint's config and this one."""
     if not isinstance(old, dict) or not isinstance(new, dict):
         return
-    before, after = _flatten(old), _flatten(new)
-    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    changed = config_changes(old, new)
     if changed:
-        shown = "; ".join(f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in changed[:10])
-        logger.warning("resuming %s with a changed config: %s", directory, shown)
+        logger.warning("resuming %s with a changed config: %s", directory, "; ".join(changed[:10]))
