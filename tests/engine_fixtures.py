@@ -106,7 +106,15 @@ def write_tiny_config(path: Path, *, iters: int = 4) -> Path:
 
 
 def make_trainer(
-    work_dir, *, model=None, dataset=None, evaluator=None, optim=None, loader=None, **train
+    work_dir,
+    *,
+    model=None,
+    dataset=None,
+    evaluator=None,
+    val_images=None,
+    optim=None,
+    loader=None,
+    **train,
 ):
     """A one-process Trainer on Scenes, sized for tests; ``train`` overrides TrainConfig."""
     settings = {
@@ -124,6 +132,7 @@ def make_trainer(
         optim_cfg=optim or OptimConfig(lr=0.05, warmup_iters=0, min_lr=0.0),
         loader_cfg=loader or LoaderConfig(batch_size=2, num_workers=0),
         evaluator=evaluator,
+        val_images=val_images,
         progress=False,
     )
 

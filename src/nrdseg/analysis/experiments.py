@@ -314,6 +314,8 @@ def execute(
         "model": run.model,
         "seed": run.seed,
         **{key: summary[key] for key in ("mIoU", "mAcc", "aAcc", "IoU", "trimap")},
+        # a small validation set's note (engine.trainer.small_validation_note)
+        **{key: summary[key] for key in ("warning",) if key in summary},
         "train_seconds": train_seconds(work_dir),
         "config": tree,
     }

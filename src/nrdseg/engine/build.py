@@ -292,7 +292,7 @@ def train_from_config(
         )
         if info.is_main:
             barrier(info)
-        evaluator = None
+        evaluator, val_images = None, None
         if val_set is not None:
             # Checked now, not at the first evaluation, eval_interval iterations later.
             if val_set.num_classes != model.num_classes:
@@ -301,6 +301,8 @@ def train_from_config(
                     f"{model.num_classes}; data.train and data.val must share their classes"
                 )
             evaluator = build_evaluator(config, val_set, device=device, progress=progress)
+            limit = config.eval.max_samples
+            val_images = len(val_set) if limit is None else min(limit, len(val_set))
         trainer = Trainer(
             model=model,
             train_dataset=train_set,
@@ -309,6 +311,7 @@ def train_from_config(
             optim_cfg=config.optim,
             loader_cfg=config.loader,
             evaluator=evaluator,
+            val_images=val_images,
             config=config_to_dict(config),
             device=device,
             dist=info,

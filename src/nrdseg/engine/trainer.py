@@ -75,7 +75,9 @@ class Trainer:
     """Trains ``model`` on ``train_dataset`` and writes everything under ``work_dir``.
 
     ``evaluator(model) -> result`` (e.g. a partial of ``nrdseg.evaluation.evaluate.evaluate``)
-    is called on every rank; its ``mIoU`` picks the best checkpoint. ``config`` (the
+    is called on every rank; its ``mIoU`` picks the best checkpoint. ``val_images``, the
+    number of images it scores, gets a warning (at start, at the end and in
+    ``best/eval.json``) when it is below :data:`SMALL_VALIDATION_SET`. ``config`` (the
     resolved config tree) is stored in each checkpoint so that a resume can tell what
     changed. With ``dist.world_size > 1`` the process group must already be initialised;
     BatchNorm becomes SyncBatchNorm and the model is wrapped in DistributedDataParallel.
@@ -93,6 +95,7 @@ class Trainer:
         optim_cfg: OptimConfig | None = None,
         loader_cfg: LoaderConfig | None = None,
         evaluator: Callable[[Segmentor], dict[str, Any]] | None = None,
+        val_images: int | None = None,
         config: dict[str, Any] | None = None,
         device: str | torch.device = "cpu",
         dist: DistInfo | None = None,
@@ -106,6 +109,17 @@ class Trainer:
         self.device = torch.device(device)
         self.work_dir = Path(work_dir)
         self.evaluator = evaluator
+        #: Why best/ and its score are noisy (a small validation set), or None.
+        self.validation_note = (
+            None
+            if evaluator is None or val_images is None
+            else small_validation_note(
+                val_images,
+                selecting=0 < train_cfg.eval_interval < train_cfg.iters,
+            )
+        )
+        if self.validation_note is not None and self.dist.is_main:
+            logger.warning("%s", self.validation_note)
         self.config = config
         self.progress = progress and self.dist.is_main
         #: Event lines on the console (default: with the progress bar).
@@ -309,6 +323,14 @@ class Trainer:
             bar.close()
             if events is not None:
                 events.close()
+        noted = self.validation_note is not None and self.best_iteration is not None
+        if noted and self.dist.is_main:
+            logger.warning(
+                "best/ (iteration %d, mIoU %.4f): %s",
+                self.best_iteration,
+                self.best_metric,
+                self.validation_note,
+            )
         return self.model
 
     def _step(
@@ -417,6 +439,8 @@ class Trainer:
             events.write({"event": "eval", "iter": self.iteration, **summary})
             if improved:
                 record = {"iter": self.iteration, **summary}
+                if self.validation_note is not None:
+                    record["warning"] = self.validation_note
                 with self._writing(self.work_dir / BEST):
                     best = write_best(self.work_dir, model=self.model, result=record)
                 logger.info("new best mIoU %.4f at iteration %d -> %s", miou, self.iteration, best)
@@ -455,6 +479,33 @@ class Trainer:
                 f"training stopped at iteration {self.iteration}: cannot write {path} "
                 f"({err}); {self._where_to_resume()}"
             ) from err
+
+
+#: Validation sets with fewer images than this are small: their mIoU has a standard
+#: error of about s / sqrt(n) for a spread s of the per-image IoU, typically 0.1-0.2,
+#: so of 1-2 points or more (10 images: 3-6 points), as large as the differences that
+#: decide which checkpoint is best.
+SMALL_VALIDATION_SET = 100
+
+
+def small_validation_note(images: int, *, selecting: bool) -> str | None:
+    """What a validation set of ``images`` images means for ``best/`` (None when it is
+    not small); ``selecting``: several evaluations pick ``best/`` among checkpoints."""
+    if images >= SMALL_VALIDATION_SET:
+        return None
+    low, high = (100 * spread / math.sqrt(max(images, 1)) for spread in (0.1, 0.2))
+    chosen = (
+        "best/ is chosen by mIoU on these same images, so it may be picked by noise and "
+        "its score is optimistic"
+        if selecting
+        else "best/'s mIoU is that noisy"
+    )
+    return (
+        f"small validation set: {images} image(s), fewer than {SMALL_VALIDATION_SET}; the "
+        f"standard error of its mIoU is about s/sqrt({images}) = {low:.0f}-{high:.0f} points "
+        f"for a typical per-image IoU spread s of 0.1-0.2; {chosen}. Validate on more "
+        "images, or score best/ on images it was not chosen on (nrdseg eval)"
+    )
 
 
 def _check_training_batch(model: nn.Module, batch_size: int) -> None:
