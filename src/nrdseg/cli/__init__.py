@@ -3,6 +3,8 @@
 Only the module of the command that runs is imported (by name, from :data:`COMMANDS`):
 ``nrdseg models`` or ``nrdseg --help`` does not wait for what training, evaluation or
 export import. The other commands appear in ``--help`` from their one-line help here.
+Before that, OpenMP's wait policy is made passive (``nrdseg.utils.openmp``), so that a
+CPU run on a busy machine does not spin on cores other processes hold.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nrdseg.utils.openmp import prefer_passive_wait
 from nrdseg.utils.version import __version__
 
 
@@ -72,6 +75,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Before any command imports torch, which loads the OpenMP runtime that reads it.
+    prefer_passive_wait()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)

@@ -36,6 +36,7 @@ from nrdseg.models.loss_terms import MEDIAN_FREQUENCY, median_frequency_weights
 from nrdseg.models.segmentor import Segmentor
 from nrdseg.models.zoo import LOSS_OPTIONS, create_model
 from nrdseg.ops.normalize import IMAGENET_MEAN, IMAGENET_STD
+from nrdseg.utils.openmp import WAIT_POLICY, openmp_runtime
 
 logger = logging.getLogger("nrdseg.train")
 
@@ -214,8 +215,10 @@ def share_cpu_threads(*, workers: int, info: DistInfo) -> int:
     Data workers get no core of their own: once their prefetch queue is full they sleep,
     and taking one of 2 idle cores from the model made a CamVid iteration 1.7x slower
     (2.10 s against 1.25). Processes do split the cores: oversubscribed cores make CPU
-    training several times slower, which is also why a machine already busy with other
-    jobs (load average >= cores) gets a warning suggesting fewer threads.
+    training several times slower. Load that other jobs bring, now or later, costs
+    little while OpenMP's threads wait passively (``OMP_WAIT_POLICY=PASSIVE``, which the
+    ``nrdseg`` command sets before torch loads; see ``nrdseg.utils.openmp``); a busy
+    machine (load average >= cores) with spinning threads gets a warning saying so.
     ``OMP_NUM_THREADS``, when set, wins. Returns the thread count.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -226,22 +229,30 @@ def share_cpu_threads(*, workers: int, info: DistInfo) -> int:
         torch.set_num_threads(max(1, cores // info.world_size))
         why = "set OMP_NUM_THREADS to choose"
     threads = torch.get_num_threads()
+    policy = os.environ.get(WAIT_POLICY, "not set")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load >= cores and threads > 1:
+    if load >= cores and threads > 1 and policy.upper() != "PASSIVE":
         logger.warning(
-            "load average %.1f on %d core(s): other jobs are using the CPU, where fewer torch "
-            "threads can be several times faster (try OMP_NUM_THREADS=1)",
+            "load average %.1f on %d core(s): other jobs are using the CPU, and OpenMP threads "
+            "that spin while they wait (%s %s) can make training many times slower; start "
+            "with %s=PASSIVE (the nrdseg command sets it unless it is set) or OMP_NUM_THREADS=1",
             load,
             cores,
+            WAIT_POLICY,
+            policy,
+            WAIT_POLICY,
         )
     logger.info(
         "CPU training: %d torch thread(s) per process on %d core(s), %d process(es), "
-        "%d data worker(s) each (%s)",
+        "%d data worker(s) each (%s); OpenMP %s, %s %s",
         threads,
         cores,
         info.world_size,
         workers,
         why,
+        openmp_runtime() or "runtime unknown",
+        WAIT_POLICY,
+        policy,
     )
     return threads
 
