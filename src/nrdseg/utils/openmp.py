@@ -4,10 +4,11 @@ torch's CPU kernels (ATen, MKL, oneDNN) run on OpenMP: GNU libgomp in the PyPI w
 for Linux, LLVM/Intel libomp (libiomp5) in others. Between parallel regions their
 threads spin-wait for the next one by default (libgomp: 300000 spins, then sleep). On a
 machine where another process holds a core, a thread then spins on a core while the
-thread it waits for is off the CPU: a CPU training run on 2 cores went from 0.32 s/it to
-7.9 s/it beside one busy process (``benchmarks/bench_cpu_load.py``). ``PASSIVE`` makes
-waiting threads sleep at once; both runtimes read ``OMP_WAIT_POLICY`` once, when torch
-loads them, so it has to be set before torch is first imported.
+thread it waits for is off the CPU: a CPU training run on 2 cores went from 0.27 s/it to
+6.5 s/it beside one busy process, and to 0.74 s/it with ``PASSIVE``, which makes waiting
+threads sleep at once (``benchmarks/bench_cpu_load.py``, benchmarks/RESULTS.md). Both
+runtimes read ``OMP_WAIT_POLICY`` once, when torch loads them, so it has to be set before
+torch is first imported.
 """
 
 from __future__ import annotations
