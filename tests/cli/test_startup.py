@@ -83,3 +83,19 @@ def test_a_command_runs_with_only_its_own_module_built(capsys):
         "train",
         "[-h]",
     ]
+
+
+def test_the_package_loads_its_names_and_subpackages_at_first_use():
+    script = (
+        "import sys, nrdseg; before = 'torch' in sys.modules; "
+        "print(before, nrdseg.create_model.__module__, nrdseg.models.heads.NRDHead.__name__, "
+        "hasattr(nrdseg, 'no_such_name'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.stdout.split() == ["False", "nrdseg.models.zoo", "NRDHead", "False"]
