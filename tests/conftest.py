@@ -15,14 +15,10 @@ CPU = ("--device", "cpu")
 
 
 def tiny_options(name: str) -> dict:
-    """TINY plus the head-specific width options the zoo entry accepts."""
-    from nrdseg.models.zoo import valid_options
+    """TINY plus 32 for each width option the zoo entry's head declares."""
+    from nrdseg.models.zoo import width_options
 
-    options = dict(TINY)
-    for key, value in {"controller_channels": 32, "channels": 32}.items():
-        if key in valid_options(name):
-            options[key] = value
-    return options
+    return {**TINY, **dict.fromkeys(width_options(name), 32)}
 
 
 @pytest.fixture(autouse=True)

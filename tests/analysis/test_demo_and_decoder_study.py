@@ -14,7 +14,7 @@ from PIL import Image
 import nrdseg
 from nrdseg.analysis import experiments
 from nrdseg.analysis.decoder_costs import DecoderCost, decoder_latencies, paper_scale_decoder
-from nrdseg.analysis.decoder_study import aggregate, study_plot, study_table
+from nrdseg.analysis.decoder_study import aggregate, paired_table, study_plot, study_table
 from nrdseg.analysis.demo import fine_structure_indices
 from nrdseg.analysis.figures import prediction_grid
 from nrdseg.analysis.flops import model_flops
@@ -128,6 +128,32 @@ def test_aggregate_table_and_plot_on_small_inputs():
     assert "| `nrd` | 60.0 ± 14.1 | 50.0 ± 14.1 | 60.0 ± 14.1 | 20.0 | 0.0 | 40.0 |" in table
     assert "| `bilinear` | 30.0 | 10.0 | 30.0 |" in table and "ms (dec., 512x1024)" in table
     assert study_plot([nrd, bilinear], title="t")[:8] == PNG
+
+
+def test_paired_differences_per_seed_and_whether_beyond_the_seed_spread():
+    nrd = [_record("nrd", seed, miou, 0.3) for seed, miou in enumerate([0.50, 0.60, 0.55])]
+    ahead = [_record("dlv3p", s, r["mIoU"] + d, 0.3 + t) for s, (r, d, t) in
+             enumerate(zip(nrd, [0.10, 0.12, 0.08], [0.01, -0.02, 0.0], strict=True))]  # fmt: skip
+    noisy = [_record("carafe", s, r["mIoU"] + d, 0.3) for s, (r, d) in
+             enumerate(zip(nrd, [0.04, 0.05, 0.06], strict=True))]  # fmt: skip
+    costs = {
+        f"{label}_r50": DecoderCost(gmacs=1.0, params=1.0, latency_ms=1.0)
+        for label in ("nrd", "dlv3p", "carafe")
+    }
+    rows = {row.label: row for row in aggregate([*nrd, *ahead, *noisy], costs=costs)}
+    assert rows["nrd"].paired is None
+    paired = rows["dlv3p"].paired
+    assert paired.seeds == (0, 1, 2) and paired.reference == "nrd"
+    assert paired.miou == pytest.approx((0.10, 0.12, 0.08))
+    assert paired.trimap == pytest.approx((0.01, -0.02, 0.0))
+    # +10 points on every seed against a seed spread of 5 (nrd's std): clear; trimap mixed
+    assert paired.clear_miou and not paired.clear_trimap
+    # +5 on every seed, but nrd's own seeds spread by 5: not beyond the spread
+    assert rows["carafe"].paired.miou == pytest.approx((0.04, 0.05, 0.06))
+    assert not rows["carafe"].paired.clear_miou
+    table = paired_table(list(rows.values()))
+    assert "| `dlv3p` | `nrd` | +10.0, +12.0, +8.0 | **+10.0** | +1.0, -2.0, +0.0 | -0.3 |" in table
+    assert "| `carafe` | `nrd` | +4.0, +5.0, +6.0 | +5.0 |" in table
 
 
 def test_prediction_grid_and_fine_structure_choice():

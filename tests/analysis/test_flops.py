@@ -1,4 +1,4 @@
-"""GMACs counted on the meta device match the paper's tables (DESIGN.md section 4)."""
+"""GMACs counted on the meta device match the paper's tables (README, "Model zoo")."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import json
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from nrdseg.analysis.flops import count_flops, model_flops
+from nrdseg.analysis.flops import FLOP_FORMULAS, count_flops, model_flops
 from nrdseg.cli import main
 
 # (model, classes, H, W, part, paper GMACs)
@@ -71,3 +72,18 @@ def test_cli_table_and_errors(capsys):
     assert "decoder" in out and "GMACs" in out and "1024x2048" in out
     assert main(["flops", "nope", "--num-classes", "19"]) == 2
     assert "valid models" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("mode", "taps"), [("bilinear", 4), ("bicubic", 16), ("nearest", 0)])
+def test_grid_sample_counts_its_taps_per_output_value(mode, taps):
+    """torch's counter skips grid_sample; nrdseg counts taps x N x C x H_out x W_out MACs."""
+
+    class Sampler(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            grid = torch.zeros(x.shape[0], 20, 24, 2, device=x.device)
+            return torch.nn.functional.grid_sample(x, grid, mode=mode, align_corners=False)
+
+    counter = FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS)
+    with counter:
+        Sampler()(torch.empty(2, 8, 10, 12, device="meta"))
+    assert counter.get_total_flops() / 2 == taps * 2 * 8 * 20 * 24

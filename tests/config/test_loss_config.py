@@ -64,7 +64,8 @@ def test_default_loss_leaves_the_model_config_alone():
         ({"sampler": {"min_kep": 5}}, r"loss\.sampler\.min_kep: unknown key"),
         (
             {"decode": [{"type": "dice", "class_weight": "median"}]},
-            r"loss\.decode\[0\]: class_weight: expected a list of numbers .* 'median_frequency'",
+            r"loss\.decode\[0\]\.class_weight: expected a list of float or null or "
+            r"'median_frequency', got 'median' \(a YAML string\)",
         ),
     ],
 )

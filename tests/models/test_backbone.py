@@ -138,5 +138,5 @@ def test_pretrained_true_goes_through_timm_hub_offline(tmp_path):
 def test_any_timm_family_works():
     backbone = TimmBackbone(name="test_convnext")
     features = backbone(torch.randn(1, 3, 64, 64))
-    assert [f.shape[-1] for f in features] == [16, 4, 2]
-    assert backbone.channels == [f.shape[1] for f in features]
+    assert [f.shape[-1] for f in features.values()] == [16, 8, 4, 2]
+    assert [s.channels for s in backbone.shapes.values()] == [f.shape[1] for f in features.values()]

@@ -95,8 +95,8 @@ def test_frozen_stages_cut_any_timm_backbone_at_its_strides():
     for key, param in backbone.body.named_parameters():
         assert param.requires_grad is not key.startswith(tuple(backbone.frozen)), key
     x = torch.randn(2, 3, 64, 64)
-    strides = [64 // f.shape[-1] for f in backbone.train()(x)]
-    assert strides == [4, 16, 32]
+    strides = [64 // f.shape[-1] for f in backbone.train()(x).values()]
+    assert strides == [4, 8, 16, 32]
     assert not backbone.body.blocks[1].training and backbone.body.blocks[2].training
 
 

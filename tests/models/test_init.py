@@ -3,33 +3,31 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import pytest
 import torch
 from torch import nn
 
 import nrdseg
+from nrdseg.models.heads import DecodeHead
 from tests.conftest import tiny_options
 
 MODELS = nrdseg.list_models()
 
-#: Convs outside the backbone that are not mmcv ConvModules, and what initialises them.
-CLASSIFIERS = ("decoder.classifier", "aux_head.classifier")  # mmseg conv_seg: N(0, 0.01)
-OWN_INIT = (
-    "decoder.controller.1",  # NRD's xavier / N (tests/test_dynamic_mlp.py)
-    "decoder.compressors.",  # CARAFE: mmcv's CARAFEPack (checked below)
-    "decoder.encoders.",
-    "decoder.predictor",  # DUpsampling: no mmseg counterpart, PyTorch's default
-    "decoder.reconstruct",
-)
 
-
-def _head_convs(model: nn.Module) -> dict[str, nn.Conv2d]:
+def _convs(module: nn.Module, prefix: str) -> dict[str, nn.Conv2d]:
     return {
-        name: module
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Conv2d) and not name.startswith("backbone.")
+        f"{prefix}.{name}": conv
+        for name, conv in module.named_modules()
+        if isinstance(conv, nn.Conv2d)
     }
+
+
+def _declared(head: DecodeHead, prefix: str) -> tuple[set[str], tuple[str, ...]]:
+    """The head's classifier convs (by name) and its own-init prefixes, under ``prefix``."""
+    classifiers = {f"{prefix}.{name}" for name in head.classifiers}
+    return classifiers, tuple(f"{prefix}.{key}" for key in head.own_init)
 
 
 def _kaiming_fan_out_std(conv: nn.Conv2d) -> float:
@@ -37,37 +35,73 @@ def _kaiming_fan_out_std(conv: nn.Conv2d) -> float:
     return math.sqrt(2.0 / (conv.out_channels * kh * kw))
 
 
+def init_problems(model: nn.Module) -> list[str]:
+    """Convs outside the backbone whose init their head does not account for.
+
+    Every conv is a ConvModule (kaiming fan_out, bias 0) unless its head declares it a
+    classifier (normal, std 0.01) or names its own init; declarations must name real convs.
+    """
+    convs = _convs(model.neck, "neck")
+    classifiers: set[str] = set()
+    own: tuple[str, ...] = ()
+    problems = []
+    for prefix in ("decoder", "aux_head"):
+        head = getattr(model, prefix)
+        head_convs = _convs(head, prefix)
+        convs.update(head_convs)
+        head_classifiers, head_own = _declared(head, prefix)
+        problems += [
+            f"{key}: declared classifier, no such conv"
+            for key in head_classifiers - set(head_convs)
+        ]
+        for key in head_own:  # a stale declaration would exempt nothing, or a renamed conv
+            if not any(c == key or c.startswith(key + ".") for c in head_convs):
+                problems.append(f"{key}: declared own init, no such conv")
+        classifiers |= head_classifiers & set(head_convs)
+        own += head_own
+    for key, conv in convs.items():
+        if key in classifiers:
+            if abs(conv.weight.std().item() / 0.01 - 1) > 0.3 or torch.any(conv.bias != 0):
+                problems.append(f"{key}: classifier, not normal(0, 0.01) with bias 0")
+        elif not any(key == o or key.startswith(o + ".") for o in own):
+            expected = _kaiming_fan_out_std(conv)
+            measured = conv.weight.std().item()
+            if abs(measured / expected - 1) > 0.15 or abs(conv.weight.mean()) > 0.15 * expected:
+                problems.append(f"{key}: std {measured:.4g}, kaiming fan_out {expected:.4g}")
+            elif conv.bias is not None and torch.any(conv.bias != 0):
+                problems.append(f"{key}: bias not 0")
+    for key, norm in model.named_modules():
+        if not isinstance(norm, nn.BatchNorm2d) or key.startswith("backbone."):
+            continue
+        if torch.any(norm.weight != 1) or torch.any(norm.bias != 0):
+            problems.append(f"{key}: BatchNorm not 1 / 0")
+    return problems
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_every_conv_module_is_kaiming_fan_out_and_every_classifier_normal_001(name):
     model = nrdseg.create_model(name, num_classes=5, **tiny_options(name))
-    convs = _head_convs(model)
-    kaiming = {
-        key: conv
-        for key, conv in convs.items()
-        if not key.startswith(CLASSIFIERS + OWN_INIT)
-        and not (name.startswith("duc") and key == "decoder.conv")
-    }
-    assert any(key.startswith("neck.") for key in kaiming)
-    assert any(key.startswith("decoder.") for key in kaiming) or name.startswith(
-        ("bilinear", "carafe", "duc")
-    )
-    for key, conv in kaiming.items():
-        expected = _kaiming_fan_out_std(conv)
-        measured = conv.weight.std().item()
-        assert abs(measured / expected - 1) < 0.15, (key, measured, expected)
-        assert abs(conv.weight.mean().item()) < 0.15 * expected, key
-        if conv.bias is not None:
-            assert torch.all(conv.bias == 0), key
-    classifiers = [key for key in convs if key.startswith(CLASSIFIERS)]
-    if name.startswith("duc"):
-        classifiers.append("decoder.conv")
-    assert "aux_head.classifier" in classifiers
-    for key in classifiers:
-        assert abs(convs[key].weight.std().item() / 0.01 - 1) < 0.3, key
-        assert torch.all(convs[key].bias == 0), key
-    for key, norm in model.named_modules():
-        if isinstance(norm, nn.BatchNorm2d) and not key.startswith("backbone."):
-            assert torch.all(norm.weight == 1) and torch.all(norm.bias == 0), key
+    assert "classifier" in model.aux_head.classifiers
+    assert init_problems(model) == []
+
+
+def test_an_undeclared_conv_or_a_stale_declaration_fails_the_init_check():
+    """The check is not vacuous: a PyTorch-default conv and a declaration naming no conv."""
+
+    class Sloppy(DecodeHead):
+        own_init: ClassVar[dict[str, str]] = {"gone": "renamed since"}
+
+        def __init__(self, *, in_channels: int, num_classes: int) -> None:
+            super().__init__()
+            self.proj = nn.Conv2d(in_channels, 64, kernel_size=3)  # PyTorch's default init
+            self.classifier = nn.Conv2d(64, num_classes, kernel_size=1)
+            nn.init.normal_(self.classifier.weight, std=0.01)
+            nn.init.zeros_(self.classifier.bias)
+
+    model = nrdseg.create_model("bilinear_r50", num_classes=5, **tiny_options("bilinear_r50"))
+    model.decoder = Sloppy(in_channels=model.neck.out_channels, num_classes=5)
+    problems = init_problems(model)
+    assert [p.split(":")[0] for p in problems] == ["decoder.gone", "decoder.proj"]
 
 
 def test_nrd_guidance_convs_are_conv_modules_at_the_paper_widths():

@@ -20,8 +20,8 @@ def _start(name: str, init: str) -> tuple[float, float, list[float]]:
     ).train()  # fmt: skip
     head = model.decoder
     images, labels = torch.randn(2, 3, 64, 64), torch.randint(0, 5, (2, 64, 64))
-    features = model.backbone(images)
-    logits = head.forward_plain(model.neck(features[-1]), features[0])
+    maps = model.encode(images)
+    logits = head.forward_plain(maps["neck"], maps["stride4"])
     s = head.upsample_factor
     batch, classes, height, width = logits.shape
     cells = logits.detach().reshape(batch, classes, height // s, s, width // s, s)

@@ -95,7 +95,8 @@ def test_nrd_logits_come_out_at_stride_4():
 def test_dilated_model_has_output_stride_8():
     model = nrdseg.create_model("dlv3p_r50_d8", num_classes=4, **tiny_options("dlv3p_r50_d8"))
     features = model.backbone(torch.randn(1, 3, 64, 64))
-    assert [f.shape[-1] for f in features] == [16, 8, 8]
+    assert [f.shape[-1] for f in features.values()] == [16, 8, 8, 8]
+    assert [s.stride for s in model.backbone.shapes.values()] == [4, 8, 8, 8]
     assert [b[0][0].dilation for b in list(model.neck.branches)[1:]] == [
         (12, 12),
         (24, 24),
@@ -105,7 +106,7 @@ def test_dilated_model_has_output_stride_8():
 
 def test_default_nrd_r50_builds_the_official_architecture():
     model = nrdseg.create_model("nrd_r50", num_classes=19)
-    assert model.backbone.channels == [256, 1024, 2048]
+    assert [s.channels for s in model.backbone.shapes.values()] == [256, 512, 1024, 2048]
     assert model.backbone.body.conv1[0].out_channels == 32  # deep stem of ResNetV1c
     assert model.neck.out_channels == 512
     assert model.decoder.input_norm.num_features == 18

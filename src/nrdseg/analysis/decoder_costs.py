@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
 from nrdseg.analysis.flops import count_flops
+from nrdseg.models.shapes import ShapeSpec
 from nrdseg.models.zoo import create_model
 from nrdseg.ops.resize import resize
 
@@ -49,11 +50,15 @@ def paper_scale_decoder(model: str, **options: Any) -> tuple[float, float]:
     return report.decoder, params
 
 
-def _decode_to_labels(
-    decoder: torch.nn.Module, features: torch.Tensor, low_level: torch.Tensor, size: Sequence[int]
-) -> torch.Tensor:
-    logits = decoder(features, low_level)
-    return resize(logits, size).argmax(dim=1)
+def encoder_maps(
+    shapes: Mapping[str, ShapeSpec], names: Sequence[str], *, height: int, width: int
+) -> list[torch.Tensor]:
+    """Random float32 (1, C, H / stride, W / stride) maps of an ``height`` x ``width``
+    image for the encoder maps ``names`` (a head's ``in_features``), as ``shapes`` says."""
+    return [
+        torch.randn(1, shapes[n].channels, height // shapes[n].stride, width // shapes[n].stride)
+        for n in names
+    ]
 
 
 def decoder_latencies(
@@ -66,25 +71,24 @@ def decoder_latencies(
 ) -> dict[str, float]:
     """Median ms per image of each zoo model's decoder, eval mode, on this machine's CPU.
 
-    Input: random ResNet-50-width features of an ``height`` x ``width`` image; output:
-    labels at that size (decoder, bilinear resize, argmax). The decoders are timed in
-    turns, one call each per round after a warm-up call, so that the load of other
-    processes spreads over all of them alike.
+    Input: random ResNet-50-width encoder maps (the ones each decoder reads) of an
+    ``height`` x ``width`` image; output: labels at that size (decoder, bilinear resize,
+    argmax). The decoders are timed in turns, one call each per round after a warm-up
+    call, so that the load of other processes spreads over all of them alike.
     """
-    features = torch.randn(1, 512, height // 32, width // 32)
-    low_level = torch.randn(1, 256, height // 4, width // 4)
-    decoders = {
-        model: create_model(
-            model, num_classes=num_classes, pretrained=False, aux=False
-        ).decoder.eval()
-        for model in dict.fromkeys(models)
-    }
+    decoders, inputs = {}, {}
+    for model in dict.fromkeys(models):
+        segmentor = create_model(model, num_classes=num_classes, pretrained=False, aux=False)
+        decoders[model] = segmentor.decoder.eval()
+        inputs[model] = encoder_maps(
+            segmentor.feature_shapes, segmentor.decoder.in_features, height=height, width=width
+        )
     times: dict[str, list[float]] = {model: [] for model in decoders}
     with torch.no_grad():
         for round_index in range(repeats + 1):
             for model, decoder in decoders.items():
                 start = time.perf_counter()
-                _decode_to_labels(decoder, features, low_level, (height, width))
+                resize(decoder(*inputs[model]), (height, width)).argmax(dim=1)
                 if round_index:  # round 0 warms up
                     times[model].append((time.perf_counter() - start) * 1e3)
     return {model: statistics.median(values) for model, values in times.items()}
@@ -103,8 +107,3 @@ def decoder_costs(
         gmacs, params = paper_scale_decoder(model)
         costs[model] = DecoderCost(gmacs=gmacs, params=params, latency_ms=latencies[model])
     return costs
-
-
-def demo_scale_gmacs(model: torch.nn.Module, *, size: int) -> float:
-    """Decoder GMACs of a trained (small) model on one ``size`` x ``size`` image."""
-    return count_flops(model, height=size, width=size).decoder

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nrdseg.analysis.feature_cache import FrozenBackboneCache
 from nrdseg.checkpoint.work_dir import (
     METRICS_FILE,
     RESULT_FILE,
@@ -39,7 +40,7 @@ from nrdseg.config.run import (
 )
 from nrdseg.engine.build import train_from_config
 from nrdseg.engine.resume import config_changes
-from nrdseg.models.zoo import valid_options
+from nrdseg.models.zoo import scaled_widths
 from nrdseg.utils.atomic import atomic_write_bytes
 
 logger = logging.getLogger("nrdseg.study")
@@ -87,19 +88,19 @@ class Budget:
     #: DataLoader workers; 0 gives the cores to the model (a synthetic batch takes ~30 ms).
     num_workers: int = 0
     ckpt_interval: int = 100
+    #: A frozen encoder's maps are computed once per batch for all decoders of a seed
+    #: (:mod:`nrdseg.analysis.feature_cache`): results are bit-identical, runs faster.
+    cache_backbone: bool = False
 
     def model_options(self, model: str) -> dict[str, Any]:
-        """The encoder, and the head's width scaled to the neck where the head has one."""
-        options: dict[str, Any] = {
+        """The encoder, and the head's widths scaled with the neck (``scaled_widths``)."""
+        return {
             "backbone": self.backbone,
             **({"frozen_stages": self.frozen_stages} if self.frozen_stages >= 0 else {}),
             "neck_channels": self.neck_channels,
             "aux_channels": min(256, self.neck_channels // 2),
+            **scaled_widths(model, neck_channels=self.neck_channels),
         }
-        for key in ("controller_channels", "channels"):
-            if key in valid_options(model):
-                options[key] = self.neck_channels
-        return options
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,6 +136,7 @@ CAMVID = Budget(
     warmup_iters=40,
     trimap_widths=(1, 3, 5, 10),
     thin_classes=("pole", "sign_symbol", "fence", "pedestrian", "bicyclist"),
+    cache_backbone=True,
 )
 
 
@@ -273,10 +275,12 @@ def execute(
     out: str | Path,
     progress: bool = True,
     device: str | None = None,
+    cache: FrozenBackboneCache | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate ``run`` (or read its finished result); returns the result record.
 
-    ``device``: where a run trains, as ``train_from_config`` takes it (default: CUDA if available).
+    ``device``: where a run trains, as ``train_from_config`` takes it (default: CUDA if
+    available); ``cache``: serves the frozen backbone's maps (shared by a study's runs).
 
     The record holds the evaluation summary (``mIoU``, ``IoU`` by class, ``trimap`` by
     width, fractions), ``train_seconds``, and the config; a finished run whose config
@@ -304,7 +308,12 @@ def execute(
     summary = read_best_result(work_dir)
     if latest is None or summary is None or latest.name != f"iter_{budget.iters:06d}":
         train_from_config(
-            config, work_dir, resume=latest is not None, progress=progress, device=device
+            config,
+            work_dir,
+            resume=latest is not None,
+            progress=progress,
+            device=device,
+            model_hook=None if cache is None else lambda model: cache.attach(model.backbone),
         )
         summary = read_best_result(work_dir)
         if summary is None:

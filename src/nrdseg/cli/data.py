@@ -7,6 +7,7 @@ import inspect
 import json
 
 from nrdseg.cli.options import parse_assignments
+from nrdseg.config.signatures import check_dataset_options
 from nrdseg.data import build_dataset, list_datasets
 from nrdseg.data.label_stats import label_statistics
 from nrdseg.data.prepare import prepare_cityscapes
@@ -74,7 +75,8 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    dataset = build_dataset(args.dataset, **parse_assignments(args.set))
+    options = check_dataset_options(args.dataset, parse_assignments(args.set), prefix="--set ")
+    dataset = build_dataset(args.dataset, **options)
     # on_error=skip drops samples with missing files when the dataset is built: bad too.
     dropped = getattr(dataset, "dropped", [])
     for message in dropped:

@@ -7,7 +7,7 @@ import json
 
 from nrdseg.checkpoint.resolve import checkpoint_directory
 from nrdseg.checkpoint.work_dir import run_config_file
-from nrdseg.cli.options import add_speed_arguments, parse_assignments
+from nrdseg.cli.options import SET_HELP, add_speed_arguments, parse_assignments
 from nrdseg.config.run import load_config
 from nrdseg.engine.build import build_val_dataset
 from nrdseg.engine.distributed import process_group_from_env
@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     add_speed_arguments(parser)
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     parser.set_defaults(func=run)
 
 

@@ -7,6 +7,7 @@ import json
 
 from nrdseg.analysis.flops import model_flops
 from nrdseg.cli.options import parse_assignments
+from nrdseg.config.signatures import check_model_options
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         num_classes=args.num_classes,
         height=height,
         width=width,
-        **parse_assignments(args.set),
+        **check_model_options(args.model, parse_assignments(args.set), prefix="--set "),
     )
     if args.json:
         print(json.dumps({k: round(v, 4) for k, v in report.as_dict().items()}))

@@ -8,16 +8,28 @@ from typing import Any
 import yaml
 
 from nrdseg.evaluation.runtime import INFERENCE_AMP
+from nrdseg.utils.yaml_read import load_yaml
+
+#: ``--set`` help of the commands that read a run config.
+SET_HELP = (
+    "override a config key, e.g. optim.lr=0.02; a list item: loss.decode[0].type=dice; a "
+    "whole list as YAML: 'loss.decode=[{type: dice}]'; null drops an option: "
+    "model.options.controller_channels=null"
+)
 
 
 def parse_assignments(pairs: list[str] | None) -> dict[str, Any]:
-    """``["a=1", "b.c=[1, 2]"]`` -> ``{"a": 1, "b.c": [1, 2]}``, values read as YAML."""
+    """``["a=1", "b.c=[1, 2]"]`` -> ``{"a": 1, "b.c": [1, 2]}``, values read as config
+    files are (:func:`nrdseg.utils.yaml_read.load_yaml`)."""
     result: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"expected KEY=VALUE, got {pair!r}")
-        result[key.strip()] = yaml.safe_load(value)
+        try:
+            result[key.strip()] = load_yaml(value, name=f"--set {key}")
+        except yaml.YAMLError as err:
+            raise ValueError(f"--set {pair}: the value is not valid YAML ({err})") from None
     return result
 
 

@@ -208,6 +208,10 @@ def run_decoders(args: argparse.Namespace) -> int:
     )
     print(f"\n{header}\n")
     print(decoder_study.study_table(rows, latency_size=latency_size))
+    paired = decoder_study.paired_table(rows)
+    if paired:
+        print(f"\nPer-seed differences from `{decoder_study.REFERENCE}` (points; bold: beyond "
+              f"the seed spread):\n\n{paired}")  # fmt: skip
     print(f"\nwrote {args.out}/study.md, study.json, study.png")
     return 0
 

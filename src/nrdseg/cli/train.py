@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from nrdseg.checkpoint.work_dir import BEST, CHECKPOINTS, METRICS_FILE
-from nrdseg.cli.options import parse_assignments
+from nrdseg.cli.options import SET_HELP, parse_assignments
 from nrdseg.config.run import load_config
 from nrdseg.engine.build import default_work_dir, train_from_config
 from nrdseg.engine.trainer import TrainingStopped
@@ -22,9 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "torchrun --nproc_per_node N -m nrdseg.cli train CONFIG",
     )
     parser.add_argument("config", help="YAML config file")
-    parser.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="override, e.g. optim.lr=0.02"
-    )
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     parser.add_argument(
         "--work-dir", help="where checkpoints and logs go (default work_dirs/<config path>)"
     )

@@ -13,9 +13,12 @@ from typing import Any, Literal
 
 import yaml
 
-from nrdseg.config.schema import ConfigError, from_dict
+from nrdseg.config.schema import ConfigError, field_default, from_dict
+from nrdseg.config.signatures import check_dataset_options, check_loss_term, check_model_options
 from nrdseg.config.yaml_tree import load_tree, set_dotted
+from nrdseg.data.registry import dataset_class
 from nrdseg.models.loss_terms import MEDIAN_FREQUENCY, OHEMPixelSampler, build_loss_term
+from nrdseg.models.zoo import model_spec
 from nrdseg.ops.sliding_window import slide_settings
 from nrdseg.utils.atomic import atomic_write_bytes
 from nrdseg.utils.yaml_safe import plain
@@ -36,6 +39,16 @@ def _non_negative(**values: float | int) -> None:
             raise ValueError(f"{name}: must be >= 0, got {value}")
 
 
+#: ``model.options`` keys that the ``model`` section sets itself.
+_MODEL_FIELDS = {
+    "pretrained": "model.pretrained",
+    "num_classes": "model.num_classes",
+    "init_from": "model.init_from",
+    "loss_decode": "the loss in the loss section (loss.decode)",
+    "sampler": "the loss in the loss section (loss.sampler)",
+}
+
+
 @dataclass(kw_only=True)
 class ModelConfig:
     """A zoo model; ``num_classes: null`` takes the training dataset's class count.
@@ -49,8 +62,21 @@ class ModelConfig:
     num_classes: int | None = None
     pretrained: bool | str = False
     init_from: str | None = None
-    #: Further ``create_model`` keyword overrides (backbone, neck_channels, ...).
+    #: Further ``create_model`` keyword overrides (backbone, neck_channels, ...), checked
+    #: against the model's own options; a null value drops one (inherited from a base).
     options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for option, instead in _MODEL_FIELDS.items():
+            if option in self.options:
+                raise ConfigError(f"options.{option}: set {instead} instead")
+        try:
+            model_spec(self.name)
+        except ValueError as err:
+            raise ConfigError(f"name: {err}") from None
+        self.options = check_model_options(
+            self.name, self.options, prefix="options.", exclude=_MODEL_FIELDS
+        )
 
 
 @dataclass(kw_only=True)
@@ -61,7 +87,20 @@ class DatasetConfig:
     name: str
     root: str | None = None
     split: str | None = "train"
+    #: The dataset's other keywords, checked against its constructor.
     options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        try:
+            dataset_class(self.name)
+        except ValueError as err:
+            raise ConfigError(f"name: {err}") from None
+        given = {
+            key: getattr(self, key) for key in ("root", "split") if getattr(self, key) is not None
+        }
+        self.options = check_dataset_options(
+            self.name, self.options, prefix="options.", given=given
+        )
 
 
 @dataclass(kw_only=True)
@@ -256,15 +295,19 @@ class LossConfig:
     sampler: SamplerConfig | None = None
 
     def __post_init__(self) -> None:
+        decode = []
         for index, spec in enumerate(self.decode):
             where = f"decode[{index}]"
-            checked = dict(spec)
-            if checked.get("class_weight") == MEDIAN_FREQUENCY:
-                checked.pop("class_weight")
+            checked = check_loss_term(spec, where=where)
+            built = dict(checked)
+            if built.get("class_weight") == MEDIAN_FREQUENCY:
+                built.pop("class_weight")
             try:
-                build_loss_term(checked, where=where)
+                build_loss_term(built, where=where)
             except ImportError as err:
                 raise ValueError(f"{where}: {err}") from err
+            decode.append(checked)
+        self.decode = tuple(decode)
 
     def uses_median_frequency(self) -> bool:
         return any(spec.get("class_weight") == MEDIAN_FREQUENCY for spec in self.decode)
@@ -293,7 +336,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
     """Read ``path`` with its ``_base_`` files, apply dotted ``overrides``, validate."""
     tree = load_tree(path)
     for key, value in (overrides or {}).items():
-        set_dotted(tree, key, value)
+        set_dotted(tree, key, value, default=lambda parts: field_default(Config, parts))
     return config_from_dict(tree, source=str(path))
 
 

@@ -16,6 +16,7 @@ from nrdseg.data.labels import (
     reduce_zero_label_map,
     remap_labels,
 )
+from nrdseg.utils.yaml_read import load_as_written, load_yaml
 
 LAYOUT = (
     "  ROOT/images/{stem}.{jpg,png,...}   (sub-folders allowed: the stem is the relative path)\n"
@@ -50,17 +51,22 @@ def read_classes_file(path: Path) -> tuple[list[str], list[list[int]]]:
     """``classes: [...]`` and optional ``palette: [[r, g, b], ...]`` from a YAML file."""
     if not path.is_file():
         raise FileNotFoundError(f"classes file not found: {path}")
+    text = path.read_text()
     try:
-        record = yaml.safe_load(path.read_text())
+        record = load_yaml(text, name=str(path))
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML ({err})") from err
     if not isinstance(record, dict) or not isinstance(record.get("classes"), list):
-        raise ValueError(f"{path}: expected a mapping with a 'classes' list of names")
+        raise ValueError(
+            f"{path}: expected a mapping with a 'classes' list of names, e.g. "
+            "classes: [background, object]"
+        )
     classes = record["classes"]
     palette = record.get("palette") or generated_palette(len(classes))
     if not isinstance(palette, list):
         raise ValueError(f"{path}: 'palette' must be a list of [r, g, b]")
-    return check_metadata(classes, palette, source=str(path))
+    written = load_as_written(text)["classes"]  # to quote back a name YAML made a boolean
+    return check_metadata(classes, palette, source=str(path), written=written)
 
 
 class FolderDataset(PairedFileDataset):

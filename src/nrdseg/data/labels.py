@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from nrdseg.data.files import DataError
+from nrdseg.utils.yaml_read import describe_value, text_hint
 
 IGNORE_INDEX = 255
 
@@ -102,25 +103,58 @@ def generated_palette(num_classes: int) -> list[list[int]]:
     return palette
 
 
-def check_metadata(
-    classes: Sequence[str], palette: Sequence[Sequence[int]], *, source: str
-) -> tuple[list[str], list[list[int]]]:
-    """Class names and palette as plain lists, checked against each other."""
-    if not classes or not all(isinstance(name, str) and name for name in classes):
-        raise ValueError(f"{source}: 'classes' must be a non-empty list of names")
-    if len(classes) > IGNORE_INDEX:
-        raise ValueError(f"{source}: at most 255 classes fit in 8-bit masks, got {len(classes)}")
-    if len(palette) != len(classes):
+def _check_names(classes: object, *, source: str, written: Sequence[object] | None) -> list[str]:
+    if not isinstance(classes, (list, tuple)) or not classes:
         raise ValueError(
-            f"{source}: 'palette' has {len(palette)} colours for {len(classes)} classes"
+            f"{source}: 'classes' must be a non-empty list of names, got {describe_value(classes)}"
         )
+    first: dict[str, int] = {}
+    for index, name in enumerate(classes):
+        if not isinstance(name, str) or not name.strip():
+            text = written[index] if written is not None and index < len(written) else None
+            hint = text_hint(name, text if isinstance(text, str) else None)
+            raise ValueError(
+                f"{source}: classes[{index}] is {describe_value(name)}, not a class name"
+                + (hint or "; give every class a non-empty name")
+            )
+        if name in first:
+            raise ValueError(
+                f"{source}: classes[{first[name]}] and classes[{index}] are both {name!r}; "
+                "class names must differ (scores are reported by name)"
+            )
+        first[name] = index
+    return list(classes)
+
+
+def check_metadata(
+    classes: Sequence[str],
+    palette: Sequence[Sequence[int]],
+    *,
+    source: str,
+    written: Sequence[object] | None = None,
+) -> tuple[list[str], list[list[int]]]:
+    """Class names and palette as plain lists, checked against each other.
+
+    Every name is a distinct non-empty string; ``written`` (the names as the YAML file
+    wrote them) lets the error quote back a name YAML turned into a boolean or null.
+    Raises ValueError naming ``source`` and the entry.
+    """
+    names = _check_names(classes, source=source, written=written)
+    if len(names) > IGNORE_INDEX:
+        raise ValueError(f"{source}: at most 255 classes fit in 8-bit masks, got {len(names)}")
+    if len(palette) != len(names):
+        raise ValueError(f"{source}: 'palette' has {len(palette)} colours for {len(names)} classes")
     colours = []
-    for colour in palette:
+    for index, colour in enumerate(palette):
         if (
             not isinstance(colour, (list, tuple))
             or len(colour) != 3
-            or not all(isinstance(c, int) and 0 <= c <= 255 for c in colour)
+            or not all(isinstance(c, int) and not isinstance(c, bool) for c in colour)
+            or not all(0 <= c <= 255 for c in colour)
         ):
-            raise ValueError(f"{source}: palette colour {colour!r} is not [r, g, b] in 0..255")
+            raise ValueError(
+                f"{source}: palette[{index}] is {describe_value(colour)}; expected [r, g, b], "
+                "three integers in 0..255"
+            )
         colours.append([int(c) for c in colour])
-    return list(classes), colours
+    return names, colours

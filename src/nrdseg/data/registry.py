@@ -36,8 +36,8 @@ def dataset_class(name: str) -> type[SegDataset]:
 
 
 def dataset_options(name: str) -> dict[str, inspect.Parameter]:
-    """The keyword arguments of dataset ``name``'s constructor."""
-    parameters = inspect.signature(dataset_class(name).__init__).parameters
+    """The keyword arguments of dataset ``name``'s constructor (annotations evaluated)."""
+    parameters = inspect.signature(dataset_class(name).__init__, eval_str=True).parameters
     return {key: p for key, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 

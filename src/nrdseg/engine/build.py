@@ -25,7 +25,6 @@ from nrdseg.checkpoint.work_dir import (
     remove_stale_temporaries,
 )
 from nrdseg.config.run import Config, DatasetConfig, LossConfig, config_to_dict, save_config
-from nrdseg.config.schema import ConfigError
 from nrdseg.data import DataError, build_dataset, build_transforms
 from nrdseg.data.label_stats import class_pixel_counts, label_statistics
 from nrdseg.engine.distributed import DistInfo, barrier, process_group_from_env
@@ -34,7 +33,7 @@ from nrdseg.engine.trainer import Trainer
 from nrdseg.evaluation.evaluate import evaluate
 from nrdseg.models.loss_terms import MEDIAN_FREQUENCY, median_frequency_weights
 from nrdseg.models.segmentor import Segmentor
-from nrdseg.models.zoo import LOSS_OPTIONS, create_model
+from nrdseg.models.zoo import create_model
 from nrdseg.ops.normalize import IMAGENET_MEAN, IMAGENET_STD
 from nrdseg.utils.openmp import WAIT_POLICY, openmp_runtime
 
@@ -66,11 +65,6 @@ def build_split(spec: DatasetConfig, *, train: bool, config: Config) -> Any:
     else:
         transforms = build_transforms(
             train=False, scale=t.scale, antialias=t.antialias, **_normalization(config)
-        )
-    if "transforms" in spec.options:
-        raise ValueError(
-            f"data.{'train' if train else 'val'}.options.transforms: a dataset's transforms "
-            "is a Python callable; set augmentation in the config's data.transforms instead"
         )
     given = {key: getattr(spec, key) for key in ("root", "split") if getattr(spec, key) is not None}
     kwargs = {**given, **spec.options}
@@ -145,9 +139,6 @@ def build_model(
     classes = config.model.num_classes or num_classes
     if classes is None:
         raise ValueError("model.num_classes: not set, and the dataset does not tell it")
-    clash = sorted(LOSS_OPTIONS & set(config.model.options))
-    if clash:
-        raise ConfigError(f"model.options.{clash[0]}: set the loss in the loss section instead")
     model = create_model(
         config.model.name,
         num_classes=classes,
@@ -265,12 +256,14 @@ def train_from_config(
     progress: bool = True,
     console: bool | None = None,
     device: str | torch.device | None = None,
+    model_hook: Callable[[Segmentor], None] | None = None,
 ) -> Segmentor:
     """Run (or resume) the training ``config`` describes, under torchrun or alone.
 
     ``progress``: the progress bar (and evaluation's); ``console``: the event lines
     (default: as ``progress``); ``device``: "cpu", "cuda", "cuda:1" (default: CUDA when
-    available).
+    available); ``model_hook``: called with the model once it is built, before training
+    (a study attaches its backbone cache, :mod:`nrdseg.analysis.feature_cache`).
     """
     with (
         process_group_from_env(device) as (info, device),
@@ -303,6 +296,8 @@ def train_from_config(
         )
         if info.is_main:
             barrier(info)
+        if model_hook is not None:
+            model_hook(model)
         evaluator, val_images = None, None
         if val_set is not None:
             # Checked now, not at the first evaluation, eval_interval iterations later.

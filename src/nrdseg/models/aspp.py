@@ -10,9 +10,8 @@ from torch import nn
 from nrdseg.models.blocks import ConvBNReLU, GlobalAvgPool2d, SeparableConvBNReLU
 from nrdseg.ops.sync_batchnorm import check_batch_statistics
 
-#: Dilations of the official NRD encoder (output stride 32) and of the usual dilated d8 one.
+#: Dilations of the official NRD encoder (output stride 32).
 NRD_DILATIONS = (1, 3, 6, 9)
-D8_DILATIONS = (1, 12, 24, 36)
 
 
 class SeparableASPP(nn.Module):

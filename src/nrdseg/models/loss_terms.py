@@ -321,6 +321,12 @@ class DecodeLoss(nn.Module):
         return {term.loss_name: term(logits, target, weight, avg_non_ignore) for term in self.terms}
 
 
+def term_parameters(kind: str) -> dict[str, inspect.Parameter]:
+    """The options of loss ``kind`` (a key of ``LOSS_TYPES``) with their annotations."""
+    parameters = inspect.signature(LOSS_TYPES[kind].__init__, eval_str=True).parameters
+    return {name: p for name, p in parameters.items() if name != "self"}
+
+
 def build_loss_term(
     spec: Mapping[str, Any], *, num_classes: int | None = None, where: str = "loss_decode"
 ) -> LossTerm:
@@ -335,7 +341,7 @@ def build_loss_term(
         raise ValueError(f"{where}.type: unknown loss {kind!r}; valid: {', '.join(LOSS_TYPES)}")
     cls = LOSS_TYPES[kind]
     options = {k: v for k, v in spec.items() if k != "type"}
-    valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    valid = list(term_parameters(kind))
     unknown = [k for k in options if k not in valid]
     if unknown:
         raise ValueError(

@@ -12,13 +12,23 @@ from torch import nn
 
 from nrdseg.checkpoint.format import save_pretrained
 from nrdseg.checkpoint.hub import push_to_hub
+from nrdseg.models.heads.base import DecodeHead
 from nrdseg.models.inputs import ImageLike, to_batch
 from nrdseg.models.loss_terms import DecodeLoss, build_decode_loss
+from nrdseg.models.shapes import LEVELS, NECK, ShapeSpec
 from nrdseg.ops.cross_entropy import cross_entropy
 from nrdseg.ops.normalize import IMAGENET_MEAN, IMAGENET_STD
 from nrdseg.ops.resize import resize
 from nrdseg.ops.sync_batchnorm import check_batch_statistics
 from nrdseg.ops.upsample_argmax import upsample_argmax
+
+
+def encoder_shapes(backbone: nn.Module, neck: nn.Module) -> dict[str, ShapeSpec]:
+    """The backbone's level shapes and the neck's (its ``out_channels``, at the last
+    level's stride): every map a head may read, see :mod:`nrdseg.models.shapes`."""
+    shapes = dict(backbone.shapes)
+    shapes[NECK] = ShapeSpec(neck.out_channels, shapes[LEVELS[-1]].stride)
+    return shapes
 
 
 class Segmentor(nn.Module):
@@ -34,6 +44,11 @@ class Segmentor(nn.Module):
     the summed loss by all pixels of the labels, ignored ones included; True by the
     labelled pixels only (PyTorch's mean). See :func:`nrdseg.ops.cross_entropy.cross_entropy`.
     The pixels the model pads to /32 inside never count.
+
+    Parts: ``backbone`` returns its four levels by name and gives their ``shapes``
+    (:class:`~nrdseg.models.backbone.TimmBackbone`), ``neck`` turns the last level into
+    the ``neck`` map, and ``decoder`` and ``aux_head`` are
+    :class:`~nrdseg.models.heads.base.DecodeHead`s that get the maps they declare.
     """
 
     size_divisor = 32
@@ -43,9 +58,9 @@ class Segmentor(nn.Module):
         *,
         backbone: nn.Module,
         neck: nn.Module,
-        decoder: nn.Module,
+        decoder: DecodeHead,
         num_classes: int,
-        aux_head: nn.Module | None = None,
+        aux_head: DecodeHead | None = None,
         aux_weight: float = 0.4,
         ignore_index: int = 255,
         avg_non_ignore: bool = False,
@@ -109,16 +124,27 @@ class Segmentor(nn.Module):
         return F.pad(x, (0, pad_w, 0, pad_h), value=value)
 
     # -- forward paths -----------------------------------------------------------------
-    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Neck output and the backbone's [stride-4, stride-16, last] feature maps."""
-        features = self.backbone(images)
-        return self.neck(features[-1]), features
+    @property
+    def feature_shapes(self) -> dict[str, ShapeSpec]:
+        """Channels and stride of every encoder map a head may read (:func:`encoder_shapes`)."""
+        return encoder_shapes(self.backbone, self.neck)
+
+    def encode(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The backbone's four levels and the neck's output, by name (NCHW)."""
+        maps = self.backbone(images)
+        maps[NECK] = self.neck(maps[LEVELS[-1]])
+        return maps
 
     def decode_padded(self, padded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Decoder logits at the decoder's own resolution (+ aux logits when training)."""
-        x, features = self.encode(padded)
-        logits = self.decoder(x, features[0])
-        aux = self.aux_head(features[1]) if self.aux_head is not None and self.training else None
+        """Decoder logits at the decoder's own resolution (+ aux logits when training).
+
+        Each head receives the encoder maps its ``in_features`` name, in that order.
+        """
+        maps = self.encode(padded)
+        logits = self.decoder(*(maps[name] for name in self.decoder.in_features))
+        aux = None
+        if self.aux_head is not None and self.training:
+            aux = self.aux_head(*(maps[name] for name in self.aux_head.in_features))
         return logits, aux
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -3,64 +3,47 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from nrdseg.checkpoint.fine_tune import init_from_checkpoint
-from nrdseg.models.aspp import SeparableASPP
+from nrdseg.models.aspp import NRD_DILATIONS, SeparableASPP
 from nrdseg.models.backbone import TimmBackbone
 from nrdseg.models.heads import (
     BilinearHead,
     CARAFEHead,
+    DecodeHead,
     DeepLabV3PlusHead,
     DUCHead,
     DUpsamplingHead,
     FCNHead,
     NRDHead,
 )
-from nrdseg.models.loss_terms import build_decode_loss
-from nrdseg.models.segmentor import Segmentor
+from nrdseg.models.loss_terms import DecodeLoss, build_decode_loss
+from nrdseg.models.segmentor import Segmentor, encoder_shapes
+from nrdseg.models.shapes import LEVELS, ShapeSpec
 
 #: ASPP dilations per encoder output stride (stride 32: official NRD; 8/16: DeepLab's).
-DEFAULT_DILATIONS = {32: (1, 3, 6, 9), 16: (1, 6, 12, 18), 8: (1, 12, 24, 36)}
-
-#: Arguments every head receives from the encoder; the rest are the head's own options.
-_WIRED = {"in_channels", "low_level_channels", "num_classes"}
+DEFAULT_DILATIONS = {32: NRD_DILATIONS, 16: (1, 6, 12, 18), 8: (1, 12, 24, 36)}
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A zoo entry: which head, and the defaults that make it the paper's model."""
+    """A zoo entry: which head, and the defaults that make it the paper's model.
 
-    head: type[nn.Module]
+    ``encoder`` holds :func:`build_encoder` keywords, ``decoder`` the head's own options
+    (:meth:`~nrdseg.models.heads.base.DecodeHead.options`).
+    """
+
+    head: type[DecodeHead]
     description: str
     encoder: dict[str, Any] = field(default_factory=dict)
     decoder: dict[str, Any] = field(default_factory=dict)
 
 
 _ZOO: dict[str, ModelSpec] = {}
-
-
-def register_model(name: str, spec: ModelSpec) -> None:
-    """Add a named recipe; extensions call this to put new decoders in the zoo."""
-    if name in _ZOO:
-        raise ValueError(f"model {name!r} is already registered")
-    _ZOO[name] = spec
-
-
-def list_models() -> list[str]:
-    """Names accepted by :func:`create_model`."""
-    return sorted(_ZOO)
-
-
-def model_spec(name: str) -> ModelSpec:
-    if name not in _ZOO:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
-    return _ZOO[name]
 
 
 def build_encoder(
@@ -81,38 +64,120 @@ def build_encoder(
         frozen_stages=frozen_stages,
     )
     neck = SeparableASPP(
-        in_channels=body.channels[-1],
+        in_channels=body.shapes[LEVELS[-1]].channels,
         channels=neck_channels,
         dilations=tuple(dilations or DEFAULT_DILATIONS[output_stride]),
     )
     return body, neck
 
 
-def _head_options(head: type[nn.Module]) -> set[str]:
-    return set(inspect.signature(head.__init__).parameters) - _WIRED - {"self"}
+def build_training_parts(
+    shapes: Mapping[str, ShapeSpec],
+    *,
+    num_classes: int,
+    aux: bool = True,
+    aux_channels: int = 256,
+    ignore_index: int = 255,
+    loss_decode: Sequence[Mapping[str, Any]] | None = None,
+    sampler: Mapping[str, Any] | None = None,
+) -> tuple[FCNHead | None, DecodeLoss]:
+    """The auxiliary FCN head (on ``stride16``; None without ``aux``) and the decode loss.
+
+    ``loss_decode`` (mmseg's list of ``{"type": ..., "loss_weight": ...}``) and ``sampler``
+    (OHEM) as :func:`nrdseg.models.loss_terms.build_decode_loss` takes them.
+    """
+    aux_head = (
+        FCNHead.from_shapes(shapes, num_classes=num_classes, channels=aux_channels) if aux else None
+    )
+    loss = build_decode_loss(
+        loss_decode, sampler, num_classes=num_classes, ignore_index=ignore_index
+    )
+    return aux_head, loss
 
 
-_ENCODER_OPTIONS = set(inspect.signature(build_encoder).parameters)
+def _keywords(function: Any, *, wired: set[str]) -> dict[str, inspect.Parameter]:
+    params = inspect.signature(function, eval_str=True).parameters
+    return {name: p for name, p in params.items() if name not in wired | {"self"}}
+
+
+#: The options of each part of a model: the encoder, the segmentor (auxiliary head, loss,
+#: normalisation), and the head, whose options its zoo entry's class declares.
+_ENCODER_OPTIONS = _keywords(build_encoder, wired=set())
+_TRAINING_OPTIONS = _keywords(build_training_parts, wired={"shapes", "num_classes"})
+_SEGMENTOR_INIT = _keywords(
+    Segmentor.__init__,
+    wired={"backbone", "neck", "decoder", "aux_head", "num_classes", "decode_loss"},
+)
+_SEGMENTOR_OPTIONS = {**_TRAINING_OPTIONS, **_SEGMENTOR_INIT}
 #: Training-only options: the decode loss (mmseg's ``loss_decode`` list) and OHEM sampler.
 LOSS_OPTIONS = {"loss_decode", "sampler"}
-_SEGMENTOR_OPTIONS = {
-    "aux",
-    "aux_weight",
-    "aux_channels",
-    "ignore_index",
-    "avg_non_ignore",
-    "mean",
-    "std",
-    *LOSS_OPTIONS,
-}
+
+
+def register_model(name: str, spec: ModelSpec) -> None:
+    """Add a named recipe; extensions call this to put new decoders in the zoo.
+
+    Raises ``ValueError`` for a taken name, for a head option whose name is also an
+    encoder or segmentor option (an override would fit two parts), and for ``encoder`` /
+    ``decoder`` defaults that are not options of their part.
+    """
+    if name in _ZOO:
+        raise ValueError(f"model {name!r} is already registered")
+    head = spec.head.options()
+    for part, options in (("encoder", _ENCODER_OPTIONS), ("segmentor", _SEGMENTOR_OPTIONS)):
+        shared = sorted(set(head) & set(options))
+        if shared:
+            raise ValueError(
+                f"model {name!r}: {spec.head.__name__} option(s) {shared} are also {part} "
+                "options, so an override could not say which part it sets; rename them"
+            )
+    for part, defaults, options in (
+        ("encoder", spec.encoder, _ENCODER_OPTIONS),
+        ("decoder", spec.decoder, head),
+    ):
+        unknown = sorted(set(defaults) - set(options))
+        if unknown:
+            raise ValueError(f"model {name!r}: {part} defaults {unknown} are not {part} options")
+    _ZOO[name] = spec
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`."""
+    return sorted(_ZOO)
+
+
+def model_spec(name: str) -> ModelSpec:
+    if name not in _ZOO:
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
+    return _ZOO[name]
+
+
+def option_parameters(name: str) -> dict[str, inspect.Parameter]:
+    """Every keyword override ``create_model(name, ...)`` accepts, with the parameter that
+    receives it (annotation evaluated, default), for checking config values before the
+    model is built."""
+    return {**_ENCODER_OPTIONS, **_SEGMENTOR_OPTIONS, **model_spec(name).head.options()}
 
 
 def valid_options(name: str) -> list[str]:
     """Keyword overrides ``create_model(name, ...)`` accepts."""
+    return sorted(option_parameters(name))
+
+
+def width_options(name: str) -> tuple[str, ...]:
+    """The options that set the width of ``name``'s head (tests shrink, studies scale them)."""
+    return model_spec(name).head.width_options
+
+
+def scaled_widths(name: str, *, neck_channels: int) -> dict[str, int]:
+    """``name``'s head widths scaled by ``neck_channels`` / the default neck (512), to a
+    multiple of 8: the head keeps its size relative to a narrower or wider encoder."""
     spec = model_spec(name)
-    return sorted(_ENCODER_OPTIONS | _SEGMENTOR_OPTIONS | _head_options(spec.head))
+    ratio = neck_channels / _ENCODER_OPTIONS["neck_channels"].default
+    defaults = {**{k: p.default for k, p in spec.head.options().items()}, **spec.decoder}
+    return {key: max(8, round(defaults[key] * ratio / 8) * 8) for key in spec.head.width_options}
 
 
+#: Options ``create_model`` reads itself, with no signature of their own to check them by.
 def create_model(
     name: str, *, num_classes: int, init_from: str | Path | None = None, **overrides: Any
 ) -> Segmentor:
@@ -131,53 +196,38 @@ def create_model(
     :func:`nrdseg.checkpoint.fine_tune.init_from_checkpoint`. It is a starting point, not part of
     ``model.config``.
 
+    Assembly: the encoder is built first; the head takes the channel counts of the maps
+    it declares from the encoder's shapes (:meth:`DecodeHead.from_shapes`).
+
     >>> model = create_model("nrd_r50", num_classes=19, pretrained=True)
     >>> tuned = create_model("nrd_r50", num_classes=5, init_from="work_dirs/cityscapes")
     """
     spec = model_spec(name)
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
-    unknown = sorted(set(overrides) - set(valid_options(name)))
+    unknown = sorted(set(overrides) - set(option_parameters(name)))
     if unknown:
         raise TypeError(
             f"unknown option(s) {unknown} for model {name!r}; valid: {valid_options(name)}"
         )
     options = {**spec.encoder, **spec.decoder, **overrides}
-    body, neck = build_encoder(**{k: v for k, v in options.items() if k in _ENCODER_OPTIONS})
-    head_kwargs = {k: v for k, v in options.items() if k in _head_options(spec.head)}
-    wired = {
-        "in_channels": neck.out_channels,
-        "low_level_channels": body.channels[0],
-        "num_classes": num_classes,
-    }
-    accepted = set(inspect.signature(spec.head.__init__).parameters)
-    decoder = spec.head(**{k: v for k, v in wired.items() if k in accepted}, **head_kwargs)
-    aux_head = None
-    if options.get("aux", True):
-        aux_head = FCNHead(
-            in_channels=body.channels[1],
-            num_classes=num_classes,
-            channels=options.get("aux_channels", 256),
-        )
-    seg_kwargs = {
-        k: options[k]
-        for k in ("aux_weight", "ignore_index", "avg_non_ignore", "mean", "std")
-        if k in options
-    }
-    decode_loss = build_decode_loss(
-        options.get("loss_decode"),
-        options.get("sampler"),
-        num_classes=num_classes,
-        ignore_index=options.get("ignore_index", 255),
+
+    def part(keys: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in options.items() if k in keys}
+
+    body, neck = build_encoder(**part(_ENCODER_OPTIONS))
+    shapes = encoder_shapes(body, neck)
+    aux_head, decode_loss = build_training_parts(
+        shapes, num_classes=num_classes, **part(_TRAINING_OPTIONS)
     )
     model = Segmentor(
         backbone=body,
         neck=neck,
-        decoder=decoder,
+        decoder=spec.head.from_shapes(shapes, num_classes=num_classes, **part(spec.head.options())),
         aux_head=aux_head,
-        num_classes=num_classes,
         decode_loss=decode_loss,
-        **seg_kwargs,
+        num_classes=num_classes,
+        **part(_SEGMENTOR_INIT),
     )
     model.config = {"name": name, "num_classes": num_classes, **overrides}
     if init_from is not None:

@@ -1,5 +1,6 @@
-"""Decoder heads, one file each. Every decoder maps (encoder output, stride-4 features) to logits."""
+"""Decoder heads, one file each: each declares the encoder maps it reads (``DecodeHead``)."""
 
+from nrdseg.models.heads.base import DecodeHead
 from nrdseg.models.heads.bilinear import BilinearHead
 from nrdseg.models.heads.carafe import CARAFEHead
 from nrdseg.models.heads.deeplabv3plus import DeepLabV3PlusHead
@@ -13,6 +14,7 @@ __all__ = [
     "CARAFEHead",
     "DUCHead",
     "DUpsamplingHead",
+    "DecodeHead",
     "DeepLabV3PlusHead",
     "FCNHead",
     "NRDHead",

@@ -6,9 +6,10 @@ import torch
 from torch import nn
 
 from nrdseg.models.blocks import init_classifier
+from nrdseg.models.heads.base import DecodeHead
 
 
-class BilinearHead(nn.Module):
+class BilinearHead(DecodeHead):
     """The simplest decoder of the paper's Table 1.
 
     The 1x1 conv runs at the encoder's resolution. Bilinear upsampling and a 1x1 conv
@@ -21,5 +22,5 @@ class BilinearHead(nn.Module):
         self.dropout = nn.Dropout2d(dropout)
         self.classifier = init_classifier(nn.Conv2d(in_channels, num_classes, kernel_size=1))
 
-    def forward(self, x: torch.Tensor, low_level: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(x))

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nrdseg.models.blocks import init_classifier
+from nrdseg.models.heads.base import DecodeHead
 from nrdseg.ops.carafe import reassemble
 
 
-class CARAFEHead(nn.Module):
+class CARAFEHead(DecodeHead):
     """``stages`` CARAFE x2 stages (3: stride 32 -> 4) on the encoder output, then a classifier.
 
     Each stage predicts, per output pixel, a softmax-normalized ``up_kernel``^2 kernel: a 1x1
@@ -27,6 +30,11 @@ class CARAFEHead(nn.Module):
     and the logits): the logits of reassembling features, for a fraction of the memory
     and GMACs.
     """
+
+    own_init: ClassVar[dict[str, str]] = {
+        "compressors": "xavier uniform, as mmcv's CARAFEPack",
+        "encoders": "normal(0, 0.001): every stage starts as a box filter, as CARAFE does",
+    }
 
     def __init__(
         self,
@@ -69,7 +77,7 @@ class CARAFEHead(nn.Module):
             nn.init.normal_(encoder.weight, std=1e-3)
             nn.init.zeros_(encoder.bias)
 
-    def forward(self, x: torch.Tensor, low_level: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         carried = [F.conv2d(x, compressor.weight) for compressor in self.compressors]
         carried.append(F.conv2d(self.dropout(x), self.classifier.weight))
         for compressor, encoder in zip(self.compressors, self.encoders, strict=True):

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
 from nrdseg.models.blocks import ConvBNReLU, SeparableConvBNReLU, init_classifier
+from nrdseg.models.heads.base import DecodeHead
 from nrdseg.ops.resize import resize
 
 
-class DeepLabV3PlusHead(nn.Module):
+class DeepLabV3PlusHead(DecodeHead):
     """1x1 48-channel reduction of the low-level map, concat, two separable 3x3 convs, 1x1."""
+
+    inputs: ClassVar[dict[str, str]] = {"in_channels": "neck", "low_level_channels": "stride4"}
+    width_options = ("channels",)
 
     def __init__(
         self,

@@ -7,9 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from nrdseg.models.blocks import init_classifier
+from nrdseg.models.heads.base import DecodeHead
 
 
-class DUCHead(nn.Module):
+class DUCHead(DecodeHead):
     """Dense upsampling convolution: each encoder cell predicts its r x r block of logits.
 
     A ``kernel_size`` conv maps the encoder output to ``num_classes * r^2`` channels and a
@@ -19,6 +20,9 @@ class DUCHead(nn.Module):
     the bilinear resize. The 3x3 conv to 19 * 1024 channels dominates the cost (89.7 M
     parameters, 183.6 GMACs at 1024x2048).
     """
+
+    #: The conv is DUC's classifier.
+    classifiers = ("conv",)
 
     def __init__(
         self,
@@ -44,5 +48,5 @@ class DUCHead(nn.Module):
             )
         )
 
-    def forward(self, x: torch.Tensor, low_level: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.pixel_shuffle(self.conv(self.dropout(x)), self.upscale_factor)

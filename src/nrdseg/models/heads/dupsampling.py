@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nrdseg.models.blocks import ConvBNReLU
+from nrdseg.models.heads.base import DecodeHead
 from nrdseg.ops.label_patches import collect_patches, one_hot_patches, pca_basis
 
 
@@ -58,7 +60,7 @@ def fit_dupsampling_basis(
     return DUpsamplingBasis(weight=weight, mean=mean, ratio=ratio, num_classes=num_classes)
 
 
-class DUpsamplingHead(nn.Module):
+class DUpsamplingHead(DecodeHead):
     """3x3 conv + BN + ReLU, 1x1 to a ``code_channels`` code per cell, then W and a shuffle.
 
     ``reconstruct`` is the linear map W (a 1x1 conv, its bias the mean patch) from the code
@@ -68,6 +70,13 @@ class DUpsamplingHead(nn.Module):
     (:func:`fit_dupsampling_basis`). The logits are divided by a learned temperature, which
     matters for a PCA-initialised W: its outputs are one-hot-scale, too flat for softmax.
     """
+
+    width_options = ("channels",)
+    classifiers = ()
+    own_init: ClassVar[dict[str, str]] = {
+        "predictor": "PyTorch's default: DUpsampling has no mmseg counterpart",
+        "reconstruct": "PyTorch's default, or the PCA basis (load_basis)",
+    }
 
     def __init__(
         self,
@@ -111,7 +120,7 @@ class DUpsamplingHead(nn.Module):
         self.reconstruct.bias.copy_(basis.mean)
         self.reconstruct.requires_grad_(not freeze)
 
-    def forward(self, x: torch.Tensor, low_level: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         code = self.predictor(self.dropout(self.conv(x)))
         patches = F.pixel_shuffle(self.reconstruct(code), self.ratio)
         return patches * torch.exp(-self.log_temperature)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
 from nrdseg.models.blocks import ConvBNReLU, init_classifier
+from nrdseg.models.heads.base import DecodeHead
 
 
-class FCNHead(nn.Module):
+class FCNHead(DecodeHead):
     """3x3 conv + BN + ReLU, dropout, 1x1 classifier (mmseg's auxiliary FCNHead)."""
+
+    inputs: ClassVar[dict[str, str]] = {"in_channels": "stride16"}
 
     def __init__(
         self, *, in_channels: int, num_classes: int, channels: int = 256, dropout: float = 0.1

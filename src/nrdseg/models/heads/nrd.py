@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
 from nrdseg.models.blocks import ConvBNReLU, init_conv_module
+from nrdseg.models.heads.base import DecodeHead
 from nrdseg.models.heads.nrd_inference import nrd_inference_forward, supports_folding
 from nrdseg.ops.dynamic_mlp import mlp_param_count, patch_coordinates, per_patch_mlp, split_params
 from nrdseg.ops.resize import resize
@@ -14,7 +17,7 @@ from nrdseg.ops.resize import resize
 MLP_BIAS_INITS = ("zeros", "template")
 
 
-class NRDHead(nn.Module):
+class NRDHead(DecodeHead):
     """Dynamic neural representational decoder (Zhang et al., NeurIPS 2021).
 
     The controller (3x3 conv + BN + ReLU, 1x1 conv) turns each cell of the encoder output
@@ -22,6 +25,13 @@ class NRDHead(nn.Module):
     runs on the s x s block of the stride-4 map that the cell covers, so the logits come
     out at s times the encoder's resolution (stride 4 for s = 8 on a stride-32 encoder).
     """
+
+    inputs: ClassVar[dict[str, str]] = {"in_channels": "neck", "low_level_channels": "stride4"}
+    width_options = ("controller_channels",)
+    classifiers = ()
+    own_init: ClassVar[dict[str, str]] = {
+        "controller.1": "xavier normal / N, the authors' (tests/ops/test_dynamic_mlp.py)"
+    }
 
     def __init__(
         self,
