@@ -97,7 +97,7 @@ def test_slide_covers_every_pixel_at_every_tta_scale(stride):
         ({"eval.tta": True, "eval.scales": [0.75, 1.0]}, r"eval\.scales: \[0\.75, 1\.0\] would"),
         ({"eval.tta_scales": [1.0, 0.0]}, r"eval\.tta_scales: needs one or more positive"),
         ({"eval.scales": [-1.0]}, r"eval\.scales: needs one or more positive"),
-        ({"eval.max_samples": -1}, r"eval\.max_samples: must be >= 0"),
+        ({"eval.max_samples": -1}, r"eval\.max_samples: must be >= 1"),
         ({"eval.trimap_widths": [3, 3]}, r"eval\.trimap_widths: expected distinct positive"),
     ],
 )

@@ -44,9 +44,13 @@ def test_batchnorm_affine_refuses_training_mode():
         batchnorm_affine(bn)
 
 
-def _head(**options) -> NRDHead:
+def _head(num_classes: int = 5, **options) -> NRDHead:
     head = NRDHead(
-        in_channels=8, low_level_channels=6, num_classes=5, controller_channels=8, **options
+        in_channels=8,
+        low_level_channels=6,
+        num_classes=num_classes,
+        controller_channels=8,
+        **options,
     )
     _randomize_norms(head)
     with torch.no_grad():

@@ -57,11 +57,12 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(source, overrides)
     checkpoint = checkpoint_directory(args.checkpoint)
     with process_group_from_env(args.device) as (info, device):
-        dataset = build_val_dataset(config, source=str(source))
         model = load_model(checkpoint, device=device)
-        if model.num_classes != dataset.num_classes:
+        # The checkpoint's own mean/std normalize the images, whatever the config says.
+        dataset = build_val_dataset(config, source=str(source), model=model)
+        if model.label_classes != dataset.num_classes:
             raise ValueError(
-                f"{checkpoint} predicts {model.num_classes} classes but data.val of "
+                f"{checkpoint} predicts {model.label_classes} classes but data.val of "
                 f"{source} has {dataset.num_classes}; use the config it was trained with"
             )
         result = evaluate(

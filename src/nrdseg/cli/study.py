@@ -43,10 +43,14 @@ PRESETS = {
 }
 
 
-def dataset_labels(name: str, size: tuple[int, int], count: int) -> tuple[list[torch.Tensor], int]:
-    """The ``label`` of the first ``count`` training items of dataset ``name`` at ``size``."""
+def dataset_labels(
+    name: str, size: tuple[int, int], count: int
+) -> tuple[list[torch.Tensor], int, int]:
+    """The ``label`` of the first ``count`` training items of dataset ``name`` at ``size``,
+    the dataset's class count and its ignore label."""
     dataset = build_dataset(name, size=size, length=count, split="train")
-    return [dataset[i]["label"] for i in range(min(count, len(dataset)))], dataset.num_classes
+    labels = [dataset[i]["label"] for i in range(min(count, len(dataset)))]
+    return labels, dataset.num_classes, dataset.ignore_index
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -226,7 +230,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     preset = PRESETS["quick" if args.quick else "full"]
     setting = {key: getattr(args, key) or value for key, value in preset.items()}
-    labels, num_classes = dataset_labels(args.dataset, tuple(setting["size"]), setting["images"])
+    labels, num_classes, ignore_index = dataset_labels(
+        args.dataset, tuple(setting["size"]), setting["images"]
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
@@ -240,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
             max_patches=setting["max_patches"],
             fit_patches=setting["fit_patches"],
             mixed_only=args.mixed_only,
+            ignore_index=ignore_index,
             seed=args.seed,
         )
     finally:

@@ -63,6 +63,14 @@ class SegDataset(Dataset, abc.ABC):
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """(mean, std) the images are normalized with: ImageNet's without ``transforms``,
+        the transforms' own when they tell (``build_transforms``), else None (unknown)."""
+        if self.transforms is None:
+            return IMAGENET_MEAN, IMAGENET_STD
+        return getattr(self.transforms, "normalization", None)
+
     @abc.abstractmethod
     def __len__(self) -> int: ...
 

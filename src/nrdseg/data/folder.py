@@ -122,6 +122,13 @@ class FolderDataset(PairedFileDataset):
             table = remap_labels(
                 table, label_map, num_classes=len(classes), source=f"folder dataset {root}"
             )
+        if not (table < len(classes)).any():
+            raise ValueError(
+                f"folder dataset {root}: reduce_zero_label={reduce_zero_label} and label_map="
+                f"{label_map} leave no mask value that maps to a class (each is ignore or "
+                "invalid): nothing would be trained or scored; map the values that mark "
+                "your classes to class ids"
+            )
         super().__init__(
             pairs=[(path, root / "masks" / f"{stem}.png") for stem, path in images.items()],
             label_map=table,

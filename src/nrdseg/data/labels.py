@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from nrdseg.data.files import DataError
+from nrdseg.ops.labels import IGNORE_INDEX
 from nrdseg.utils.yaml_read import describe_value, text_hint
-
-IGNORE_INDEX = 255
 
 
 def identity_map() -> np.ndarray:

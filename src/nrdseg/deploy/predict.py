@@ -20,6 +20,7 @@ from nrdseg.deploy.images import expand_inputs, output_names, probe_size
 from nrdseg.evaluation import runtime
 from nrdseg.evaluation.inference import infer_logits
 from nrdseg.models.segmentor import Segmentor
+from nrdseg.ops.labels import logits_to_labels
 from nrdseg.ops.normalize import normalize
 from nrdseg.utils.atomic import atomic_write_bytes
 from nrdseg.utils.progress import progress_bar
@@ -88,11 +89,12 @@ def _labels(
     tta: bool,
 ) -> torch.Tensor:
     """(B, H, W) class ids (uint8 for <= 255 classes) of a uint8 (B, 3, H, W) batch on
-    the model's device; ``run`` is the (compiled) ``model.predict_labels``."""
+    the model's device; ``run`` is the (compiled) ``model.predict_labels``. A binary model
+    gives 0/1: 1 where the (TTA-averaged) sigmoid exceeds 0.5."""
     normalized = normalize(images, mean=model.mean, std=model.std)
     if tta:
         logits = infer_logits(model, normalized, scales=TTA_SCALES, flip=True)
-        return logits.argmax(dim=1)
+        return logits_to_labels(logits)
     return run(normalized)
 
 
@@ -162,7 +164,7 @@ def predict_files(
     out_dir = Path(out_dir)
     files = expand_inputs(inputs, exclude=out_dir)
     names = dict(zip(files, output_names(files), strict=True))
-    palette = model_palette(model.meta, model.num_classes)
+    palette = model_palette(model.meta, model.label_classes)
     write_labels = _label_writer(model, format, palette)
     summary = PredictSummary()
 

@@ -37,17 +37,20 @@ from nrdseg.models.zoo import create_model
 from nrdseg.ops.normalize import IMAGENET_MEAN, IMAGENET_STD
 from nrdseg.utils.openmp import WAIT_POLICY, openmp_runtime
 
-logger = logging.getLogger("nrdseg.train")
-
-
-def _normalization(config: Config) -> dict[str, Any]:
-    """The mean/std the model will be built with, for the transforms to match."""
+def _normalization(config: Config, model: Segmentor | None = None) -> dict[str, Any]:
+    """The mean/std of ``model`` (one owner: predict and export read the model's), else the
+    ones the config's model will be built with, for the transforms to match."""
+    if model is not None:
+        return {"mean": model.mean, "std": model.std}
     options = config.model.options
     return {"mean": options.get("mean", IMAGENET_MEAN), "std": options.get("std", IMAGENET_STD)}
 
 
-def build_split(spec: DatasetConfig, *, train: bool, config: Config) -> Any:
-    """``nrdseg.data.build_dataset`` for ``data.train`` / ``data.val`` with its transforms."""
+def build_split(
+    spec: DatasetConfig, *, train: bool, config: Config, model: Segmentor | None = None
+) -> Any:
+    """``nrdseg.data.build_dataset`` for ``data.train`` / ``data.val`` with its transforms,
+    which normalize with ``model``'s mean and std when given (see :func:`_normalization`)."""
 
     t = config.data.transforms
     if train:
@@ -60,11 +63,11 @@ def build_split(spec: DatasetConfig, *, train: bool, config: Config) -> Any:
             flip_prob=t.flip_prob,
             photometric=t.photometric,
             antialias=t.antialias,
-            **_normalization(config),
+            **_normalization(config, model),
         )
     else:
         transforms = build_transforms(
-            train=False, scale=t.scale, antialias=t.antialias, **_normalization(config)
+            train=False, scale=t.scale, antialias=t.antialias, **_normalization(config, model)
         )
     given = {key: getattr(spec, key) for key in ("root", "split") if getattr(spec, key) is not None}
     kwargs = {**given, **spec.options}
@@ -92,10 +95,14 @@ def check_labels(dataset: Any, *, split: str, max_samples: int, log: bool) -> No
         )
 
 
-def build_val_dataset(config: Config, *, source: str = "config") -> Any:
+def build_val_dataset(
+    config: Config, *, source: str = "config", model: Segmentor | None = None
+) -> Any:
+    """``data.val`` with the test transforms; normalized with ``model``'s mean and std when
+    given (evaluating a checkpoint: its own, whatever the config says)."""
     if config.data.val is None:
         raise ValueError(f"{source}: data.val is not set; evaluation needs a validation set")
-    return build_split(config.data.val, train=False, config=config)
+    return build_split(config.data.val, train=False, config=config, model=model)
 
 
 def loss_options(config: Config, train_set: Any = None) -> dict[str, Any]:
@@ -301,10 +308,16 @@ def train_from_config(
         evaluator, val_images = None, None
         if val_set is not None:
             # Checked now, not at the first evaluation, eval_interval iterations later.
-            if val_set.num_classes != model.num_classes:
+            if val_set.num_classes != model.label_classes:
                 raise ValueError(
                     f"data.val has {val_set.num_classes} classes but the model predicts "
-                    f"{model.num_classes}; data.train and data.val must share their classes"
+                    f"{model.label_classes}; data.train and data.val must share their classes"
+                )
+            if list(val_set.classes) != list(train_set.classes):
+                raise ValueError(
+                    f"data.val lists the classes {list(val_set.classes)} but data.train "
+                    f"{list(train_set.classes)}; data.train and data.val must share their "
+                    "classes (the same classes file or num_classes)"
                 )
             evaluator = build_evaluator(config, val_set, device=device, progress=progress)
             limit = config.eval.max_samples

@@ -43,6 +43,7 @@ from nrdseg.engine.resume import resumed_position, resumed_schedule, warn_about_
 from nrdseg.engine.rng import capture_rng, restore_rng, seed_everything
 from nrdseg.engine.sync_bn import convert_sync_batchnorm
 from nrdseg.evaluation.report import result_summary
+from nrdseg.models.dataset_fit import check_dataset_fits
 from nrdseg.models.segmentor import Segmentor
 from nrdseg.ops.sync_batchnorm import check_batch_statistics
 from nrdseg.utils.progress import progress_bar
@@ -126,12 +127,13 @@ class Trainer:
         self.console = (progress if console is None else console) and self.dist.is_main
         if train_cfg.amp == "fp16" and self.device.type != "cuda":
             raise ValueError("train.amp: 'fp16' needs a CUDA device; use 'bf16' on CPU")
-        dataset_classes = getattr(train_dataset, "num_classes", model.num_classes)
-        if dataset_classes != model.num_classes:
-            raise ValueError(
-                f"the model predicts {model.num_classes} classes but the training set has "
-                f"{dataset_classes}; set model.num_classes to {dataset_classes} or null"
-            )
+        dataset_classes = getattr(train_dataset, "num_classes", model.label_classes)
+        check_dataset_fits(
+            model,
+            train_dataset,
+            where="the training set",
+            fix=f"set model.num_classes to {dataset_classes} or null",
+        )
         model.meta = {
             key: getattr(train_dataset, key)
             for key in ("classes", "palette")

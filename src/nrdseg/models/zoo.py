@@ -18,12 +18,15 @@ from nrdseg.models.heads import (
     DeepLabV3PlusHead,
     DUCHead,
     DUpsamplingHead,
+    FADEHead,
     FCNHead,
     NRDHead,
+    SAPAHead,
 )
 from nrdseg.models.loss_terms import DecodeLoss, build_decode_loss
 from nrdseg.models.segmentor import Segmentor, encoder_shapes
 from nrdseg.models.shapes import LEVELS, ShapeSpec
+from nrdseg.ops.labels import IGNORE_INDEX
 
 #: ASPP dilations per encoder output stride (stride 32: official NRD; 8/16: DeepLab's).
 DEFAULT_DILATIONS = {32: NRD_DILATIONS, 16: (1, 6, 12, 18), 8: (1, 12, 24, 36)}
@@ -77,7 +80,7 @@ def build_training_parts(
     num_classes: int,
     aux: bool = True,
     aux_channels: int = 256,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     loss_decode: Sequence[Mapping[str, Any]] | None = None,
     sampler: Mapping[str, Any] | None = None,
 ) -> tuple[FCNHead | None, DecodeLoss]:
@@ -271,6 +274,12 @@ for _name, _spec in {
     "carafe_r50": ModelSpec(CARAFEHead, "ResNet-50c + ASPP + 3 CARAFE x2 stages (Table 3)", _R50),
     "dupsample_r50": ModelSpec(
         DUpsamplingHead, "ResNet-50c + ASPP + DUpsampling, r = 32, 256-d code", _R50
+    ),
+    "fade_r50": ModelSpec(
+        FADEHead, "ResNet-50c + ASPP + FPN with 3 FADE x2 steps (Lu et al., ECCV 2022)", _R50
+    ),
+    "sapa_r50": ModelSpec(
+        SAPAHead, "ResNet-50c + ASPP + FPN with 3 SAPA-G x2 steps (Lu et al., NeurIPS 2022)", _R50
     ),
 }.items():
     register_model(_name, _spec)

@@ -6,8 +6,10 @@ from nrdseg.models.heads.carafe import CARAFEHead
 from nrdseg.models.heads.deeplabv3plus import DeepLabV3PlusHead
 from nrdseg.models.heads.duc import DUCHead
 from nrdseg.models.heads.dupsampling import DUpsamplingHead
+from nrdseg.models.heads.fade import FADEHead
 from nrdseg.models.heads.fcn import FCNHead
 from nrdseg.models.heads.nrd import NRDHead
+from nrdseg.models.heads.sapa import SAPAHead
 
 __all__ = [
     "BilinearHead",
@@ -16,6 +18,8 @@ __all__ = [
     "DUpsamplingHead",
     "DecodeHead",
     "DeepLabV3PlusHead",
+    "FADEHead",
     "FCNHead",
     "NRDHead",
+    "SAPAHead",
 ]
