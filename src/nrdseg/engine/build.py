@@ -37,6 +37,9 @@ from nrdseg.models.zoo import create_model
 from nrdseg.ops.normalize import IMAGENET_MEAN, IMAGENET_STD
 from nrdseg.utils.openmp import WAIT_POLICY, openmp_runtime
 
+logger = logging.getLogger("nrdseg.train")
+
+
 def _normalization(config: Config, model: Segmentor | None = None) -> dict[str, Any]:
     """The mean/std of ``model`` (one owner: predict and export read the model's), else the
     ones the config's model will be built with, for the transforms to match."""
