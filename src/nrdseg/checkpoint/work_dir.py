@@ -27,7 +27,6 @@ import io
 import json
 import logging
 import os
-import pickle
 import re
 import shutil
 import uuid
@@ -38,10 +37,16 @@ from typing import Any
 
 import torch
 import yaml
-from safetensors.torch import load_file
 from torch import nn
 
-from nrdseg.checkpoint.format import CONFIG_FILE, WEIGHTS_FILE, read_record, write_model_files
+from nrdseg.checkpoint.format import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    load_weights_only,
+    read_record,
+    read_weights,
+    write_model_files,
+)
 from nrdseg.utils.atomic import atomic_directory, atomic_write_bytes
 
 logger = logging.getLogger("nrdseg.train")
@@ -271,20 +276,7 @@ def read_training_state(directory: Path) -> TrainingState:
     path = Path(directory) / STATE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{directory} has no {STATE_FILE}: not a training checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        # torch's own advice (retry with weights_only=False) is wrong for a file of unknown
-        # origin: keep only the line saying what it refused.
-        refused = [
-            line for line in str(err).splitlines() if "GLOBAL" in line or "Unsupported" in line
-        ]
-        raise ValueError(
-            f"{path}: refused, not a training state of tensors and plain containers "
-            f"({refused[0] if refused else 'not a weights-only torch file'}); nothing in it was run"
-        ) from err
-    except Exception as err:
-        raise ValueError(f"cannot read {path}: {err}") from err
+    state = load_weights_only(path, what="training state")
     return TrainingState.from_dict(state, source=str(path))
 
 
@@ -300,7 +292,7 @@ def read_checkpoint(directory: str | Path) -> Checkpoint:
     if not weights.is_file():
         raise FileNotFoundError(f"{directory}: no {WEIGHTS_FILE}")
     return Checkpoint(
-        directory=directory, record=record, weights=load_file(str(weights)), state=state
+        directory=directory, record=record, weights=read_weights(weights), state=state
     )
 
 

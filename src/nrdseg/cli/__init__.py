@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nrdseg.cli.status import EXIT_STATUS, EXIT_USAGE
 from nrdseg.utils.openmp import prefer_passive_wait
 from nrdseg.utils.version import __version__
 
@@ -71,7 +72,17 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
             command_module(command).add_parser(subparsers)
         else:
             subparsers.add_parser(command.name, help=command.help)
+    _add_exit_status(parser)
     return parser
+
+
+def _add_exit_status(parser: argparse.ArgumentParser) -> None:
+    """The exit statuses as the epilog of every command's help, sub-actions included."""
+    parser.epilog = parser.epilog or EXIT_STATUS
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_exit_status(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (ValueError, TypeError, KeyError, OSError, ImportError) as err:
         print(f"nrdseg {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     args.out = args.out or Path("nrdseg_demo_quick" if args.quick else "nrdseg_demo")
     if args.data == "camvid":
         if args.root is None:
-            raise SystemExit("nrdseg demo: error: --data camvid needs --root DIR")
+            raise ValueError("--data camvid needs --root DIR")  # exit 2, as a usage error
         settings = camvid_settings(args.root, quick=args.quick)
     else:
         settings = QUICK if args.quick else FULL

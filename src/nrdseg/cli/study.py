@@ -15,6 +15,7 @@ from nrdseg.analysis import decoder_study
 from nrdseg.analysis.demo import QUICK, QUICK_CAMVID, machine_line
 from nrdseg.analysis.experiments import CAMVID, Budget, describe
 from nrdseg.analysis.patch_study import patch_table, run_patch_study, write_report
+from nrdseg.cli.status import EXIT_USAGE
 from nrdseg.data import build_dataset
 from nrdseg.utils.optional import is_installed, missing_message
 
@@ -166,7 +167,7 @@ def data_budget(args: argparse.Namespace, default: Budget) -> Budget:
     if args.data == "synthetic":
         return default
     if args.root is None:
-        raise SystemExit(f"nrdseg {args.command}: error: --data camvid needs --root DIR")
+        raise ValueError("--data camvid needs --root DIR")  # exit 2, as a usage error
     return dataclasses.replace(CAMVID, root=str(args.root))
 
 
@@ -176,7 +177,7 @@ def run_decoders(args: argparse.Namespace) -> int:
             f"nrdseg study: error: the plot {missing_message('matplotlib', extra='plot')}",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_USAGE
     args.out = args.out or Path("decoder_study_quick" if args.quick else "decoder_study")
     budget = data_budget(args, QUICK.budget if args.quick else Budget())
     if args.quick and args.data == "camvid":
@@ -227,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
             "(or pass --no-plot)",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_USAGE
     preset = PRESETS["quick" if args.quick else "full"]
     setting = {key: getattr(args, key) or value for key, value in preset.items()}
     labels, num_classes, ignore_index = dataset_labels(

@@ -19,6 +19,23 @@ from nrdseg.ops.sliding_window import slide_settings, window_starts
 MODES = ("whole", "slide")
 
 
+def check_mode(
+    mode: str, crop_size: Sequence[int] | None, stride: Sequence[int] | None
+) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """``(crop_size, stride)`` checked for ``mode``: pairs for "slide", None for "whole".
+
+    ValueError for an unknown mode, settings :func:`slide_settings` refuses, or a crop or
+    stride given with mode "whole" (where it would be ignored).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "slide":
+        return slide_settings(crop_size, stride)
+    if crop_size is not None or stride is not None:
+        raise ValueError("crop_size and stride are used only with mode='slide'")
+    return None, None
+
+
 def slide_logits(
     model: nn.Module, image: torch.Tensor, *, crop_size: tuple[int, int], stride: tuple[int, int]
 ) -> torch.Tensor:
@@ -65,12 +82,7 @@ def infer_logits(
     logit of the mean, so ``sigmoid(result)`` is the TTA average (and ``result > 0`` its
     class-1 decision).
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if mode == "slide":
-        crop_size, stride = slide_settings(crop_size, stride)
-    elif crop_size is not None or stride is not None:
-        raise ValueError("crop_size and stride are used only with mode='slide'")
+    crop_size, stride = check_mode(mode, crop_size, stride)
     scales = tuple(float(s) for s in scales)
     if not scales or any(not s > 0 for s in scales):
         raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {scales}")
