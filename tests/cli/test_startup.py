@@ -8,7 +8,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+from PIL import Image
+
 from nrdseg.cli import COMMANDS, build_parser
+from nrdseg.data.files import MAX_IMAGE_PIXELS_ENV
 
 #: Imported by other commands only; each costs seconds on a busy 2-core machine.
 NOT_FOR_LISTING = (
@@ -99,3 +103,15 @@ def test_the_package_loads_its_names_and_subpackages_at_first_use():
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert done.stdout.split() == ["False", "nrdseg.models.zoo", "NRDHead", "False"]
+
+
+def test_the_pixel_limit_is_applied_as_it_is_parsed(capsys, monkeypatch):
+    # Set by its option's action (nrdseg.cli itself no longer imports the data layer).
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    monkeypatch.setenv(MAX_IMAGE_PIXELS_ENV, "0")  # restored after the test
+    build_parser(["predict"]).parse_args(["predict", "c", "i", "--max-image-pixels", "1000"])
+    assert Image.MAX_IMAGE_PIXELS == 1000
+    with pytest.raises(SystemExit) as done:
+        build_parser(["predict"]).parse_args(["predict", "c", "i", "--max-image-pixels", "-1"])
+    assert done.value.code == 2
+    assert "max_image_pixels must be a pixel count >= 0, got -1" in capsys.readouterr().err
