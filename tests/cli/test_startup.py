@@ -109,9 +109,13 @@ def test_the_pixel_limit_is_applied_as_it_is_parsed(capsys, monkeypatch):
     # Set by its option's action (nrdseg.cli itself no longer imports the data layer).
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
     monkeypatch.setenv(MAX_IMAGE_PIXELS_ENV, "0")  # restored after the test
-    build_parser(["predict"]).parse_args(["predict", "c", "i", "--max-image-pixels", "1000"])
+    build_parser(["predict"]).parse_args(
+        ["predict", "c", "i", "--out", "o", "--max-image-pixels", "1000"]
+    )
     assert Image.MAX_IMAGE_PIXELS == 1000
     with pytest.raises(SystemExit) as done:
-        build_parser(["predict"]).parse_args(["predict", "c", "i", "--max-image-pixels", "-1"])
+        build_parser(["predict"]).parse_args(
+            ["predict", "c", "i", "--out", "o", "--max-image-pixels", "-1"]
+        )
     assert done.value.code == 2
     assert "max_image_pixels must be a pixel count >= 0, got -1" in capsys.readouterr().err
