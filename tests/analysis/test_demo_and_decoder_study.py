@@ -51,6 +51,38 @@ def test_demo_quick_writes_table_figure_and_loadable_checkpoints(tmp_path, capsy
 
     monkeypatch.setattr(experiments, "train_from_config", lambda *a, **k: pytest.fail("trained"))
     assert main(["demo", *CPU, "--quick", "--out", str(tmp_path)]) == 0  # finished runs are reused
+    # The full demo into the same folder names what differs from the --quick run there.
+    capsys.readouterr()
+    assert main(["demo", *CPU, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "bilinear-seed0/result.json was run with other settings than this bilinear-seed0" in err
+    assert "\n  model.options.backbone: 'test_resnet' -> 'resnet18d'\n" in err
+    assert "\n  train.iters: 4 -> 300\n" in err
+    assert f"choose another --out for these settings, or delete {tmp_path}/runs/bilinear" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "default"),
+    [
+        (["demo"], "nrdseg_demo"),
+        (["demo", "--quick"], "nrdseg_demo_quick"),
+        (["study", "decoders"], "decoder_study"),
+        (["study", "decoders", "--quick"], "decoder_study_quick"),
+    ],
+)
+def test_quick_runs_have_their_own_default_folder(argv, default, tmp_path, monkeypatch):
+    # `nrdseg demo --quick` then `nrdseg demo` (or the study's) must not meet in one folder.
+    monkeypatch.chdir(tmp_path)
+    seen = []
+
+    def stop(*args, out, **kwargs):
+        seen.append(out)
+        raise ValueError("stopped here")
+
+    monkeypatch.setattr(experiments, "execute", lambda *a, **k: stop(**k))
+    monkeypatch.setattr("nrdseg.analysis.decoder_study.execute", lambda *a, **k: stop(**k))
+    assert main([*argv, *CPU]) == 2
+    assert [str(out) for out in seen] == [default]
 
 
 def test_study_decoders_quick_averages_seeds(tmp_path, capsys):

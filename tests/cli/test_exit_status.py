@@ -10,7 +10,7 @@ import pytest
 
 from nrdseg.cli import build_parser, main
 from nrdseg.cli import export as export_cli
-from nrdseg.cli.options import EXIT_STATUS
+from nrdseg.cli.status import EXIT_STATUS
 from nrdseg.deploy.verify import ParityReport, ParityRow
 from tests.conftest import CPU
 from tests.datasets_on_disk import SIZE, write_image, write_mask

@@ -272,7 +272,7 @@ def _requests_for_bad_samples(kept: list[str], *, iters: int = ITERS) -> int:
     """What the trainer must report, from the batch order alone: every request for a bad
     sample is one sample served in its place."""
     bad = {kept.index(CORRUPT), kept.index(WRONG_SIZE)}
-    order = BatchOrder(dataset_size=len(kept), batch_size=2, seed=0, stop=iters)
+    order = BatchOrder(dataset_size=len(kept), batch_size=2, seed=0, batches=iters)
     return sum(index in bad for batch in order for index, _ in batch)
 
 

@@ -39,12 +39,15 @@ from nrdseg.config.run import (
     config_to_dict,
 )
 from nrdseg.engine.build import train_from_config
+from nrdseg.engine.resume import config_changes
 from nrdseg.models.zoo import scaled_widths
 from nrdseg.utils.atomic import atomic_write_bytes
 
 logger = logging.getLogger("nrdseg.study")
 
 RUNS_DIR = "runs"
+#: Changed settings a refused run lists before "and N more".
+_SHOWN_CHANGES = 20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -249,13 +252,20 @@ def train_seconds(work_dir: Path) -> float:
     return seconds
 
 
-def _same_settings(stored: Any, tree: dict[str, Any]) -> bool:
-    """Whether a finished run's config means ``tree``: read back through today's schema,
-    so that a config key added since (with its default) does not void finished runs."""
+def settings_changes(stored: Any, tree: dict[str, Any]) -> list[str]:
+    """What differs between a finished run's stored config and ``tree``, one
+    ``key: then -> now`` line per setting; [] when both mean the same run. The stored
+    config is read back through today's schema, so that a config key added since (with
+    its default) does not void finished runs."""
     try:
-        return config_to_dict(config_from_dict(stored, source=RESULT_FILE)) == tree
-    except (TypeError, ValueError):
-        return False
+        then = config_to_dict(config_from_dict(stored, source=RESULT_FILE))
+    except (TypeError, ValueError) as err:
+        return [f"its config does not read as a run config ({err})"]
+    return config_changes(then, tree)
+
+
+def _same_settings(stored: Any, tree: dict[str, Any]) -> bool:
+    return not settings_changes(stored, tree)
 
 
 def execute(
@@ -282,10 +292,15 @@ def execute(
     result_path = work_dir / RESULT_FILE
     if result_path.is_file():
         record = json.loads(result_path.read_text())
-        if not _same_settings(record.get("config"), tree):
+        changes = settings_changes(record.get("config"), tree)
+        if changes:
+            shown = changes[:_SHOWN_CHANGES]
+            if len(changes) > _SHOWN_CHANGES:
+                shown.append(f"... and {len(changes) - _SHOWN_CHANGES} more")
             raise ValueError(
-                f"{result_path} was run with other settings than this {run.key}; "
-                "choose another --out, or delete that run directory to redo it"
+                f"{result_path} was run with other settings than this {run.key} "
+                "(then -> now):\n" + "".join(f"  {line}\n" for line in shown) + "choose another "
+                f"--out for these settings, or delete {work_dir} to redo that run with them"
             )
         logger.info("%s: finished earlier, read %s", run.key, result_path)
         return record
@@ -308,6 +323,8 @@ def execute(
         "model": run.model,
         "seed": run.seed,
         **{key: summary[key] for key in ("mIoU", "mAcc", "aAcc", "IoU", "trimap")},
+        # a small validation set's note (engine.trainer.small_validation_note)
+        **{key: summary[key] for key in ("warning",) if key in summary},
         "train_seconds": train_seconds(work_dir),
         "config": tree,
     }

@@ -21,6 +21,7 @@ crash at any moment leaves the previous checkpoint usable.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -29,6 +30,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,13 @@ class TrainingState:
     ``optimizer`` and ``scaler`` are the state dicts of the optimizer and GradScaler;
     ``rng`` holds one random-state capture per process (rank order); ``config`` is the
     run's resolved config tree, so a resume can say what changed.
+
+    Positions are kept in units no setting changes: ``data_position`` in samples
+    (``epoch``, ``offset``: samples of that epoch's permutation read by all processes,
+    and the ``dataset_size`` and ``seed`` of that permutation), ``schedule`` as the poly
+    schedule's ``iters``, ``anchor_step`` and ``anchor_progress``. ``consumed_batches``
+    (batches of any size, all micro-batches counted) is kept for the record: older
+    checkpoints (0.1.0, say) hold only it, and a resume converts it with their own config.
     """
 
     iteration: int
@@ -84,6 +93,10 @@ class TrainingState:
     #: Samples served in place of unreadable ones; checkpoints of 0.1.0 may lack it.
     skipped_samples: int = 0
     config: dict[str, Any] | None = None
+    #: ``engine.data_order.DataPosition`` as a dict; None in older checkpoints.
+    data_position: dict[str, int] | None = None
+    #: ``engine.optim.PolySchedule.state()``; None in older checkpoints.
+    schedule: dict[str, int | float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The plain dict written to ``training_state.pt`` (no copy of the tensors)."""
@@ -154,6 +167,29 @@ def read_best_result(work_dir: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
+
+
+@contextlib.contextmanager
+def created_work_dir(work_dir: Path, *, create: bool = True) -> Iterator[Path]:
+    """``work_dir`` made (with its missing parents) for the block, and made again no more
+    when the block fails before anything was written into it: a ``nrdseg train`` stopped
+    by bad data leaves no empty folder behind. Only folders this call created are
+    removed, and only while empty; ``create=False`` (a process other than rank 0) makes
+    and removes nothing.
+    """
+    work_dir = Path(work_dir)
+    created = [p for p in (work_dir, *work_dir.parents) if not p.exists()] if create else []
+    if create:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        yield work_dir
+    except BaseException:
+        for folder in created:  # deepest first
+            try:
+                folder.rmdir()  # refuses a folder that holds anything
+            except OSError:
+                break
+        raise
 
 
 def remove_directory(path: Path) -> None:

@@ -6,7 +6,8 @@ import argparse
 import inspect
 import json
 
-from nrdseg.cli.options import EXIT_FAILED, EXIT_OK, add_pixel_limit_argument, parse_assignments
+from nrdseg.cli.options import add_pixel_limit_argument, parse_assignments
+from nrdseg.cli.status import EXIT_FAILED, EXIT_OK
 from nrdseg.config.signatures import check_dataset_options
 from nrdseg.data import build_dataset, list_datasets
 from nrdseg.data.label_stats import label_statistics

@@ -9,14 +9,12 @@ import sys
 from nrdseg.checkpoint.resolve import checkpoint_directory
 from nrdseg.checkpoint.work_dir import run_config_file
 from nrdseg.cli.options import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_PARTIAL,
     SET_HELP,
     add_pixel_limit_argument,
     add_speed_arguments,
     parse_assignments,
 )
+from nrdseg.cli.status import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
 from nrdseg.config.run import load_config
 from nrdseg.engine.build import build_val_dataset
 from nrdseg.engine.distributed import process_group_from_env

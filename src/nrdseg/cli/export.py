@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from nrdseg.cli.options import EXIT_FAILED, EXIT_OK
+from nrdseg.cli.status import EXIT_FAILED, EXIT_OK
 from nrdseg.deploy.export import FORMATS, export_model
 from nrdseg.deploy.verify import default_shapes, verify_export
 from nrdseg.models.load import load_model

@@ -1,5 +1,5 @@
-"""Options shared by the subcommands: ``KEY=VALUE`` overrides, inference speed flags, the
-pixel limit, and the exit statuses every command uses."""
+"""Options shared by the subcommands: ``KEY=VALUE`` overrides, inference speed flags and
+the pixel limit (the exit statuses are in ``nrdseg.cli.status``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from nrdseg.data.files import set_max_image_pixels
 from nrdseg.evaluation.runtime import INFERENCE_AMP
 from nrdseg.utils.yaml_read import load_yaml
 
@@ -16,21 +17,6 @@ SET_HELP = (
     "override a config key, e.g. optim.lr=0.02; a list item: loss.decode[0].type=dice; a "
     "whole list as YAML: 'loss.decode=[{type: dice}]'; null drops an option: "
     "model.options.controller_channels=null"
-)
-
-#: Exit statuses: the same meaning for every command (argparse's own usage errors are 2).
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_PARTIAL = 3
-
-EXIT_STATUS = (
-    "Exit status: 0 done, everything asked for was produced; 1 failed: nothing was "
-    "produced or a requested step failed (predict: no input readable; eval: no sample "
-    "readable; data check: a bad sample or an error finding; export --verify: a mismatch; "
-    "train: training stopped); 2 stopped at a usage or input error (bad arguments, config, "
-    "checkpoint or file; the message names it); 3 done in part: some inputs were skipped "
-    "as unreadable and are named in the output (predict; eval with on_error: skip)."
 )
 
 
@@ -68,12 +54,24 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _PixelLimit(argparse.Action):
+    """Applies ``--max-image-pixels`` as it is parsed (a bad count is a usage error)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        try:
+            set_max_image_pixels(values)
+        except ValueError as err:
+            parser.error(str(err))
+        setattr(namespace, self.dest, values)
+
+
 def add_pixel_limit_argument(parser: argparse.ArgumentParser) -> None:
     """``--max-image-pixels N``: Pillow's decompression-bomb limit, for commands reading
-    images (applied by ``nrdseg.cli.main`` before the command runs)."""
+    images (set for the process and its DataLoader workers when the option is parsed)."""
     parser.add_argument(
         "--max-image-pixels",
         type=int,
+        action=_PixelLimit,
         metavar="N",
         help="Pillow's decompression-bomb limit (PIL.Image.MAX_IMAGE_PIXELS, default about "
         "89 M pixels: warn above it, refuse above twice it); raise it for large images you "

@@ -6,13 +6,8 @@ import argparse
 import sys
 import time
 
-from nrdseg.cli.options import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_PARTIAL,
-    add_pixel_limit_argument,
-    add_speed_arguments,
-)
+from nrdseg.cli.options import add_pixel_limit_argument, add_speed_arguments
+from nrdseg.cli.status import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
 from nrdseg.deploy.colors import OVERLAY_ALPHA
 from nrdseg.deploy.predict import FORMATS, LABELS_DIR, OVERLAYS_DIR, predict_files
 from nrdseg.engine.distributed import pick_device

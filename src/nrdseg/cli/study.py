@@ -15,7 +15,7 @@ from nrdseg.analysis import decoder_study
 from nrdseg.analysis.demo import QUICK, QUICK_CAMVID, machine_line
 from nrdseg.analysis.experiments import CAMVID, Budget, describe
 from nrdseg.analysis.patch_study import patch_table, run_patch_study, write_report
-from nrdseg.cli.options import EXIT_USAGE
+from nrdseg.cli.status import EXIT_USAGE
 from nrdseg.data import build_dataset
 from nrdseg.utils.optional import is_installed, missing_message
 
@@ -101,7 +101,11 @@ def add_decoders_parser(studies: argparse._SubParsersAction) -> None:
         "OUT/runs/ are read back and an interrupted one resumes, so rerun the same command "
         "to continue a study.",
     )
-    decoders.add_argument("--out", type=Path, default=Path("decoder_study"))
+    decoders.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default decoder_study; decoder_study_quick with --quick)",
+    )
     decoders.add_argument("--quick", action="store_true", help="a smoke run: tiny model, 4 its")
     decoders.add_argument("--seeds", type=int, help="seeds 0..N-1 (default 3)")
     decoders.add_argument(
@@ -173,6 +177,7 @@ def run_decoders(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    args.out = args.out or Path("decoder_study_quick" if args.quick else "decoder_study")
     budget = data_budget(args, QUICK.budget if args.quick else Budget())
     if args.quick and args.data == "camvid":
         budget = dataclasses.replace(budget, **QUICK_CAMVID)

@@ -8,13 +8,8 @@ import sys
 from pathlib import Path
 
 from nrdseg.checkpoint.work_dir import BEST, CHECKPOINTS, METRICS_FILE
-from nrdseg.cli.options import (
-    EXIT_FAILED,
-    EXIT_OK,
-    SET_HELP,
-    add_pixel_limit_argument,
-    parse_assignments,
-)
+from nrdseg.cli.options import SET_HELP, add_pixel_limit_argument, parse_assignments
+from nrdseg.cli.status import EXIT_FAILED, EXIT_OK
 from nrdseg.config.run import load_config
 from nrdseg.engine.build import default_work_dir, train_from_config
 from nrdseg.engine.trainer import TrainingStopped

@@ -19,6 +19,7 @@ import torch
 
 from nrdseg.checkpoint.work_dir import (
     RUN_CONFIG_FILE,
+    created_work_dir,
     latest_checkpoint,
     list_checkpoints,
     remove_stale_temporaries,
@@ -34,6 +35,7 @@ from nrdseg.models.loss_terms import MEDIAN_FREQUENCY, median_frequency_weights
 from nrdseg.models.segmentor import Segmentor
 from nrdseg.models.zoo import create_model
 from nrdseg.ops.normalize import IMAGENET_MEAN, IMAGENET_STD
+from nrdseg.utils.openmp import WAIT_POLICY, openmp_runtime
 
 logger = logging.getLogger("nrdseg.train")
 
@@ -193,8 +195,7 @@ def _prepare_work_dir(work_dir: Path, *, resume: bool, info: DistInfo) -> Path |
             f"{work_dir} already holds checkpoints; pass --resume to continue that run, "
             "or choose another --work-dir"
         )
-    if info.is_main:
-        work_dir.mkdir(parents=True, exist_ok=True)
+    if info.is_main and work_dir.is_dir():
         remove_stale_temporaries(work_dir)
     return latest
 
@@ -215,8 +216,10 @@ def share_cpu_threads(*, workers: int, info: DistInfo) -> int:
     Data workers get no core of their own: once their prefetch queue is full they sleep,
     and taking one of 2 idle cores from the model made a CamVid iteration 1.7x slower
     (2.10 s against 1.25). Processes do split the cores: oversubscribed cores make CPU
-    training several times slower, which is also why a machine already busy with other
-    jobs (load average >= cores) gets a warning suggesting fewer threads.
+    training several times slower. Load that other jobs bring, now or later, costs
+    little while OpenMP's threads wait passively (``OMP_WAIT_POLICY=PASSIVE``, which the
+    ``nrdseg`` command sets before torch loads; see ``nrdseg.utils.openmp``); a busy
+    machine (load average >= cores) with spinning threads gets a warning saying so.
     ``OMP_NUM_THREADS``, when set, wins. Returns the thread count.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -227,22 +230,30 @@ def share_cpu_threads(*, workers: int, info: DistInfo) -> int:
         torch.set_num_threads(max(1, cores // info.world_size))
         why = "set OMP_NUM_THREADS to choose"
     threads = torch.get_num_threads()
+    policy = os.environ.get(WAIT_POLICY, "not set")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load >= cores and threads > 1:
+    if load >= cores and threads > 1 and policy.upper() != "PASSIVE":
         logger.warning(
-            "load average %.1f on %d core(s): other jobs are using the CPU, where fewer torch "
-            "threads can be several times faster (try OMP_NUM_THREADS=1)",
+            "load average %.1f on %d core(s): other jobs are using the CPU, and OpenMP threads "
+            "that spin while they wait (%s %s) can make training many times slower; start "
+            "with %s=PASSIVE (the nrdseg command sets it unless it is set) or OMP_NUM_THREADS=1",
             load,
             cores,
+            WAIT_POLICY,
+            policy,
+            WAIT_POLICY,
         )
     logger.info(
         "CPU training: %d torch thread(s) per process on %d core(s), %d process(es), "
-        "%d data worker(s) each (%s)",
+        "%d data worker(s) each (%s); OpenMP %s, %s %s",
         threads,
         cores,
         info.world_size,
         workers,
         why,
+        openmp_runtime() or "runtime unknown",
+        WAIT_POLICY,
+        policy,
     )
     return threads
 
@@ -264,8 +275,10 @@ def train_from_config(
     available); ``model_hook``: called with the model once it is built, before training
     (a study attaches its backbone cache, :mod:`nrdseg.analysis.feature_cache`).
     """
-    with process_group_from_env(device) as (info, device):
-        work_dir = Path(work_dir)
+    with (
+        process_group_from_env(device) as (info, device),
+        created_work_dir(Path(work_dir), create=info.is_main) as work_dir,
+    ):
         latest = _prepare_work_dir(work_dir, resume=resume, info=info)
         _set_determinism(config.train.deterministic)
         if device.type == "cpu":
@@ -295,7 +308,7 @@ def train_from_config(
             barrier(info)
         if model_hook is not None:
             model_hook(model)
-        evaluator = None
+        evaluator, val_images = None, None
         if val_set is not None:
             # Checked now, not at the first evaluation, eval_interval iterations later.
             if val_set.num_classes != model.label_classes:
@@ -310,6 +323,8 @@ def train_from_config(
                     "classes (the same classes file or num_classes)"
                 )
             evaluator = build_evaluator(config, val_set, device=device, progress=progress)
+            limit = config.eval.max_samples
+            val_images = len(val_set) if limit is None else min(limit, len(val_set))
         trainer = Trainer(
             model=model,
             train_dataset=train_set,
@@ -318,6 +333,7 @@ def train_from_config(
             optim_cfg=config.optim,
             loader_cfg=config.loader,
             evaluator=evaluator,
+            val_images=val_images,
             config=config_to_dict(config),
             device=device,
             dist=info,
