@@ -177,6 +177,20 @@ def test_eval_cli_names_the_root_of_a_null_split_and_lists_skipped_samples(tmp_p
     assert "b.png: cannot read image" in json.loads(capsys.readouterr().out)["skipped"][0]
 
 
+def test_a_bad_sample_met_by_an_evaluation_worker_is_one_line(tmp_path, capsys):
+    """A DataLoader worker's DataError came back as its whole traceback ('Caught DataError
+    in DataLoader worker process 0 ...'); training cut it to one line, evaluation did not."""
+    root = _val_folder(tmp_path / "val")
+    config = write_tiny_config(tmp_path / "tiny.yaml")
+    checkpoint = tiny_model().save_pretrained(tmp_path / "ckpt")
+    val = f"{{name: folder, root: {root}, split: null, options: {{num_classes: 3}}}}"
+    args = ["eval", *CPU, str(config), "--checkpoint", str(checkpoint), "--workers", "1"]
+    assert main([*args, "--set", f"data.val={val}", "--set", "eval.max_samples=null"]) == 2
+    err = capsys.readouterr().err
+    assert "b.png: cannot read image" in err
+    assert "Caught" not in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 # -- 3. type tests that know nrdseg's own substitutes ------------------------------------
 def _batch_one_worker(rank: int, port: int, work_dir: Path) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))

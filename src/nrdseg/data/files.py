@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +35,24 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 class DataError(ValueError):
     """A sample or dataset that cannot be used; the message names the file and the problem."""
+
+
+def worker_errors_as_lines(batches: Iterable[Any]) -> Iterator[Any]:
+    """The items of ``batches`` (a DataLoader); a :class:`DataError` met in a DataLoader
+    worker comes back as the worker's whole traceback, so it is raised again as the one
+    line that names the file."""
+    iterator = iter(batches)
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        except DataError as err:
+            text = str(err).rstrip()
+            if not text.startswith(f"Caught {DataError.__name__} in DataLoader worker"):
+                raise
+            raise DataError(text.rsplit(f"{DataError.__name__}: ", 1)[-1]) from err
+        yield item
 
 
 #: Environment variable carrying :func:`set_max_image_pixels` into DataLoader workers that

@@ -34,7 +34,7 @@ from nrdseg.checkpoint.work_dir import (
     write_checkpoint,
 )
 from nrdseg.config.run import LoaderConfig, OptimConfig, TrainConfig
-from nrdseg.data.files import DataError
+from nrdseg.data.files import worker_errors_as_lines
 from nrdseg.engine.data_order import BatchOrder, DataPosition, SeededSamples, check_batch_fits
 from nrdseg.engine.distributed import DistInfo, all_gather_objects, mean_over_ranks
 from nrdseg.engine.logger import EventLog
@@ -247,7 +247,7 @@ class Trainer:
             world_size=self.dist.world_size,
         )
         workers = self.loader_settings.num_workers
-        return iter(
+        return worker_errors_as_lines(
             DataLoader(
                 SeededSamples(self.train_dataset),
                 batch_sampler=order,
@@ -346,7 +346,7 @@ class Trainer:
         sums, keys, replaced = None, None, 0
         for micro in range(accum):
             waited = time.perf_counter()
-            batch = _next_batch(batches)
+            batch = next(batches)
             self.data_seconds += time.perf_counter() - waited
             self.consumed_batches += 1
             self.data_position = self.data_position.after_batch(self._global_batch)
@@ -518,15 +518,3 @@ def _check_training_batch(model: nn.Module, batch_size: int) -> None:
         check_batch_statistics(model, batch_size)
     finally:
         model.train(was_training)
-
-
-def _next_batch(batches: Iterator[dict[str, Any]]) -> dict[str, Any]:
-    """The next batch; a bad file met in a DataLoader worker comes back as the worker's
-    whole traceback, so its error is cut back to the one line that names the file."""
-    try:
-        return next(batches)
-    except DataError as err:
-        text = str(err).rstrip()
-        if not text.startswith(f"Caught {DataError.__name__} in DataLoader worker"):
-            raise
-        raise DataError(text.rsplit(f"{DataError.__name__}: ", 1)[-1]) from err

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from nrdseg.data.files import DataError
+from nrdseg.data.files import DataError, worker_errors_as_lines
 from nrdseg.evaluation import runtime
 from nrdseg.evaluation.inference import infer_logits
 from nrdseg.evaluation.metrics import SegMetric
@@ -139,7 +139,13 @@ def evaluate(
         num_workers=workers,
         pin_memory=runtime.pin_memory(device),
     )
-    for image, label, err in progress_bar(loader, desc="evaluate", enabled=progress and rank == 0):
+    bar = progress_bar(
+        worker_errors_as_lines(loader),
+        total=len(loader),
+        desc="evaluate",
+        enabled=progress and rank == 0,
+    )
+    for image, label, err in bar:
         if err is not None:
             log.warning("evaluation leaves out a sample: %s", err)
             skipped.append(str(err))
