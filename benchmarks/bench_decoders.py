@@ -1,10 +1,13 @@
-"""Decoder-only inference time: NRD vs DeepLabV3+ vs bilinear on precomputed encoder features.
+"""Decoder-only inference time: every zoo decoder, and NRD's paths, on precomputed features.
 
-Each head gets the ASPP output (512 channels, stride 32) and the stride-4 backbone map
-(256 channels) and runs in eval mode under no_grad. Rows cover the plain NRD path (what
-training runs), the folded eval path, channels-last memory, bf16 autocast and, with
-``--compile``, torch.compile. On CUDA a per-patch MLP table compares the PyTorch path with
-the fused Triton kernel in achieved memory bandwidth.
+The first table times every decoder of the zoo (one row per decoder, ResNet-50 widths:
+the maps each head reads, e.g. the ASPP output at 512 channels, stride 32, and the
+backbone's stride-4 map at 256 channels), eval mode, no_grad, NCHW fp32, against the
+DeepLabV3+ decoder and NRD in the same run. The second compares NRD with DeepLabV3+ and
+bilinear in detail: the plain NRD path (what training runs), the folded eval path,
+channels-last memory, bf16 autocast and, with ``--compile``, torch.compile. On CUDA a
+per-patch MLP table compares the PyTorch path with the fused Triton kernel in achieved
+memory bandwidth.
 
     python benchmarks/bench_decoders.py [--quick] [--compile] [--threads 2] [--device cpu]
 """
@@ -19,11 +22,15 @@ from dataclasses import dataclass
 import torch
 
 import harness
+from nrdseg.analysis.decoder_costs import encoder_maps
+from nrdseg.analysis.flops import model_flops
 from nrdseg.models.heads import BilinearHead, DeepLabV3PlusHead, NRDHead
 from nrdseg.models.heads.nrd_inference import controller_params, normalized_inputs
+from nrdseg.models.zoo import create_model, list_models, model_spec
 from nrdseg.ops.dynamic_mlp import patch_coordinates, per_patch_mlp
 from nrdseg.ops.dynamic_mlp_inference import patch_mlp_inference
 from nrdseg.ops.dynamic_mlp_triton import triton_usable
+from nrdseg.ops.resize import resize
 
 #: (input height, width, classes): Cityscapes and ADE20K test sizes.
 CASES = [(1024, 2048, 19), (512, 512, 150)]
@@ -71,6 +78,54 @@ COMPILED = [
     Variant("DeepLabV3+, channels_last, compiled", "DeepLabV3+", channels_last=True, compiled=True),
     Variant("NRD eval path, channels_last, compiled", "NRD", channels_last=True, compiled=True),
 ]
+
+
+def zoo_decoders() -> list[str]:
+    """One zoo name per decoder on the ResNet-50 encoder (no NRD ablation, no dilated or
+    deeper encoder), the heads of the README's comparison tables."""
+    return [
+        name
+        for name in list_models()
+        if "_r50" in name and not name.startswith("nrd_r50_") and not name.endswith("_d8")
+    ]
+
+
+def zoo_rows(args, device, height, width, classes):
+    """Every zoo decoder from encoder maps to labels at the input size (its own output,
+    the bilinear resize the model applies, argmax): median ms, GMACs as ``nrdseg flops``
+    counts them, and its time over the DeepLabV3+ decoder's and over NRD's, all timed
+    round-robin in one run."""
+    runners, gmacs = {}, {}
+    for name in zoo_decoders():
+        model = create_model(name, num_classes=classes, aux=False)
+        head = model.decoder.to(device).eval()
+        maps = [
+            m.to(device)
+            for m in encoder_maps(
+                model.feature_shapes, head.in_features, height=height, width=width
+            )
+        ]
+        runners[name] = lambda head=head, maps=maps: resize(head(*maps), (height, width)).argmax(
+            dim=1
+        )
+        gmacs[name] = model_flops(name, num_classes=classes, height=height, width=width).decoder
+    with torch.no_grad():
+        timings = harness.time_interleaved(
+            runners, device=device, repeats=args.repeats or (3 if args.quick else 5)
+        )
+    base, nrd = timings["dlv3p_r50"].median_ms, timings["nrd_r50"].median_ms
+    return [
+        [
+            f"`{name}`",
+            model_spec(name).head.__name__,
+            gmacs[name],
+            timings[name].median_ms,
+            timings[name].min_ms,
+            f"{timings[name].median_ms / base:.3f}",
+            f"{timings[name].median_ms / nrd:.2f}",
+        ]
+        for name in runners
+    ]
 
 
 def _head(name: str, classes: int) -> torch.nn.Module:
@@ -246,8 +301,14 @@ def main() -> None:
     device = harness.setup(args)
     print("# Decoder-only inference\n")
     print(harness.describe_machine(device) + "\n")
-    for height, width, classes in QUICK_CASES if args.quick else CASES:
-        print(f"## {height}x{width}, {classes} classes\n")
+    cases = QUICK_CASES if args.quick else CASES
+    for height, width, classes in cases:
+        print(f"## Every zoo decoder, {height}x{width}, {classes} classes, to labels\n")
+        headers = ["model", "head", "GMACs", "median ms", "min ms", "/ DeepLabV3+", "/ NRD"]
+        rows = zoo_rows(args, device, height, width, classes)
+        print(harness.markdown_table(headers, rows) + "\n")
+    for height, width, classes in cases:
+        print(f"## NRD in detail, {height}x{width}, {classes} classes\n")
         rows, times, peak_rate = decoder_rows(args, device, height, width, classes)
         headers = [
             "decoder",

@@ -21,6 +21,19 @@ def tiny_options(name: str) -> dict:
     return {**TINY, **dict.fromkeys(width_options(name), 32)}
 
 
+def randomize_norms(module: torch.nn.Module) -> None:
+    """Non-trivial running statistics and affine parameters in every BatchNorm2d, so that a
+    fast path that folds, reorders or splits around a norm has work to do."""
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1.0, 1.0)
+            m.running_var.uniform_(0.3, 3.0)
+            if m.affine:
+                with torch.no_grad():
+                    m.weight.uniform_(0.5, 2.0)
+                    m.bias.uniform_(-1.0, 1.0)
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

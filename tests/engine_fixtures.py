@@ -58,6 +58,18 @@ class Scenes:
         return {"image": image.float(), "label": label, "path": f"scene_{index}.png"}
 
 
+class RecordingScenes(Scenes):
+    """Scenes that note every index loaded, in order."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.loaded: list[int] = []
+
+    def __getitem__(self, index):
+        self.loaded.append(index)
+        return super().__getitem__(index)
+
+
 @pytest.fixture
 def one_thread():
     """Tiny models run fastest on one thread, and do not stall on a busy machine."""
@@ -94,7 +106,15 @@ def write_tiny_config(path: Path, *, iters: int = 4) -> Path:
 
 
 def make_trainer(
-    work_dir, *, model=None, dataset=None, evaluator=None, optim=None, loader=None, **train
+    work_dir,
+    *,
+    model=None,
+    dataset=None,
+    evaluator=None,
+    val_images=None,
+    optim=None,
+    loader=None,
+    **train,
 ):
     """A one-process Trainer on Scenes, sized for tests; ``train`` overrides TrainConfig."""
     settings = {
@@ -112,6 +132,7 @@ def make_trainer(
         optim_cfg=optim or OptimConfig(lr=0.05, warmup_iters=0, min_lr=0.0),
         loader_cfg=loader or LoaderConfig(batch_size=2, num_workers=0),
         evaluator=evaluator,
+        val_images=val_images,
         progress=False,
     )
 

@@ -14,7 +14,7 @@ from PIL import Image
 import nrdseg
 from nrdseg.analysis import experiments
 from nrdseg.analysis.decoder_costs import DecoderCost, decoder_latencies, paper_scale_decoder
-from nrdseg.analysis.decoder_study import aggregate, study_plot, study_table
+from nrdseg.analysis.decoder_study import aggregate, paired_table, study_plot, study_table
 from nrdseg.analysis.demo import fine_structure_indices
 from nrdseg.analysis.figures import prediction_grid
 from nrdseg.analysis.flops import model_flops
@@ -51,6 +51,38 @@ def test_demo_quick_writes_table_figure_and_loadable_checkpoints(tmp_path, capsy
 
     monkeypatch.setattr(experiments, "train_from_config", lambda *a, **k: pytest.fail("trained"))
     assert main(["demo", *CPU, "--quick", "--out", str(tmp_path)]) == 0  # finished runs are reused
+    # The full demo into the same folder names what differs from the --quick run there.
+    capsys.readouterr()
+    assert main(["demo", *CPU, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "bilinear-seed0/result.json was run with other settings than this bilinear-seed0" in err
+    assert "\n  model.options.backbone: 'test_resnet' -> 'resnet18d'\n" in err
+    assert "\n  train.iters: 4 -> 300\n" in err
+    assert f"choose another --out for these settings, or delete {tmp_path}/runs/bilinear" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "default"),
+    [
+        (["demo"], "nrdseg_demo"),
+        (["demo", "--quick"], "nrdseg_demo_quick"),
+        (["study", "decoders"], "decoder_study"),
+        (["study", "decoders", "--quick"], "decoder_study_quick"),
+    ],
+)
+def test_quick_runs_have_their_own_default_folder(argv, default, tmp_path, monkeypatch):
+    # `nrdseg demo --quick` then `nrdseg demo` (or the study's) must not meet in one folder.
+    monkeypatch.chdir(tmp_path)
+    seen = []
+
+    def stop(*args, out, **kwargs):
+        seen.append(out)
+        raise ValueError("stopped here")
+
+    monkeypatch.setattr(experiments, "execute", lambda *a, **k: stop(**k))
+    monkeypatch.setattr("nrdseg.analysis.decoder_study.execute", lambda *a, **k: stop(**k))
+    assert main([*argv, *CPU]) == 2
+    assert [str(out) for out in seen] == [default]
 
 
 def test_study_decoders_quick_averages_seeds(tmp_path, capsys):
@@ -98,6 +130,32 @@ def test_aggregate_table_and_plot_on_small_inputs():
     assert study_plot([nrd, bilinear], title="t")[:8] == PNG
 
 
+def test_paired_differences_per_seed_and_whether_beyond_the_seed_spread():
+    nrd = [_record("nrd", seed, miou, 0.3) for seed, miou in enumerate([0.50, 0.60, 0.55])]
+    ahead = [_record("dlv3p", s, r["mIoU"] + d, 0.3 + t) for s, (r, d, t) in
+             enumerate(zip(nrd, [0.10, 0.12, 0.08], [0.01, -0.02, 0.0], strict=True))]  # fmt: skip
+    noisy = [_record("carafe", s, r["mIoU"] + d, 0.3) for s, (r, d) in
+             enumerate(zip(nrd, [0.04, 0.05, 0.06], strict=True))]  # fmt: skip
+    costs = {
+        f"{label}_r50": DecoderCost(gmacs=1.0, params=1.0, latency_ms=1.0)
+        for label in ("nrd", "dlv3p", "carafe")
+    }
+    rows = {row.label: row for row in aggregate([*nrd, *ahead, *noisy], costs=costs)}
+    assert rows["nrd"].paired is None
+    paired = rows["dlv3p"].paired
+    assert paired.seeds == (0, 1, 2) and paired.reference == "nrd"
+    assert paired.miou == pytest.approx((0.10, 0.12, 0.08))
+    assert paired.trimap == pytest.approx((0.01, -0.02, 0.0))
+    # +10 points on every seed against a seed spread of 5 (nrd's std): clear; trimap mixed
+    assert paired.clear_miou and not paired.clear_trimap
+    # +5 on every seed, but nrd's own seeds spread by 5: not beyond the spread
+    assert rows["carafe"].paired.miou == pytest.approx((0.04, 0.05, 0.06))
+    assert not rows["carafe"].paired.clear_miou
+    table = paired_table(list(rows.values()))
+    assert "| `dlv3p` | `nrd` | +10.0, +12.0, +8.0 | **+10.0** | +1.0, -2.0, +0.0 | -0.3 |" in table
+    assert "| `carafe` | `nrd` | +4.0, +5.0, +6.0 | +5.0 |" in table
+
+
 def test_prediction_grid_and_fine_structure_choice():
     labels = np.zeros((2, 16, 16), dtype=np.uint8)
     labels[1, ::3] = 1  # stripes: many boundary pixels
@@ -141,8 +199,9 @@ def test_demo_on_camvid_frames_quick(tmp_path, capsys):
     assert Image.open(out / "demo.png").height > 2 * SIZE[0]
     model = nrdseg.load_model(out / "runs" / "nrd-seed0")
     assert model.num_classes == 11 and model.meta["classes"][2] == "pole"
-    with pytest.raises(SystemExit, match="--data camvid needs --root"):
-        main(["study", "decoders", *CPU, "--data", "camvid", "--out", str(tmp_path / "s")])
+    capsys.readouterr()
+    assert main(["study", "decoders", *CPU, "--data", "camvid", "--out", str(tmp_path / "s")]) == 2
+    assert "nrdseg study: error: --data camvid needs --root DIR" in capsys.readouterr().err
 
 
 def test_finished_runs_survive_new_config_keys_but_not_new_settings():

@@ -40,13 +40,16 @@ def test_a_finished_run_is_read_back_not_trained_again(tmp_path, monkeypatch):
     first = execute(RUN, BUDGET, out=tmp_path, progress=False, device="cpu")
     assert first["label"] == "nrd" and first["seed"] == 1 and 0 <= first["mIoU"] <= 1
     assert set(first["trimap"]) == {"1", "3", "5"} and first["train_seconds"] > 0
+    assert first["warning"].startswith("small validation set: 8 image(s)")  # QUICK's 8
     model = nrdseg.load_model(run_dir(tmp_path, RUN))
     assert model.config["name"] == "nrd_r50" and model.meta["classes"][3] == "line"
 
     monkeypatch.setattr(experiments, "train_from_config", lambda *a, **k: pytest.fail("trained"))
     assert execute(RUN, BUDGET, out=tmp_path, progress=False, device="cpu") == first
     other = dataclasses.replace(BUDGET, iters=6)
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(
+        ValueError, match=r"other settings .*\(then -> now\):\n  train\.iters: 4 -> 6\n"
+    ):
         execute(RUN, other, out=tmp_path, progress=False, device="cpu")
 
 

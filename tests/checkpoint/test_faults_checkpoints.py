@@ -78,7 +78,7 @@ def test_no_code_in_the_code_base_can_unpickle_a_file_unsafely():
             elif name in ("np.load", "numpy.load") and "allow_pickle" in keywords:
                 problems.append(f"{where} with allow_pickle")
     assert problems == []
-    assert torch_loads >= 2  # training states and local backbone weights: the scan sees them
+    assert torch_loads >= 1  # format.load_weights_only, which training states and weights use
 
 
 @pytest.fixture

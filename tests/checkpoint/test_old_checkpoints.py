@@ -59,3 +59,20 @@ def test_an_old_work_dir_resumes_with_today_s_trainer(tmp_path, capsys):
     assert state.iteration == 4 and state.consumed_batches == 4
     events = (work / "metrics.jsonl").read_text()
     assert '"event": "resume"' in events and '"iter": 2' in events
+
+
+def test_an_old_work_dir_resumed_with_another_batch_size_counts_its_batches_in_its_own(
+    tmp_path, capsys
+):
+    # 0.1.0 counted 2 batches of 2 (of 8 samples); resumed with batches of 4, the next
+    # batch is samples 4..7 of epoch 0, not (2 batches x 4 =) the first of epoch 1.
+    work = tmp_path / "work_dir"
+    shutil.copytree(WORK_DIR, work)
+    config = work / "config.yaml"
+    options = ["--resume", "--no-progress", "--device", "cpu"]
+    options += ["--set", "train.iters=3", "--set", "loader.batch_size=4"]
+    code = main(["train", str(config), "--work-dir", str(work), *options])
+    assert code == 0, capsys.readouterr().err
+    state = read_checkpoint(latest_checkpoint(work)).state
+    assert state.iteration == 3
+    assert state.data_position == {"epoch": 0, "offset": 8, "dataset_size": 8, "seed": 0}

@@ -10,6 +10,7 @@ from nrdseg.checkpoint.work_dir import (
     EVAL_FILE,
     STATE_FILE,
     TrainingState,
+    created_work_dir,
     read_best_result,
     read_checkpoint,
     read_training_state,
@@ -71,3 +72,20 @@ def test_read_best_result_returns_what_write_best_stored(tmp_path):
     (tmp_path / BEST / EVAL_FILE).write_text("{not json")
     with pytest.raises(ValueError, match=f"{EVAL_FILE}: not valid JSON"):
         read_best_result(tmp_path)
+
+
+def test_a_created_work_dir_goes_again_only_while_empty_and_new(tmp_path):
+    with pytest.raises(RuntimeError), created_work_dir(tmp_path / "a" / "b" / "run") as run:
+        assert run.is_dir()
+        raise RuntimeError("bad data")
+    assert sorted(tmp_path.iterdir()) == []  # run, b and a: all made by this call
+    (tmp_path / "a").mkdir()
+    with pytest.raises(RuntimeError), created_work_dir(tmp_path / "a" / "run") as run:
+        (run / "metrics.jsonl").write_text("{}\n")  # something was written: it stays
+        raise RuntimeError("stopped")
+    assert (tmp_path / "a" / "run" / "metrics.jsonl").is_file()
+    with pytest.raises(KeyboardInterrupt), created_work_dir(tmp_path / "a" / "new"):
+        raise KeyboardInterrupt
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["run"]
+    with created_work_dir(tmp_path / "c", create=False) as other_rank:
+        assert not other_rank.exists()

@@ -58,3 +58,16 @@ def test_list_names_every_option_with_transforms(capsys: pytest.CaptureFixture) 
     )
     for option in ("reduce_zero_label=False", "label_map=None", "transforms=None", "on_error="):
         assert option in folder
+
+
+def test_one_class_masks_fail_the_check_with_the_binary_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Issue 21, failure 1: with num_classes=1 this check reported nothing and exit 0."""
+    _zero_255_folder(tmp_path)
+    args = ["data", "check", "folder", "--set", f"root={tmp_path}"]
+    assert main([*args, "--set", "num_classes=1"]) == 1
+    out = capsys.readouterr().out
+    assert "error: this set has 1 class ('class_0') and its masks hold only 0 and 255" in out
+    assert "label_map={255: 1}" in out and "model.num_classes: 1" in out
+    assert main([*args, "--set", "num_classes=2", "--set", "label_map={255: 1}"]) == 0

@@ -97,7 +97,7 @@ def test_slide_covers_every_pixel_at_every_tta_scale(stride):
         ({"eval.tta": True, "eval.scales": [0.75, 1.0]}, r"eval\.scales: \[0\.75, 1\.0\] would"),
         ({"eval.tta_scales": [1.0, 0.0]}, r"eval\.tta_scales: needs one or more positive"),
         ({"eval.scales": [-1.0]}, r"eval\.scales: needs one or more positive"),
-        ({"eval.max_samples": -1}, r"eval\.max_samples: must be >= 0"),
+        ({"eval.max_samples": -1}, r"eval\.max_samples: must be >= 1"),
         ({"eval.trimap_widths": [3, 3]}, r"eval\.trimap_widths: expected distinct positive"),
     ],
 )
@@ -169,12 +169,26 @@ def test_eval_cli_names_the_root_of_a_null_split_and_lists_skipped_samples(tmp_p
         f"{{name: folder, root: {root}, split: null, options: {{num_classes: 3, on_error: skip}}}}"
     )
     args = ["eval", *CPU, str(config), "--checkpoint", str(checkpoint), "--set", f"data.val={val}"]
-    assert main([*args, "--set", "eval.max_samples=null"]) == 0
+    assert main([*args, "--set", "eval.max_samples=null"]) == 3  # done in part (issue 21)
     out = capsys.readouterr().out
     assert f"{checkpoint} on folder root {root}\n" in out and "None" not in out
     assert "left out 1 unreadable sample(s) (on_error: skip):\n  " in out
-    assert main([*args, "--set", "eval.max_samples=null", "--json"]) == 0
+    assert main([*args, "--set", "eval.max_samples=null", "--json"]) == 3
     assert "b.png: cannot read image" in json.loads(capsys.readouterr().out)["skipped"][0]
+
+
+def test_a_bad_sample_met_by_an_evaluation_worker_is_one_line(tmp_path, capsys):
+    """A DataLoader worker's DataError came back as its whole traceback ('Caught DataError
+    in DataLoader worker process 0 ...'); training cut it to one line, evaluation did not."""
+    root = _val_folder(tmp_path / "val")
+    config = write_tiny_config(tmp_path / "tiny.yaml")
+    checkpoint = tiny_model().save_pretrained(tmp_path / "ckpt")
+    val = f"{{name: folder, root: {root}, split: null, options: {{num_classes: 3}}}}"
+    args = ["eval", *CPU, str(config), "--checkpoint", str(checkpoint), "--workers", "1"]
+    assert main([*args, "--set", f"data.val={val}", "--set", "eval.max_samples=null"]) == 2
+    err = capsys.readouterr().err
+    assert "b.png: cannot read image" in err
+    assert "Caught" not in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 # -- 3. type tests that know nrdseg's own substitutes ------------------------------------

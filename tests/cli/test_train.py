@@ -106,3 +106,17 @@ def test_python_dash_m_runs_the_cli(monkeypatch, capsys):
     with pytest.raises(SystemExit) as done:
         runpy.run_module("nrdseg.cli", run_name="__main__")
     assert done.value.code == 0 and "--resume" in capsys.readouterr().out
+
+
+def test_a_failed_start_leaves_no_new_work_dir(config_file, tmp_path, capsys):
+    # Fails after the data and model are built (1 sample, batches of 2), before anything
+    # is written: the folders this start made go again; a folder that was there stays.
+    args = ["train", *CPU, str(config_file), "--set", "data.train.options.length=1"]
+    new = tmp_path / "runs" / "first"
+    assert main([*args, "--work-dir", str(new)]) == 2
+    assert "fewer than one batch" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    assert main([*args, "--work-dir", str(existing)]) == 2
+    assert existing.is_dir()

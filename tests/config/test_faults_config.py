@@ -265,7 +265,7 @@ def test_set_reaches_list_items_appends_and_replaces_whole_lists(tmp_path):
         (
             "loss.decode[0].smoth",
             r"loss\.decode\[0\]\.smoth: unknown option for loss 'cross_entropy'; valid: "
-            r"loss_weight, loss_name, class_weight, avg_non_ignore$",
+            r"loss_weight, loss_name, class_weight, avg_non_ignore, use_sigmoid$",
         ),
     ],
 )

@@ -104,3 +104,37 @@ def test_background_and_ignore_in_a_bigger_set_only_warns(tmp_path: Path) -> Non
     stats = label_statistics(build_dataset("folder", root=tmp_path, num_classes=3))
     assert _codes(stats) == ["class_never_occurs", "class_never_occurs"]
     assert all(f.severity == "warning" for f in stats.findings())
+
+
+def test_a_one_class_set_of_0_255_masks_is_an_error_naming_the_binary_fix(tmp_path: Path) -> None:
+    """Issue 21, failure 1: num_classes 1 on 0/255 masks trained on a zero loss, "mIoU 1"."""
+    mask = np.zeros((6, 10), np.uint8)
+    mask[2:5, 3:8] = 255
+    _folder(tmp_path, [mask, mask])
+    stats = label_statistics(build_dataset("folder", root=tmp_path, num_classes=1))
+    (finding,) = stats.findings()
+    assert finding.severity == "error" and finding.code == "one_class"
+    assert "its masks hold only 0 and 255 (the usual 0/255 mask export" in finding.message
+    assert "num_classes: 2" in finding.message and "label_map={255: 1}" in finding.message
+    assert "model.num_classes: 1 trains one sigmoid logit" in finding.message
+    fixed = build_dataset("folder", root=tmp_path, num_classes=2, label_map={255: 1})
+    assert label_statistics(fixed).findings() == []
+
+
+def test_masks_that_are_all_ignore_are_an_error(tmp_path: Path) -> None:
+    """reduce_zero_label on a 0/255 export turns every pixel into ignore: nothing to learn."""
+    mask = np.zeros((6, 10), np.uint8)
+    mask[2:5, 3:8] = 255
+    _folder(tmp_path, [mask, mask])
+    dataset = build_dataset("folder", root=tmp_path, num_classes=2, reduce_zero_label=True)
+    stats = label_statistics(dataset)
+    assert stats.labelled == 0 and stats.ignored == 120
+    (finding,) = stats.findings()
+    assert finding.severity == "error" and finding.code == "all_ignored"
+    assert "reduce_zero_label (it makes 0 ignore)" in finding.message
+
+
+def test_a_label_map_that_leaves_no_class_is_refused_when_built(tmp_path: Path) -> None:
+    _folder(tmp_path, [np.zeros((6, 10), np.uint8)])
+    with pytest.raises(ValueError, match=r"leave no mask value that maps to a class"):
+        build_dataset("folder", root=tmp_path, num_classes=1, label_map={0: 255})

@@ -68,7 +68,8 @@ def test_cli_takes_workers_amp_and_reports_images_per_second(model, frames, tmp_
     checkpoint = model.save_pretrained(tmp_path / "ckpt")
     out = tmp_path / "out"
     argv = ["predict", *CPU, str(checkpoint), str(frames), "--out", str(out)]
-    assert main([*argv, "--workers", "2", "--amp", "bf16", "--batch-size", "4"]) == 0
+    # 3: done in part, the fixture's broken.png skipped (issue 21's exit statuses)
+    assert main([*argv, "--workers", "2", "--amp", "bf16", "--batch-size", "4"]) == 3
     printed = capsys.readouterr().out
     assert "wrote 7 label PNGs" in printed and "img/s)" in printed
     assert len(list((out / "labels").glob("*.png"))) == 7

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,7 +22,13 @@ from nrdseg.engine.sync_bn import convert_sync_batchnorm
 from nrdseg.engine.trainer import Trainer
 from nrdseg.ops.sync_batchnorm import CPUSyncBatchNorm
 from tests.conftest import CPU
-from tests.engine_fixtures import Scenes, one_thread, tiny_model, write_tiny_config
+from tests.engine_fixtures import (
+    RecordingScenes,
+    Scenes,
+    one_thread,
+    tiny_model,
+    write_tiny_config,
+)
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
@@ -135,6 +143,32 @@ def test_two_processes_train_like_one_with_the_whole_batch(ddp_run, tmp_path):
     single = _trainer(tmp_path, batch_size=4).train().state_dict()
     for key, value in single.items():
         torch.testing.assert_close(ranks[0]["state"][key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_a_run_of_two_processes_resumed_by_one_reads_the_next_samples(ddp_run, tmp_path, caplog):
+    # 3 iterations x 2 micro-batches x 2 processes x 2 images: 24 samples, epoch 1 at
+    # sample 8. One process with batches of 2 goes on there (counted in batches, the 6
+    # batches became 6 x 2 = 12 samples of epoch 0: 12 repeated).
+    out_dir, _ = ddp_run
+    shutil.copytree(out_dir / "work", tmp_path / "work")
+    dataset = RecordingScenes(length=16)
+    trainer = Trainer(
+        model=tiny_model(aux=False),
+        train_dataset=dataset,
+        work_dir=tmp_path / "work",
+        train_cfg=TrainConfig(iters=ITERS + 2, ckpt_interval=9, log_interval=1, eval_interval=0),
+        optim_cfg=OPTIM,
+        loader_cfg=LoaderConfig(batch_size=2, num_workers=0),
+        progress=False,
+    )
+    with caplog.at_level(logging.WARNING, logger="nrdseg.train"):
+        trainer.resume(latest_checkpoint(tmp_path / "work"))
+    assert "written by 2 process(es), resuming with 1: the data order goes on exactly" in (
+        caplog.text
+    )
+    trainer.train()
+    epoch_1 = torch.randperm(16, generator=torch.Generator().manual_seed(0 + 1))
+    assert dataset.loaded == epoch_1[8:].tolist()
 
 
 @pytest.mark.slow

@@ -26,7 +26,25 @@ def test_console_lines_summarise_scalars(tmp_path, capsys):
     log = EventLog(work_dir=tmp_path, console=True)
     log.write({"event": "eval", "iter": 8, "mIoU": 0.123456, "IoU": {"a": 0.1}, "path": "x"})
     log.close()
-    assert capsys.readouterr().out.strip() == "eval iter 8  mIoU 0.1235  path x"
+    assert capsys.readouterr().out.strip() == "eval iter 8  mIoU 0.1235  path x  IoU a 0.1"
+
+
+def test_the_eval_line_shows_per_class_iou_and_the_file_keeps_every_digit(tmp_path, capsys):
+    event = {
+        "event": "eval",
+        "iter": 4,
+        "mIoU": 0.5,
+        "IoU": {"road": 0.912345, "sky": 0.087654, "pole": None},
+        "trimap": {"3": 0.25},
+        "skipped": ["a.png: unreadable"],
+    }
+    log = EventLog(work_dir=tmp_path, console=True)
+    log.write(event)
+    log.close()
+    assert capsys.readouterr().out.strip() == (
+        "eval iter 4  mIoU 0.5  IoU road 0.912, sky 0.0877, pole -  trimap 3 0.25"
+    )
+    assert json.loads((tmp_path / "metrics.jsonl").read_text()) == event
 
 
 def test_scalars_reach_tensorboard(tmp_path):

@@ -19,6 +19,7 @@ from nrdseg.engine import build
 from nrdseg.engine.distributed import DistInfo
 from nrdseg.engine.trainer import Trainer
 from nrdseg.utils.atomic import atomic_write_bytes, current_umask
+from nrdseg.utils.openmp import openmp_runtime
 from nrdseg.utils.progress import PlainProgress, progress_bar
 from tests import engine_fixtures as fx
 from tests.conftest import CPU
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 @pytest.fixture
 def two_idle_cores(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))
 
@@ -53,6 +55,20 @@ def test_omp_num_threads_wins_and_a_busy_machine_is_named(two_idle_cores, monkey
     monkeypatch.setattr(os, "getloadavg", lambda: (5.0, 5.0, 5.0))
     build.share_cpu_threads(workers=0, info=DistInfo())
     assert "load average 5.0 on 2 core(s)" in caplog.text and "OMP_NUM_THREADS=1" in caplog.text
+    assert "spin while they wait (OMP_WAIT_POLICY not set)" in caplog.text
+    assert "start with OMP_WAIT_POLICY=PASSIVE" in caplog.text
+
+
+def test_a_busy_machine_with_passive_openmp_threads_gets_no_warning(
+    two_idle_cores, monkeypatch, caplog
+):
+    caplog.set_level(logging.INFO, logger="nrdseg.train")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.setattr(os, "getloadavg", lambda: (5.0, 5.0, 5.0))
+    build.share_cpu_threads(workers=0, info=DistInfo())
+    assert "load average" not in caplog.text
+    runtime = openmp_runtime() or "runtime unknown"  # GNU libgomp in torch's Linux wheels
+    assert f"OpenMP {runtime}, OMP_WAIT_POLICY PASSIVE" in caplog.text
 
 
 # -- timing --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import pytest
@@ -12,7 +13,7 @@ from torch import nn
 import nrdseg
 from nrdseg.checkpoint.work_dir import latest_checkpoint, read_training_state
 from nrdseg.config.run import LoaderConfig, OptimConfig
-from nrdseg.engine.trainer import TrainingDiverged
+from nrdseg.engine.trainer import TrainingDiverged, small_validation_note
 from tests.engine_fixtures import (
     CLASSES,
     Scenes,
@@ -235,6 +236,33 @@ def test_the_best_evaluation_is_kept_in_best(tmp_path):
     assert (trainer.best_metric, trainer.best_iteration) == (0.6, 4)
     assert nrdseg.load_model(tmp_path / "best").meta["classes"] == CLASSES
     assert read_training_state(latest_checkpoint(tmp_path)).best_metric == 0.6
+
+
+def _constant_evaluator(model):
+    return {"mIoU": 0.5, "mAcc": 0.5, "aAcc": 0.9, "IoU": [0.5] * 3, "classes": CLASSES}
+
+
+def test_a_small_validation_set_is_named_at_start_at_the_end_and_in_best(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="nrdseg.train"):
+        make_trainer(
+            tmp_path, evaluator=_constant_evaluator, val_images=10, eval_interval=2
+        ).train()
+    notes = [r.getMessage() for r in caplog.records if "small validation set" in r.getMessage()]
+    assert len(notes) == 2 and notes[1].startswith("best/ (iteration 2, mIoU 0.5000): small")
+    assert "10 image(s), fewer than 100" in notes[0] and "s/sqrt(10) = 3-6 points" in notes[0]
+    assert "best/ is chosen by mIoU on these same images" in notes[0]
+    record = json.loads((tmp_path / "best" / "eval.json").read_text())
+    assert record["warning"] == notes[0]
+
+
+def test_a_validation_set_of_100_images_is_not_small(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="nrdseg.train"):
+        trainer = make_trainer(tmp_path, evaluator=_constant_evaluator, val_images=100)
+        trainer.train()
+    assert "small validation set" not in caplog.text and trainer.validation_note is None
+    assert "warning" not in json.loads((tmp_path / "best" / "eval.json").read_text())
+    # one evaluation at the end picks nothing: the note says only that the score is noisy
+    assert "best/'s mIoU is that noisy" in small_validation_note(5, selecting=False)
 
 
 def _group_norm_everywhere(module: nn.Module) -> nn.Module:

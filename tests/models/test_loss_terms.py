@@ -51,7 +51,21 @@ def _sigmoid(v: float) -> float:
 
 
 # -- references --------------------------------------------------------------------------
-def reference_cross_entropy(logits, labels, *, class_weight=None, keep=None, avg_non_ignore=True):
+def _softmax_of_label(z: list[float], y: int) -> float:
+    return _softmax(z)[y]
+
+
+def reference_cross_entropy(
+    logits,
+    labels,
+    *,
+    class_weight=None,
+    keep=None,
+    avg_non_ignore=True,
+    probability=_softmax_of_label,
+):
+    """-log p(label) x the label's class weight; ``probability(z, y)`` is the model's
+    probability of label ``y`` from the pixel's logits."""
     pixels = _pixels(logits, labels)
     keep_flat = [1.0] * len(pixels) if keep is None else [float(v) for v in keep.flatten()]
     total, valid = 0.0, 0
@@ -60,7 +74,7 @@ def reference_cross_entropy(logits, labels, *, class_weight=None, keep=None, avg
             continue
         valid += 1
         w = 1.0 if class_weight is None else class_weight[y]
-        total += -math.log(_softmax(z)[y]) * w * k
+        total += -math.log(probability(z, y)) * w * k
     return total / (max(valid, 1) if avg_non_ignore else len(pixels))
 
 
@@ -123,10 +137,13 @@ def reference_lovasz(logits, labels):
     return sum(losses) / len(losses)
 
 
-def reference_ohem(logits, labels, *, thresh, min_kept):
-    """mmseg's rule: keep label probabilities below max(thresh, k-th smallest), k = min_kept x B."""
+def reference_ohem(logits, labels, *, thresh, min_kept, probability=_softmax_of_label):
+    """mmseg's rule: keep label probabilities below max(thresh, k-th smallest), k = min_kept x B.
+
+    ``probability(z, y)``: the model's probability of label ``y`` from the pixel's logits.
+    """
     probs = [
-        _softmax(z)[y] if y != IGNORE else None for z, y in _pixels(logits, labels)
+        probability(z, y) if y != IGNORE else None for z, y in _pixels(logits, labels)
     ]  # flat, in (b, y, x) order
     valid = sorted(p for p in probs if p is not None)
     kept = min_kept * logits.shape[0]

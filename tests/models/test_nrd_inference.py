@@ -10,19 +10,8 @@ from nrdseg.models.heads import NRDHead
 from nrdseg.ops.batchnorm import batchnorm_affine, fold_conv_bn
 from nrdseg.ops.dynamic_mlp import mlp_param_count
 from nrdseg.ops.dynamic_mlp_inference import patch_mlp_inference
+from tests.conftest import randomize_norms
 from tests.ops.test_dynamic_mlp import reference_mlp
-
-
-def _randomize_norms(module: nn.Module) -> None:
-    """Non-trivial running statistics and affine parameters, so folding has work to do."""
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-1.0, 1.0)
-            m.running_var.uniform_(0.3, 3.0)
-            if m.affine:
-                with torch.no_grad():
-                    m.weight.uniform_(0.5, 2.0)
-                    m.bias.uniform_(-1.0, 1.0)
 
 
 @pytest.mark.parametrize("bias", [False, True])
@@ -30,7 +19,7 @@ def _randomize_norms(module: nn.Module) -> None:
 def test_fold_conv_bn_equals_conv_then_batchnorm(bias, affine):
     conv = nn.Conv2d(5, 7, 3, padding=1, bias=bias)
     bn = nn.BatchNorm2d(7, affine=affine)
-    _randomize_norms(bn)
+    randomize_norms(bn)
     bn.eval()
     x = torch.randn(2, 5, 6, 9)
     weight, fold_bias = fold_conv_bn(conv, bn)
@@ -44,11 +33,15 @@ def test_batchnorm_affine_refuses_training_mode():
         batchnorm_affine(bn)
 
 
-def _head(**options) -> NRDHead:
+def _head(num_classes: int = 5, **options) -> NRDHead:
     head = NRDHead(
-        in_channels=8, low_level_channels=6, num_classes=5, controller_channels=8, **options
+        in_channels=8,
+        low_level_channels=6,
+        num_classes=num_classes,
+        controller_channels=8,
+        **options,
     )
-    _randomize_norms(head)
+    randomize_norms(head)
     with torch.no_grad():
         head.controller[-1].weight.normal_(0.0, 0.2)
         head.controller[-1].bias.normal_(0.0, 0.2)

@@ -67,3 +67,18 @@ def test_predict_labels_equals_argmax_of_forward(name):
         labels = model.predict_labels(images)
         assert labels.dtype == torch.uint8
         assert torch.equal(labels.long(), expected)
+
+
+@pytest.mark.parametrize(
+    ("shape", "size", "crop"),
+    [((2, 1, 8, 12), (32, 48), (29, 45)), ((1, 1, 5, 7), (15, 28), (13, 20))],
+)
+@pytest.mark.parametrize("band_bytes", [1, 2**30])
+def test_one_channel_is_thresholded_at_zero_band_by_band(shape, size, crop, band_bytes):
+    """A binary model's logit: class 1 where it is > 0 (sigmoid > 0.5) after upsampling."""
+    logits = torch.randn(*shape)
+    labels = upsample_argmax(logits, size=size, crop=crop, max_band_bytes=band_bytes)
+    up = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    expected = (torch.sigmoid(up[:, 0, : crop[0], : crop[1]]) > 0.5).long()
+    assert labels.dtype == torch.uint8 and 0 < int(labels.sum()) < labels.numel()
+    assert torch.equal(labels.long(), expected)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
 import sys
 
 import pytest
 
-from nrdseg.utils.optional import is_installed, missing_message, optional_import
+from nrdseg.utils.optional import is_installed, lazy_import, missing_message, optional_import
 
 
 def test_optional_import_returns_the_module_or_names_the_extra(monkeypatch):
@@ -29,3 +30,18 @@ def test_missing_message_is_the_sentence_every_caller_prints():
     assert missing_message("matplotlib", extra="plot") == (
         "needs matplotlib: pip install 'nrdseg[plot]'"
     )
+
+
+def test_lazy_import_runs_the_module_at_its_first_attribute_access(tmp_path, monkeypatch):
+    (tmp_path / "nrdseg_lazy_probe.py").write_text("RUNS.append(1)\nVALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("builtins.RUNS", [], raising=False)
+    module = lazy_import("nrdseg_lazy_probe")
+    try:
+        assert builtins.RUNS == []  # not run yet
+        assert module.VALUE == 42 and builtins.RUNS == [1]
+        assert lazy_import("nrdseg_lazy_probe") is module  # once
+    finally:
+        sys.modules.pop("nrdseg_lazy_probe", None)
+    with pytest.raises(ImportError, match="nrdseg_no_such_package"):
+        lazy_import("nrdseg_no_such_package")

@@ -1,5 +1,6 @@
-"""The decoder study: every zoo decoder and the NRD variants of the paper's Tables 2 and 4,
-trained on the synthetic scenes with one encoder and one budget, over several seeds.
+"""The decoder study: every zoo decoder (the paper's and the modern light ones that came
+after it) and the NRD variants of the paper's Tables 2 and 4, trained with one encoder
+and one budget, over several seeds.
 
 Accuracy (mean and standard deviation over seeds) comes from the runs of
 :mod:`nrdseg.analysis.experiments`; cost (GMACs, parameters, latency) from
@@ -17,6 +18,7 @@ from typing import Any
 
 from nrdseg.analysis.decoder_costs import DecoderCost, decoder_costs
 from nrdseg.analysis.experiments import Budget, Run, execute
+from nrdseg.analysis.feature_cache import FrozenBackboneCache
 from nrdseg.analysis.figures import CostPoint, study_figure
 from nrdseg.utils.atomic import atomic_write_bytes
 
@@ -27,6 +29,28 @@ STUDY_MODELS: dict[str, tuple[str, str, str]] = {
     "duc": ("duc_r50", "decoder", "DUC (Table 3)"),
     "carafe": ("carafe_r50", "decoder", "CARAFE (Table 3)"),
     "dupsample": ("dupsample_r50", "decoder", "DUpsampling, W learned"),
+    "dysample": ("dysample_r50", "modern decoder", "DySample x8, no guidance (ICCV 2023)"),
+    "dlv3p_dysample": (
+        "dlv3p_dysample_r50",
+        "modern decoder",
+        "DeepLabV3+ decoder, DySample for its x8 upsampling (ICCV 2023)",
+    ),
+    "segformer": ("segformer_r50", "modern decoder", "SegFormer all-MLP head, C = 256"),
+    "segformer_slim": (
+        "segformer_r50_slim",
+        "modern decoder",
+        "SegFormer all-MLP head, C = 144 (NRD's GMACs)",
+    ),
+    "segformer_linear": (
+        "segformer_r50_linear",
+        "modern decoder",
+        "SegFormer all-MLP head, the paper's linear projections",
+    ),
+    "ifa": ("ifa_r50", "modern decoder", "IFA, released widths (ECCV 2022)"),
+    "ifa_slim": ("ifa_r50_slim", "modern decoder", "IFA at half widths (NRD's GMACs)"),
+    "freqfusion": ("freqfusion_r50", "modern decoder", "FreqFusion FPN (TPAMI 2024)"),
+    "fade": ("fade_r50", "modern decoder", "FADE FPN (ECCV 2022)"),
+    "sapa": ("sapa_r50", "modern decoder", "SAPA-G FPN (NeurIPS 2022)"),
     "nrd": ("nrd_r50", "NRD", "NRD, C_r = C_m = 16 (Tables 1-4)"),
     "nrd_coord_only": ("nrd_r50_coord_only", "NRD variant", "coordinates only (Tables 1, 4)"),
     "nrd_coord_only_zero_bias": (
@@ -54,9 +78,67 @@ STUDY_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+#: The row the paired differences are taken against.
+REFERENCE = "nrd"
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A row's per-seed differences from the reference row (same seeds), as fractions.
+
+    ``miou`` and ``trimap`` (at the narrowest trimap width) hold one difference per seed
+    in ``seeds``. A mean difference is *beyond the seed spread* (``clear_miou``,
+    ``clear_trimap``) when every seed's difference has the same sign and the mean's size
+    exceeds the larger of the two rows' standard deviations over seeds: with three seeds,
+    a difference that seed noise alone is unlikely to give.
+    """
+
+    reference: str
+    seeds: tuple[int, ...]
+    miou: tuple[float, ...]
+    trimap: tuple[float, ...]
+    clear_miou: bool
+    clear_trimap: bool
+
+
+def _clear(differences: Sequence[float], spread: float) -> bool:
+    same_sign = all(d > 0 for d in differences) or all(d < 0 for d in differences)
+    return same_sign and abs(statistics.fmean(differences)) > spread
+
+
+def paired_differences(
+    records: Sequence[dict[str, Any]], label: str, *, reference: str = REFERENCE
+) -> Paired | None:
+    """``label`` minus ``reference`` seed by seed (None without a shared seed)."""
+    mine = {r["seed"]: r for r in records if r["label"] == label}
+    theirs = {r["seed"]: r for r in records if r["label"] == reference}
+    seeds = tuple(sorted(set(mine) & set(theirs)))
+    if not seeds or label == reference:
+        return None
+    width = min(mine[seeds[0]]["trimap"], key=int)
+    scores = {
+        "miou": lambda r: r["mIoU"],
+        "trimap": lambda r: r["trimap"][width],
+    }
+    differences, clear = {}, {}
+    for key, score in scores.items():
+        differences[key] = tuple(score(mine[s]) - score(theirs[s]) for s in seeds)
+        spread = max(_mean_std([score(r) for r in rows.values()])[1] for rows in (mine, theirs))
+        clear[key] = len(seeds) > 1 and _clear(differences[key], spread)
+    return Paired(
+        reference=reference,
+        seeds=seeds,
+        miou=differences["miou"],
+        trimap=differences["trimap"],
+        clear_miou=clear["miou"],
+        clear_trimap=clear["trimap"],
+    )
+
+
 @dataclass(frozen=True)
 class StudyRow:
-    """One decoder over its seeds: scores as fractions (mean, std), cost, train time."""
+    """One decoder over its seeds: scores as fractions (mean, std), cost, train time, and
+    its per-seed differences from the reference row (``paired``; None for that row)."""
 
     label: str
     model: str
@@ -68,6 +150,7 @@ class StudyRow:
     thin_iou: dict[str, float]
     seconds_per_iter: float
     cost: DecoderCost
+    paired: Paired | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,6 +192,7 @@ def aggregate(
                 thin_iou=thin,
                 seconds_per_iter=statistics.fmean(r["train_seconds"] for r in runs) / iters,
                 cost=costs[runs[0]["model"]],
+                paired=paired_differences(records, label),
             )
         )
     return rows
@@ -146,9 +230,10 @@ def run_study(
         for label in labels
     ]
     records = []
+    cache = FrozenBackboneCache() if budget.cache_backbone else None
     for number, run in enumerate(runs, 1):
         say(f"[{number}/{len(runs)}] {run.key}: {STUDY_MODELS[run.label][2]} ({run.model})")
-        records.append(execute(run, budget, out=out, progress=progress, device=device))
+        records.append(execute(run, budget, out=out, progress=progress, device=device, cache=cache))
     say(f"timing the decoders at ResNet-50 widths, {latency_size[0]} x {latency_size[1]} ...")
     costs = decoder_costs(
         list(dict.fromkeys(STUDY_MODELS[label][0] for label in labels)),
@@ -188,6 +273,31 @@ def study_table(rows: Sequence[StudyRow], *, latency_size: Sequence[int]) -> str
     return "\n".join(lines)
 
 
+def paired_table(rows: Sequence[StudyRow]) -> str:
+    """Markdown: each row minus the reference, per seed and on average, in points; a bold
+    mean is beyond the seed spread (:class:`Paired`). Empty without a reference row."""
+    paired = [row for row in rows if row.paired is not None]
+    if not paired:
+        return ""
+    width = min(paired[0].trimap, key=int)
+    seeds = ", ".join(map(str, paired[0].paired.seeds))
+    lines = [
+        f"| decoder | vs | mIoU, per seed ({seeds}) | mean | trimap {width} px, per seed | mean |",
+        "|---|---|---|---:|---|---:|",
+    ]
+
+    def cells(values: Sequence[float], clear: bool) -> list[str]:
+        mean = f"{100 * statistics.fmean(values):+.1f}"
+        return [", ".join(f"{100 * v:+.1f}" for v in values), f"**{mean}**" if clear else mean]
+
+    for row in paired:
+        diff = row.paired
+        line = [f"`{row.label}`", f"`{diff.reference}`"]
+        line += cells(diff.miou, diff.clear_miou) + cells(diff.trimap, diff.clear_trimap)
+        lines.append("| " + " | ".join(line) + " |")
+    return "\n".join(lines)
+
+
 def study_plot(rows: Sequence[StudyRow], *, title: str) -> bytes:
     """Accuracy vs decoder GMACs (Fig. 2a) at the narrowest trimap width, and the NRD
     variants beside NRD itself."""
@@ -206,7 +316,7 @@ def study_plot(rows: Sequence[StudyRow], *, title: str) -> bytes:
         for row in rows
     ]
     decoders = [p for p in points if p.group != "NRD variant"]
-    variants = [p for p in points if p.group != "decoder"]
+    variants = [p for p in points if p.group in ("NRD", "NRD variant")]
     return study_figure(decoders, variants, trimap_width=int(width), title=title)
 
 
@@ -218,10 +328,13 @@ def write_report(
     title: str,
     latency_size: Sequence[int],
 ) -> Path:
-    """``study.md`` (header + table), ``study.json`` and ``study.png`` (``title`` on top)."""
+    """``study.md`` (header, table, paired differences), ``study.json`` and ``study.png``
+    (``title`` on top)."""
     directory = Path(directory)
     table = study_table(rows, latency_size=latency_size)
-    atomic_write_bytes(directory / "study.md", f"{header}\n\n{table}\n".encode())
+    paired = paired_table(rows)
+    text = f"{header}\n\n{table}\n" + (f"\nPaired differences:\n\n{paired}\n" if paired else "")
+    atomic_write_bytes(directory / "study.md", text.encode())
     records = [row.as_dict() for row in rows]
     atomic_write_bytes(directory / "study.json", json.dumps(records, indent=1).encode())
     atomic_write_bytes(directory / "study.png", study_plot(rows, title=title))

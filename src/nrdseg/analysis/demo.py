@@ -28,6 +28,7 @@ from nrdseg.analysis.figures import prediction_grid
 from nrdseg.engine.build import build_val_dataset
 from nrdseg.evaluation.metrics import boundary_mask
 from nrdseg.models.load import load_model
+from nrdseg.ops.labels import IGNORE_INDEX
 from nrdseg.ops.resize import resize
 from nrdseg.utils.atomic import atomic_write_bytes
 
@@ -89,8 +90,9 @@ def camvid_settings(root: str | Path, *, quick: bool = False) -> DemoSettings:
 def fine_structure_indices(dataset: object, *, count: int, pool: int = 64) -> list[int]:
     """The ``count`` samples among the first ``pool`` with the most boundary pixels."""
     size = min(pool, len(dataset))
+    ignore = getattr(dataset, "ignore_index", IGNORE_INDEX)
     scores = [
-        int(boundary_mask(dataset.load(i)[1][None].long(), ignore_index=255).sum())
+        int(boundary_mask(dataset.load(i)[1][None].long(), ignore_index=ignore).sum())
         for i in range(size)
     ]
     return sorted(range(size), key=lambda i: -scores[i])[:count]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nrdseg.analysis.feature_cache import FrozenBackboneCache
 from nrdseg.checkpoint.work_dir import (
     METRICS_FILE,
     RESULT_FILE,
@@ -38,12 +39,15 @@ from nrdseg.config.run import (
     config_to_dict,
 )
 from nrdseg.engine.build import train_from_config
+from nrdseg.engine.resume import config_changes
 from nrdseg.models.zoo import scaled_widths
 from nrdseg.utils.atomic import atomic_write_bytes
 
 logger = logging.getLogger("nrdseg.study")
 
 RUNS_DIR = "runs"
+#: Changed settings a refused run lists before "and N more".
+_SHOWN_CHANGES = 20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +88,9 @@ class Budget:
     #: DataLoader workers; 0 gives the cores to the model (a synthetic batch takes ~30 ms).
     num_workers: int = 0
     ckpt_interval: int = 100
+    #: A frozen encoder's maps are computed once per batch for all decoders of a seed
+    #: (:mod:`nrdseg.analysis.feature_cache`): results are bit-identical, runs faster.
+    cache_backbone: bool = False
 
     def model_options(self, model: str) -> dict[str, Any]:
         """The encoder, and the head's widths scaled with the neck (``scaled_widths``)."""
@@ -129,6 +136,7 @@ CAMVID = Budget(
     warmup_iters=40,
     trimap_widths=(1, 3, 5, 10),
     thin_classes=("pole", "sign_symbol", "fence", "pedestrian", "bicyclist"),
+    cache_backbone=True,
 )
 
 
@@ -244,13 +252,20 @@ def train_seconds(work_dir: Path) -> float:
     return seconds
 
 
-def _same_settings(stored: Any, tree: dict[str, Any]) -> bool:
-    """Whether a finished run's config means ``tree``: read back through today's schema,
-    so that a config key added since (with its default) does not void finished runs."""
+def settings_changes(stored: Any, tree: dict[str, Any]) -> list[str]:
+    """What differs between a finished run's stored config and ``tree``, one
+    ``key: then -> now`` line per setting; [] when both mean the same run. The stored
+    config is read back through today's schema, so that a config key added since (with
+    its default) does not void finished runs."""
     try:
-        return config_to_dict(config_from_dict(stored, source=RESULT_FILE)) == tree
-    except (TypeError, ValueError):
-        return False
+        then = config_to_dict(config_from_dict(stored, source=RESULT_FILE))
+    except (TypeError, ValueError) as err:
+        return [f"its config does not read as a run config ({err})"]
+    return config_changes(then, tree)
+
+
+def _same_settings(stored: Any, tree: dict[str, Any]) -> bool:
+    return not settings_changes(stored, tree)
 
 
 def execute(
@@ -260,10 +275,12 @@ def execute(
     out: str | Path,
     progress: bool = True,
     device: str | None = None,
+    cache: FrozenBackboneCache | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate ``run`` (or read its finished result); returns the result record.
 
-    ``device``: where a run trains, as ``train_from_config`` takes it (default: CUDA if available).
+    ``device``: where a run trains, as ``train_from_config`` takes it (default: CUDA if
+    available); ``cache``: serves the frozen backbone's maps (shared by a study's runs).
 
     The record holds the evaluation summary (``mIoU``, ``IoU`` by class, ``trimap`` by
     width, fractions), ``train_seconds``, and the config; a finished run whose config
@@ -275,10 +292,15 @@ def execute(
     result_path = work_dir / RESULT_FILE
     if result_path.is_file():
         record = json.loads(result_path.read_text())
-        if not _same_settings(record.get("config"), tree):
+        changes = settings_changes(record.get("config"), tree)
+        if changes:
+            shown = changes[:_SHOWN_CHANGES]
+            if len(changes) > _SHOWN_CHANGES:
+                shown.append(f"... and {len(changes) - _SHOWN_CHANGES} more")
             raise ValueError(
-                f"{result_path} was run with other settings than this {run.key}; "
-                "choose another --out, or delete that run directory to redo it"
+                f"{result_path} was run with other settings than this {run.key} "
+                "(then -> now):\n" + "".join(f"  {line}\n" for line in shown) + "choose another "
+                f"--out for these settings, or delete {work_dir} to redo that run with them"
             )
         logger.info("%s: finished earlier, read %s", run.key, result_path)
         return record
@@ -286,7 +308,12 @@ def execute(
     summary = read_best_result(work_dir)
     if latest is None or summary is None or latest.name != f"iter_{budget.iters:06d}":
         train_from_config(
-            config, work_dir, resume=latest is not None, progress=progress, device=device
+            config,
+            work_dir,
+            resume=latest is not None,
+            progress=progress,
+            device=device,
+            model_hook=None if cache is None else lambda model: cache.attach(model.backbone),
         )
         summary = read_best_result(work_dir)
         if summary is None:
@@ -296,6 +323,8 @@ def execute(
         "model": run.model,
         "seed": run.seed,
         **{key: summary[key] for key in ("mIoU", "mAcc", "aAcc", "IoU", "trimap")},
+        # a small validation set's note (engine.trainer.small_validation_note)
+        **{key: summary[key] for key in ("warning",) if key in summary},
         "train_seconds": train_seconds(work_dir),
         "config": tree,
     }

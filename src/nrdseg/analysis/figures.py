@@ -92,6 +92,10 @@ def prediction_grid(
     return buffer.getvalue()
 
 
+#: Colours of the study plot's groups (``STUDY_MODELS``'s second field).
+GROUP_COLOURS = {"NRD": "tab:red", "decoder": "tab:blue", "modern decoder": "tab:green"}
+
+
 @dataclass(frozen=True)
 class CostPoint:
     """One decoder in the accuracy-vs-cost plot: scores in %, spread as +- values."""
@@ -109,23 +113,28 @@ def study_figure(
     decoders: Sequence[CostPoint], variants: Sequence[CostPoint], *, trimap_width: int, title: str
 ) -> bytes:
     """Fig. 2a for the decoders (mIoU and trimap mIoU against decoder GMACs, log scale),
-    and the NRD variants (Tables 2 and 4) as bars; error bars are the spread over seeds."""
+    and the NRD variants (Tables 2 and 4) as bars; error bars are the spread over seeds.
+    Points are coloured by group: NRD, the paper's decoders, the modern ones."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), width_ratios=(1, 1, 1.2))
     panels = (("miou", "mIoU (%)"), ("trimap", f"trimap mIoU, {trimap_width} px (%)"))
     for ax, (key, ylabel) in zip(axes[:2], panels, strict=True):
         for point in decoders:
             value = getattr(point, key)
-            colour = "tab:red" if point.group == "NRD" else "tab:blue"
+            colour = GROUP_COLOURS.get(point.group, "tab:gray")
             ax.errorbar(
                 point.gmacs, value, yerr=getattr(point, f"{key}_spread"), fmt="o",
                 color=colour, capsize=3,
+                label=point.group if point.group in GROUP_COLOURS else None,
             )  # fmt: skip
             ax.annotate(
                 point.label, (point.gmacs, value), textcoords="offset points", xytext=(5, 4),
                 fontsize=9, color=colour,
             )  # fmt: skip
         ax.set_xscale("log")
+        handles, labels = ax.get_legend_handles_labels()
+        groups = dict(zip(labels, handles, strict=True))  # one legend entry per group
+        ax.legend(groups.values(), groups.keys(), fontsize=8, loc="lower right")
         ax.set_xlabel("decoder GMACs (1024 x 2048, 19 classes, ResNet-50 widths)")
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)

@@ -33,6 +33,7 @@ from nrdseg.analysis.figures import png_bytes, pyplot
 from nrdseg.evaluation.metrics import SegMetric
 from nrdseg.ops.dynamic_mlp import mlp_param_count, patch_coordinates, per_patch_mlp
 from nrdseg.ops.label_patches import collect_patches, one_hot_patches, pca_basis
+from nrdseg.ops.labels import IGNORE_INDEX
 from nrdseg.ops.resize import resize
 from nrdseg.utils.atomic import atomic_write_bytes
 
@@ -52,7 +53,11 @@ class StudyRow:
 
 
 def reconstruction_scores(
-    predicted: torch.Tensor, target: torch.Tensor, *, num_classes: int, ignore_index: int = 255
+    predicted: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    num_classes: int,
+    ignore_index: int = IGNORE_INDEX,
 ) -> tuple[float, float]:
     """Pixel accuracy and mIoU (over classes present in either) of non-ignored pixels."""
     metric = SegMetric(num_classes, ignore_index=ignore_index, trimap_widths=())
@@ -69,7 +74,7 @@ def fit_patch_mlps(
     steps: int,
     lr: float = 0.05,
     grid: int | None = None,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     seed: int = 0,
 ) -> torch.Tensor:
     """Fit one g_theta per (r x r) patch of ``patches`` (P, r, r); return its (P, r, r) labels."""
@@ -111,7 +116,7 @@ def pca_reconstructions(
     *,
     num_classes: int,
     components: Sequence[int],
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
 ) -> dict[int, torch.Tensor]:
     """(P, r, r) labels reconstructed from K PCA coefficients, for every K in ``components``.
 
@@ -146,7 +151,7 @@ def run_patch_study(
     max_patches: int = 1024,
     fit_patches: int = 4096,
     mixed_only: bool = False,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     seed: int = 0,
 ) -> list[StudyRow]:
     """MLP and PCA reconstruction scores for every ratio and every hidden width's code size.

@@ -10,13 +10,14 @@ it writes and reads any ``nn.Module`` that carries ``config`` and ``meta``;
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nrdseg.utils.atomic import atomic_directory
@@ -53,6 +54,45 @@ def save_pretrained(model: nn.Module, directory: str | Path) -> Path:
     return directory
 
 
+def load_weights_only(path: Path, *, what: str) -> Any:
+    """``torch.load(path, weights_only=True)`` with errors that name the file and ``what``.
+
+    A pickle holding anything but tensors and plain containers (one that would run code)
+    is refused unrun; torch's advice, retry with ``weights_only=False``, would run it, so
+    only the line saying what was refused is kept. ValueError either way.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        refused = [
+            line for line in str(err).splitlines() if "GLOBAL" in line or "Unsupported" in line
+        ]
+        raise ValueError(
+            f"{path}: refused, not a {what} of tensors and plain containers "
+            f"({refused[0].strip() if refused else 'not a weights-only torch file'}); nothing "
+            "in it was run"
+        ) from err
+    except Exception as err:  # torch's errors for other files name no file or cause
+        raise ValueError(
+            f"cannot read {path}: not a {what} torch.load can parse ({type(err).__name__}: "
+            f"{err}); the file is damaged or of another format"
+        ) from err
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file; ValueError naming the file when it does not
+    parse as one (safetensors' own error names no file)."""
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # SafetensorError, or OSError from the memory map
+        raise ValueError(
+            f"{path}: cannot read as safetensors ({err}): the file is damaged or truncated, "
+            "or not a safetensors file"
+        ) from err
+
+
 def read_record(directory: str | Path) -> dict[str, Any]:
     """The parsed ``config.yaml`` of a checkpoint directory, checked for its format."""
     directory = Path(directory)
@@ -65,6 +105,8 @@ def read_record(directory: str | Path) -> dict[str, Any]:
         record = yaml.safe_load(config_path.read_text())
     except yaml.YAMLError as err:
         raise ValueError(f"{config_path}: not valid YAML ({err})") from err
+    except UnicodeDecodeError as err:  # else the message names no file
+        raise ValueError(f"{config_path}: not a text (YAML) file ({err})") from err
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ValueError(f"{config_path}: expected format {FORMAT!r}, got {record!r:.200}")
     model = record.get("model")

@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
-from nrdseg.checkpoint.format import WEIGHTS_FILE
+from nrdseg.checkpoint.format import WEIGHTS_FILE, load_weights_only, read_weights
 
 
 @dataclass
@@ -52,11 +51,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
-        return load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+        return read_weights(path)
+    state = load_weights_only(path, what="weights file")
     for wrapper in ("state_dict", "model", "module"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]

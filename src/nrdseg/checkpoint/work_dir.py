@@ -21,25 +21,32 @@ crash at any moment leaves the previous checkpoint usable.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
 import logging
 import os
-import pickle
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
-from safetensors.torch import load_file
 from torch import nn
 
-from nrdseg.checkpoint.format import CONFIG_FILE, WEIGHTS_FILE, read_record, write_model_files
+from nrdseg.checkpoint.format import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    load_weights_only,
+    read_record,
+    read_weights,
+    write_model_files,
+)
 from nrdseg.utils.atomic import atomic_directory, atomic_write_bytes
 
 logger = logging.getLogger("nrdseg.train")
@@ -66,6 +73,13 @@ class TrainingState:
     ``optimizer`` and ``scaler`` are the state dicts of the optimizer and GradScaler;
     ``rng`` holds one random-state capture per process (rank order); ``config`` is the
     run's resolved config tree, so a resume can say what changed.
+
+    Positions are kept in units no setting changes: ``data_position`` in samples
+    (``epoch``, ``offset``: samples of that epoch's permutation read by all processes,
+    and the ``dataset_size`` and ``seed`` of that permutation), ``schedule`` as the poly
+    schedule's ``iters``, ``anchor_step`` and ``anchor_progress``. ``consumed_batches``
+    (batches of any size, all micro-batches counted) is kept for the record: older
+    checkpoints (0.1.0, say) hold only it, and a resume converts it with their own config.
     """
 
     iteration: int
@@ -79,6 +93,10 @@ class TrainingState:
     #: Samples served in place of unreadable ones; checkpoints of 0.1.0 may lack it.
     skipped_samples: int = 0
     config: dict[str, Any] | None = None
+    #: ``engine.data_order.DataPosition`` as a dict; None in older checkpoints.
+    data_position: dict[str, int] | None = None
+    #: ``engine.optim.PolySchedule.state()``; None in older checkpoints.
+    schedule: dict[str, int | float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The plain dict written to ``training_state.pt`` (no copy of the tensors)."""
@@ -149,6 +167,29 @@ def read_best_result(work_dir: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
+
+
+@contextlib.contextmanager
+def created_work_dir(work_dir: Path, *, create: bool = True) -> Iterator[Path]:
+    """``work_dir`` made (with its missing parents) for the block, and made again no more
+    when the block fails before anything was written into it: a ``nrdseg train`` stopped
+    by bad data leaves no empty folder behind. Only folders this call created are
+    removed, and only while empty; ``create=False`` (a process other than rank 0) makes
+    and removes nothing.
+    """
+    work_dir = Path(work_dir)
+    created = [p for p in (work_dir, *work_dir.parents) if not p.exists()] if create else []
+    if create:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        yield work_dir
+    except BaseException:
+        for folder in created:  # deepest first
+            try:
+                folder.rmdir()  # refuses a folder that holds anything
+            except OSError:
+                break
+        raise
 
 
 def remove_directory(path: Path) -> None:
@@ -235,20 +276,7 @@ def read_training_state(directory: Path) -> TrainingState:
     path = Path(directory) / STATE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{directory} has no {STATE_FILE}: not a training checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        # torch's own advice (retry with weights_only=False) is wrong for a file of unknown
-        # origin: keep only the line saying what it refused.
-        refused = [
-            line for line in str(err).splitlines() if "GLOBAL" in line or "Unsupported" in line
-        ]
-        raise ValueError(
-            f"{path}: refused, not a training state of tensors and plain containers "
-            f"({refused[0] if refused else 'not a weights-only torch file'}); nothing in it was run"
-        ) from err
-    except Exception as err:
-        raise ValueError(f"cannot read {path}: {err}") from err
+    state = load_weights_only(path, what="training state")
     return TrainingState.from_dict(state, source=str(path))
 
 
@@ -264,7 +292,7 @@ def read_checkpoint(directory: str | Path) -> Checkpoint:
     if not weights.is_file():
         raise FileNotFoundError(f"{directory}: no {WEIGHTS_FILE}")
     return Checkpoint(
-        directory=directory, record=record, weights=load_file(str(weights)), state=state
+        directory=directory, record=record, weights=read_weights(weights), state=state
     )
 
 

@@ -6,7 +6,8 @@ import argparse
 import inspect
 import json
 
-from nrdseg.cli.options import parse_assignments
+from nrdseg.cli.options import add_pixel_limit_argument, parse_assignments
+from nrdseg.cli.status import EXIT_FAILED, EXIT_OK
 from nrdseg.config.signatures import check_dataset_options
 from nrdseg.data import build_dataset, list_datasets
 from nrdseg.data.label_stats import label_statistics
@@ -33,6 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     prepare.add_argument("dataset", choices=sorted(PREPARERS))
     prepare.add_argument("root", help="dataset root (the folder holding gtFine/)")
     prepare.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_pixel_limit_argument(prepare)
     prepare.set_defaults(func=run_prepare)
     check = actions.add_parser(
         "check",
@@ -54,6 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="read only N evenly spaced samples (default 0: all)",
     )
     check.add_argument("--json", action="store_true", help="print one JSON object instead")
+    add_pixel_limit_argument(check)
     check.set_defaults(func=run_check)
 
 
@@ -89,7 +92,7 @@ def run_check(args: argparse.Namespace) -> int:
         print(
             json.dumps({"dataset": args.dataset, **stats.to_dict(), "dropped": dropped}, indent=1)
         )
-        return 1 if failed else 0
+        return EXIT_FAILED if failed else EXIT_OK
     for index, message in stats.bad:
         print(f"bad sample {index}: {message}")
     print(stats.table())
@@ -100,4 +103,4 @@ def run_check(args: argparse.Namespace) -> int:
         f"{args.dataset}: {len(dataset) + len(dropped)} samples{read}, {bad} bad, "
         f"{dataset.num_classes} classes, {len(findings)} label finding(s)"
     )
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else EXIT_OK

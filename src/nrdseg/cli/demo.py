@@ -18,7 +18,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "OUT/demo.md (table), OUT/demo.png (predictions) and OUT/runs/ (checkpoints). "
         "A decoder finished in an earlier run is not trained again.",
     )
-    parser.add_argument("--out", type=Path, default=Path("nrdseg_demo"), help="output folder")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default nrdseg_demo; nrdseg_demo_quick with --quick, so that "
+        "the two never meet)",
+    )
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument(
         "--quick", action="store_true", help="a few iterations of a tiny model (a smoke test)"
@@ -28,9 +33,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.out = args.out or Path("nrdseg_demo_quick" if args.quick else "nrdseg_demo")
     if args.data == "camvid":
         if args.root is None:
-            raise SystemExit("nrdseg demo: error: --data camvid needs --root DIR")
+            raise ValueError("--data camvid needs --root DIR")  # exit 2, as a usage error
         settings = camvid_settings(args.root, quick=args.quick)
     else:
         settings = QUICK if args.quick else FULL

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from nrdseg.checkpoint.resolve import checkpoint_directory
 from nrdseg.checkpoint.work_dir import run_config_file
-from nrdseg.cli.options import SET_HELP, add_speed_arguments, parse_assignments
+from nrdseg.cli.options import (
+    SET_HELP,
+    add_pixel_limit_argument,
+    add_speed_arguments,
+    parse_assignments,
+)
+from nrdseg.cli.status import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
 from nrdseg.config.run import load_config
 from nrdseg.engine.build import build_val_dataset
 from nrdseg.engine.distributed import process_group_from_env
@@ -40,6 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     add_speed_arguments(parser)
+    add_pixel_limit_argument(parser)
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     parser.set_defaults(func=run)
 
@@ -57,11 +65,12 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(source, overrides)
     checkpoint = checkpoint_directory(args.checkpoint)
     with process_group_from_env(args.device) as (info, device):
-        dataset = build_val_dataset(config, source=str(source))
         model = load_model(checkpoint, device=device)
-        if model.num_classes != dataset.num_classes:
+        # The checkpoint's own mean/std normalize the images, whatever the config says.
+        dataset = build_val_dataset(config, source=str(source), model=model)
+        if model.label_classes != dataset.num_classes:
             raise ValueError(
-                f"{checkpoint} predicts {model.num_classes} classes but data.val of "
+                f"{checkpoint} predicts {model.label_classes} classes but data.val of "
                 f"{source} has {dataset.num_classes}; use the config it was trained with"
             )
         result = evaluate(
@@ -76,7 +85,14 @@ def run(args: argparse.Namespace) -> int:
             **config.eval.inference_options(),
         )
         if not info.is_main:
-            return 0
+            return EXIT_OK
+    asked = (
+        len(dataset)
+        if config.eval.max_samples is None
+        else min(len(dataset), config.eval.max_samples)
+    )
+    # result["skipped"] also lists the samples dropped when the dataset was built.
+    unread = len(result["skipped"]) - len(getattr(dataset, "dropped", []))
     if args.json:
         print(json.dumps({"checkpoint": str(checkpoint), **result_summary(result)}))
     else:
@@ -88,4 +104,10 @@ def run(args: argparse.Namespace) -> int:
         if result["skipped"]:
             print(f"left out {len(result['skipped'])} unreadable sample(s) (on_error: skip):")
             print("\n".join(f"  {message}" for message in result["skipped"]))
-    return 0
+    if unread >= asked:
+        print(
+            f"nrdseg eval: no sample scored: {asked} asked for, {unread} unreadable",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_PARTIAL if result["skipped"] else EXIT_OK

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from nrdseg.cli.status import EXIT_FAILED, EXIT_OK
 from nrdseg.deploy.export import FORMATS, export_model
 from nrdseg.deploy.verify import default_shapes, verify_export
 from nrdseg.models.load import load_model
@@ -45,6 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.atol < 0:
+        raise ValueError(f"--atol must be >= 0, got {args.atol}")
     for noisy in ("onnx_ir", "onnxscript"):  # one INFO line per graph pass otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
     model = load_model(args.checkpoint)
@@ -56,4 +59,4 @@ def run(args: argparse.Namespace) -> int:
     shapes = default_shapes(size)
     report = verify_export(model, path, format=args.format, shapes=shapes, atol=args.atol)
     print(report.table())
-    return 0 if report.ok else 1
+    return EXIT_OK if report.ok else EXIT_FAILED

@@ -1,4 +1,5 @@
-"""Options shared by the subcommands: ``KEY=VALUE`` overrides, inference speed flags."""
+"""Options shared by the subcommands: ``KEY=VALUE`` overrides, inference speed flags and
+the pixel limit (the exit statuses are in ``nrdseg.cli.status``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from nrdseg.data.files import set_max_image_pixels
 from nrdseg.evaluation.runtime import INFERENCE_AMP
 from nrdseg.utils.yaml_read import load_yaml
 
@@ -49,4 +51,29 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="torch.compile the model (slow first batch, faster afterwards; falls back to "
         "eager with a warning where it cannot be used)",
+    )
+
+
+class _PixelLimit(argparse.Action):
+    """Applies ``--max-image-pixels`` as it is parsed (a bad count is a usage error)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        try:
+            set_max_image_pixels(values)
+        except ValueError as err:
+            parser.error(str(err))
+        setattr(namespace, self.dest, values)
+
+
+def add_pixel_limit_argument(parser: argparse.ArgumentParser) -> None:
+    """``--max-image-pixels N``: Pillow's decompression-bomb limit, for commands reading
+    images (set for the process and its DataLoader workers when the option is parsed)."""
+    parser.add_argument(
+        "--max-image-pixels",
+        type=int,
+        action=_PixelLimit,
+        metavar="N",
+        help="Pillow's decompression-bomb limit (PIL.Image.MAX_IMAGE_PIXELS, default about "
+        "89 M pixels: warn above it, refuse above twice it); raise it for large images you "
+        "trust, 0 = no limit. DataLoader workers get it too",
     )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
-from nrdseg.cli.options import add_speed_arguments
+from nrdseg.cli.options import add_pixel_limit_argument, add_speed_arguments
+from nrdseg.cli.status import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
 from nrdseg.deploy.colors import OVERLAY_ALPHA
 from nrdseg.deploy.predict import FORMATS, LABELS_DIR, OVERLAYS_DIR, predict_files
 from nrdseg.engine.distributed import pick_device
+from nrdseg.evaluation.inference import MODES
 from nrdseg.models.load import load_model
 
 
@@ -41,6 +44,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(8-bit gray, labelIds) for the Cityscapes test server",
     )
     parser.add_argument("--tta", action="store_true", help="flip + scales 0.5-1.75 (slower)")
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="whole",
+        help="whole: one forward pass per image (default); slide: windows of --crop-size "
+        "every --stride pixels, logits averaged (as nrdseg eval), for very large images",
+    )
+    parser.add_argument(
+        "--crop-size", type=int, nargs=2, metavar=("H", "W"), help="--mode slide: window size"
+    )
+    parser.add_argument(
+        "--stride",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="--mode slide: step between windows, at most --crop-size",
+    )
+    add_pixel_limit_argument(parser)
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
     add_speed_arguments(parser)
@@ -68,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
         overlay=args.overlay,
         alpha=args.alpha,
         tta=args.tta,
+        mode=args.mode,
+        crop_size=tuple(args.crop_size) if args.crop_size else None,
+        stride=tuple(args.stride) if args.stride else None,
         batch_size=args.batch_size,
         on_error=args.on_error,
         progress=not args.no_progress,
@@ -81,8 +105,16 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     rate = len(summary.written) / seconds if seconds > 0 else float("inf")
     print(f"wrote {len(summary.written)} label PNGs to {where} ({rate:.1f} img/s)")
+    if summary.left_out:
+        print(summary.left_out.message("the inputs"))
     if summary.skipped:
-        print(f"skipped {len(summary.skipped)}:")
+        print(f"skipped {len(summary.skipped)} unreadable input(s):")
         for _, reason in summary.skipped:
             print(f"  {reason}")
-    return 0
+    if not summary.written:
+        print(
+            f"nrdseg predict: nothing written: all {len(summary.skipped)} input(s) failed",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_PARTIAL if summary.skipped else EXIT_OK

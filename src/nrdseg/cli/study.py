@@ -15,6 +15,7 @@ from nrdseg.analysis import decoder_study
 from nrdseg.analysis.demo import QUICK, QUICK_CAMVID, machine_line
 from nrdseg.analysis.experiments import CAMVID, Budget, describe
 from nrdseg.analysis.patch_study import patch_table, run_patch_study, write_report
+from nrdseg.cli.status import EXIT_USAGE
 from nrdseg.data import build_dataset
 from nrdseg.utils.optional import is_installed, missing_message
 
@@ -43,10 +44,14 @@ PRESETS = {
 }
 
 
-def dataset_labels(name: str, size: tuple[int, int], count: int) -> tuple[list[torch.Tensor], int]:
-    """The ``label`` of the first ``count`` training items of dataset ``name`` at ``size``."""
+def dataset_labels(
+    name: str, size: tuple[int, int], count: int
+) -> tuple[list[torch.Tensor], int, int]:
+    """The ``label`` of the first ``count`` training items of dataset ``name`` at ``size``,
+    the dataset's class count and its ignore label."""
     dataset = build_dataset(name, size=size, length=count, split="train")
-    return [dataset[i]["label"] for i in range(min(count, len(dataset)))], dataset.num_classes
+    labels = [dataset[i]["label"] for i in range(min(count, len(dataset)))]
+    return labels, dataset.num_classes, dataset.ignore_index
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -90,13 +95,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def add_decoders_parser(studies: argparse._SubParsersAction) -> None:
     decoders = studies.add_parser(
         "decoders",
-        help="train every zoo decoder and the NRD variants on synthetic scenes",
+        help="train every zoo decoder and the NRD variants under one budget",
         description="Train each decoder (and NRD's Table 2/4 variants) with one encoder and "
         "budget for several seeds; write OUT/study.{md,json,png}. Finished runs under "
         "OUT/runs/ are read back and an interrupted one resumes, so rerun the same command "
         "to continue a study.",
     )
-    decoders.add_argument("--out", type=Path, default=Path("decoder_study"))
+    decoders.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default decoder_study; decoder_study_quick with --quick)",
+    )
     decoders.add_argument("--quick", action="store_true", help="a smoke run: tiny model, 4 its")
     decoders.add_argument("--seeds", type=int, help="seeds 0..N-1 (default 3)")
     decoders.add_argument(
@@ -127,15 +136,14 @@ def add_decoders_parser(studies: argparse._SubParsersAction) -> None:
     decoders.set_defaults(func=run_decoders)
 
 
-#: The decoders of the real-image study (``--data camvid`` without ``--models``).
+#: The decoders of the real-image study (``--data camvid`` without ``--models``): the
+#: paper's baselines, NRD (both initialisations) and every modern light decoder.
 CAMVID_MODELS = [
     "bilinear",
     "dlv3p",
     "nrd",
     "nrd_template",
-    "nrd_guidance_only",
-    "nrd_coord_only",
-    "nrd_coord_only_zero_bias",
+    *(label for label, (_, group, _) in STUDY.items() if group == "modern decoder"),
 ]
 
 
@@ -158,7 +166,7 @@ def data_budget(args: argparse.Namespace, default: Budget) -> Budget:
     if args.data == "synthetic":
         return default
     if args.root is None:
-        raise SystemExit(f"nrdseg {args.command}: error: --data camvid needs --root DIR")
+        raise ValueError("--data camvid needs --root DIR")  # exit 2, as a usage error
     return dataclasses.replace(CAMVID, root=str(args.root))
 
 
@@ -168,7 +176,8 @@ def run_decoders(args: argparse.Namespace) -> int:
             f"nrdseg study: error: the plot {missing_message('matplotlib', extra='plot')}",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_USAGE
+    args.out = args.out or Path("decoder_study_quick" if args.quick else "decoder_study")
     budget = data_budget(args, QUICK.budget if args.quick else Budget())
     if args.quick and args.data == "camvid":
         budget = dataclasses.replace(budget, **QUICK_CAMVID)
@@ -203,6 +212,10 @@ def run_decoders(args: argparse.Namespace) -> int:
     )
     print(f"\n{header}\n")
     print(decoder_study.study_table(rows, latency_size=latency_size))
+    paired = decoder_study.paired_table(rows)
+    if paired:
+        print(f"\nPer-seed differences from `{decoder_study.REFERENCE}` (points; bold: beyond "
+              f"the seed spread):\n\n{paired}")  # fmt: skip
     print(f"\nwrote {args.out}/study.md, study.json, study.png")
     return 0
 
@@ -214,10 +227,12 @@ def run(args: argparse.Namespace) -> int:
             "(or pass --no-plot)",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_USAGE
     preset = PRESETS["quick" if args.quick else "full"]
     setting = {key: getattr(args, key) or value for key, value in preset.items()}
-    labels, num_classes = dataset_labels(args.dataset, tuple(setting["size"]), setting["images"])
+    labels, num_classes, ignore_index = dataset_labels(
+        args.dataset, tuple(setting["size"]), setting["images"]
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
@@ -231,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
             max_patches=setting["max_patches"],
             fit_patches=setting["fit_patches"],
             mixed_only=args.mixed_only,
+            ignore_index=ignore_index,
             seed=args.seed,
         )
     finally:

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from nrdseg.checkpoint.work_dir import BEST, CHECKPOINTS, METRICS_FILE
-from nrdseg.cli.options import SET_HELP, parse_assignments
+from nrdseg.cli.options import SET_HELP, add_pixel_limit_argument, parse_assignments
+from nrdseg.cli.status import EXIT_FAILED, EXIT_OK
 from nrdseg.config.run import load_config
 from nrdseg.engine.build import default_work_dir, train_from_config
 from nrdseg.engine.trainer import TrainingStopped
@@ -41,6 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="no progress bar (log lines stay); a redirected output gets plain lines anyway",
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    add_pixel_limit_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except TrainingStopped as err:
         print(f"nrdseg train: {err}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     if main_process:
         print(f"done: {work_dir}")
-    return 0
+    return EXIT_OK

@@ -17,8 +17,16 @@ from nrdseg.config.schema import ConfigError, field_default, from_dict
 from nrdseg.config.signatures import check_dataset_options, check_loss_term, check_model_options
 from nrdseg.config.yaml_tree import load_tree, set_dotted
 from nrdseg.data.registry import dataset_class
-from nrdseg.models.loss_terms import MEDIAN_FREQUENCY, OHEMPixelSampler, build_loss_term
+from nrdseg.data.transforms import check_transform_settings
+from nrdseg.models.loss_terms import (
+    MEDIAN_FREQUENCY,
+    OHEMPixelSampler,
+    build_decode_loss,
+    build_loss_term,
+)
+from nrdseg.models.segmentor import check_aux_weight
 from nrdseg.models.zoo import model_spec
+from nrdseg.ops.labels import BINARY_DATASET_FIX, IGNORE_INDEX, label_classes
 from nrdseg.ops.sliding_window import slide_settings
 from nrdseg.utils.atomic import atomic_write_bytes
 from nrdseg.utils.yaml_safe import plain
@@ -77,6 +85,24 @@ class ModelConfig:
         self.options = check_model_options(
             self.name, self.options, prefix="options.", exclude=_MODEL_FIELDS
         )
+        if self.num_classes is not None:
+            _positive(num_classes=self.num_classes)
+        if "ignore_index" in self.options and self.options["ignore_index"] != IGNORE_INDEX:
+            value = self.options["ignore_index"]
+            raise ValueError(
+                f"options.ignore_index: the datasets, crop padding, cat_max_ratio, label "
+                f"checks and metrics all mark ignored pixels {IGNORE_INDEX}, so the loss alone "
+                f"cannot ignore {value!r} (that class would be scored but never trained). "
+                f"Remove the option and map the mask value to {IGNORE_INDEX} with the "
+                f"dataset option label_map={{{value}: {IGNORE_INDEX}}} (reduce_zero_label: "
+                "true ignores 0 and shifts the other values down by one)"
+            )
+        if "aux_weight" in self.options:
+            aux = self.options.get("aux", True)
+            try:
+                check_aux_weight(self.options["aux_weight"], aux=aux is not False)
+            except ValueError as err:
+                raise ValueError(f"options.{err}") from err
 
 
 @dataclass(kw_only=True)
@@ -91,6 +117,7 @@ class DatasetConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _check_dataset_options(self.options, key="options")
         try:
             dataset_class(self.name)
         except ValueError as err:
@@ -118,10 +145,13 @@ class TransformsConfig:
     antialias: bool = False
 
     def __post_init__(self) -> None:
-        if self.ratio_range[0] > self.ratio_range[1]:
-            raise ValueError(f"ratio_range: expected low <= high, got {list(self.ratio_range)}")
-        if not 0.0 <= self.flip_prob <= 1.0:
-            raise ValueError(f"flip_prob: must be in [0, 1], got {self.flip_prob}")
+        check_transform_settings(
+            crop_size=self.crop_size,
+            scale=self.scale,
+            ratio_range=self.ratio_range,
+            cat_max_ratio=self.cat_max_ratio,
+            flip_prob=self.flip_prob,
+        )
 
 
 @dataclass(kw_only=True)
@@ -245,8 +275,11 @@ class EvalConfig:
                 f"scales: {list(self.scales)} would be ignored, since tta: true evaluates at "
                 f"tta_scales {list(self.tta_scales)}; set tta_scales instead"
             )
-        if self.max_samples is not None:
-            _non_negative(max_samples=self.max_samples)
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ValueError(
+                f"max_samples: must be >= 1, or null for every sample; got {self.max_samples} "
+                "(0 would score no sample: every metric NaN)"
+            )
         if any(w < 1 for w in self.trimap_widths) or len(set(self.trimap_widths)) < len(
             self.trimap_widths
         ):
@@ -312,6 +345,22 @@ class LossConfig:
     def uses_median_frequency(self) -> bool:
         return any(spec.get("class_weight") == MEDIAN_FREQUENCY for spec in self.decode)
 
+    def check_for(self, num_classes: int | None) -> None:
+        """Build the whole decode loss for a model of ``num_classes`` outputs (None: the
+        dataset's, never 1): ValueError naming ``loss.decode`` for a loss that would be 0
+        (every loss_weight 0), an option the model's mode lacks (``use_sigmoid``, a binary
+        model's smp class weights) or class weights of another class count."""
+        specs = []
+        for spec in self.decode:
+            checked = dict(spec)
+            if checked.get("class_weight") == MEDIAN_FREQUENCY:
+                # Counted from the data at start; any weights of the right count stand in.
+                checked.pop("class_weight")
+                if num_classes is not None:
+                    checked["class_weight"] = [1.0] * label_classes(num_classes)
+            specs.append(checked)
+        build_decode_loss(specs, num_classes=num_classes, key="loss.decode")
+
 
 @dataclass(kw_only=True)
 class Config:
@@ -322,6 +371,32 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        # Checks across sections, at load: before a work dir is made or data is read.
+        self.loss.check_for(self.model.num_classes)
+
+
+#: Dataset options that belong to another owner, and where they are set.
+_OWNED_ELSEWHERE = {
+    "mean": "normalisation is the model's: set model.options.mean (training, evaluation, "
+    "predict and export all read the model's mean and std)",
+    "std": "normalisation is the model's: set model.options.std (training, evaluation, "
+    "predict and export all read the model's mean and std)",
+    "ignore_index": f"every part of nrdseg ignores {IGNORE_INDEX}; to ignore a mask value V, "
+    f"map it: label_map={{V: {IGNORE_INDEX}}}",
+}
+
+
+def _check_dataset_options(options: dict[str, Any], *, key: str) -> None:
+    for name, where in _OWNED_ELSEWHERE.items():
+        if name in options:
+            raise ValueError(f"{key}.{name}: not a dataset option; {where}")
+    if options.get("num_classes") == 1:
+        raise ValueError(
+            f"{key}.num_classes: 1 class leaves nothing to tell apart (every loss is 0, "
+            f"every score 1); for binary segmentation {BINARY_DATASET_FIX}"
+        )
 
 
 def config_from_dict(tree: dict[str, Any], *, source: str = "config") -> Config:

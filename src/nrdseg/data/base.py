@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from nrdseg.data.files import DataError, read_image, read_mask
 from nrdseg.data.labels import IGNORE_INDEX, apply_label_map, check_metadata
+from nrdseg.data.scan import LeftOut, match_files
 from nrdseg.ops.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,14 @@ class SegDataset(Dataset, abc.ABC):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """(mean, std) the images are normalized with: ImageNet's without ``transforms``,
+        the transforms' own when they tell (``build_transforms``), else None (unknown)."""
+        if self.transforms is None:
+            return IMAGENET_MEAN, IMAGENET_STD
+        return getattr(self.transforms, "normalization", None)
 
     @abc.abstractmethod
     def __len__(self) -> int: ...
@@ -210,10 +219,16 @@ class BenchmarkDataset(PairedFileDataset):
 
 
 def list_files(folder: Path, pattern: str, *, layout: str) -> list[Path]:
-    """Sorted files matching ``pattern`` under ``folder``, or an error showing ``layout``."""
+    """Sorted files matching ``pattern`` under ``folder``, or an error showing ``layout``.
+
+    Linked folders are followed; the files left out (not matching, hidden, broken links,
+    link loops) are counted in one warning that names them.
+    """
     if not folder.is_dir():
         raise FileNotFoundError(f"folder not found: {folder}\nexpected layout:\n{layout}")
-    files = sorted(p for p in folder.glob(pattern) if p.is_file() and not p.name.startswith("."))
+    left_out = LeftOut()
+    files = match_files(folder, pattern, left_out=left_out, unmatched=f"not matching {pattern}")
+    left_out.warn(folder)
     if not files:
         raise DataError(f"no files matching {pattern} in {folder}\nexpected layout:\n{layout}")
     return files

@@ -8,7 +8,7 @@ import numpy as np
 import yaml
 
 from nrdseg.data.base import PairedFileDataset, Transform, read_split_file
-from nrdseg.data.files import IMAGE_EXTENSIONS, DataError
+from nrdseg.data.files import DataError, image_extension_reason
 from nrdseg.data.labels import (
     check_metadata,
     generated_palette,
@@ -16,6 +16,7 @@ from nrdseg.data.labels import (
     reduce_zero_label_map,
     remap_labels,
 )
+from nrdseg.data.scan import LeftOut, scan_folder
 from nrdseg.utils.yaml_read import load_as_written, load_yaml
 
 LAYOUT = (
@@ -27,21 +28,21 @@ LAYOUT = (
 
 
 def find_images(folder: Path) -> dict[str, Path]:
-    """Stem (relative path without extension) -> image file, for every image under folder."""
+    """Stem (relative path without extension) -> image file, for every image under folder.
+
+    Linked sub-folders are read; files left out (other extensions, hidden files, broken
+    links, link loops) are counted in one warning that names them.
+    """
     if not folder.is_dir():
         raise FileNotFoundError(f"folder not found: {folder}\nexpected layout:\n{LAYOUT}")
     found: dict[str, Path] = {}
-    for path in sorted(folder.rglob("*")):
-        if (
-            path.suffix.lower() not in IMAGE_EXTENSIONS
-            or path.name.startswith(".")
-            or not path.is_file()  # a sub-folder named like an image holds images
-        ):
-            continue
+    left_out = LeftOut()
+    for path in scan_folder(folder, left_out=left_out, take=image_extension_reason):
         stem = path.relative_to(folder).with_suffix("").as_posix()
         if stem in found:
             raise DataError(f"two images share the stem {stem!r}: {found[stem]} and {path}")
         found[stem] = path
+    left_out.warn(folder)
     if not found:
         raise DataError(f"no images in {folder}\nexpected layout:\n{LAYOUT}")
     return found
@@ -51,7 +52,10 @@ def read_classes_file(path: Path) -> tuple[list[str], list[list[int]]]:
     """``classes: [...]`` and optional ``palette: [[r, g, b], ...]`` from a YAML file."""
     if not path.is_file():
         raise FileNotFoundError(f"classes file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as err:  # else the message names no file
+        raise ValueError(f"{path}: not a text (YAML) file ({err})") from err
     try:
         record = load_yaml(text, name=str(path))
     except yaml.YAMLError as err:
@@ -121,6 +125,13 @@ class FolderDataset(PairedFileDataset):
         if label_map is not None:
             table = remap_labels(
                 table, label_map, num_classes=len(classes), source=f"folder dataset {root}"
+            )
+        if not (table < len(classes)).any():
+            raise ValueError(
+                f"folder dataset {root}: reduce_zero_label={reduce_zero_label} and label_map="
+                f"{label_map} leave no mask value that maps to a class (each is ignore or "
+                "invalid): nothing would be trained or scored; map the values that mark "
+                "your classes to class ids"
             )
         super().__init__(
             pairs=[(path, root / "masks" / f"{stem}.png") for stem, path in images.items()],

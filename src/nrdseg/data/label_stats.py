@@ -15,6 +15,7 @@ import numpy as np
 
 from nrdseg.data.base import SegDataset
 from nrdseg.data.files import DataError
+from nrdseg.ops.labels import BINARY_DATASET_FIX
 
 #: Ignored share of all pixels above which training sees too little of the labels.
 MOSTLY_IGNORED = 0.5
@@ -86,6 +87,20 @@ class LabelStats:
         missing = [i for i in range(self.num_classes) if self.pixels[i] == 0]
         ignored_share = self.ignored / total
         where = self.scope() + ("" if not self.sampled else "; count all with `nrdseg data check`")
+        if self.num_classes == 1:
+            return [self._one_class()]
+        if self.labelled == 0:
+            return [
+                Finding(
+                    "error",
+                    "all_ignored",
+                    f"every pixel in {where} is ignore ({self.ignore_index}): the loss has no "
+                    "labelled pixel to learn from and the metrics none to score. Fix: check "
+                    f"reduce_zero_label (it makes 0 ignore) and label_map (values mapped to "
+                    f"{self.ignore_index}); a 0/255 export of one class needs "
+                    f"label_map={{{self.ignore_index}: 1}} and 2 classes",
+                )
+            ]
         # With more classes, 0 + ignore alone is left to the warnings below: a sample of a
         # big set may hold background only, and an error stops training.
         if self.num_classes == 2 and self.pixels[0] > 0 and self.ignored > 0 and missing == [1]:
@@ -150,6 +165,19 @@ class LabelStats:
                 )
             )
         return found
+
+    def _one_class(self) -> Finding:
+        """A one-class set: nothing to tell apart, whatever the masks hold."""
+        values = ["0"] * bool(self.pixels[0]) + [str(self.ignore_index)] * bool(self.ignored)
+        held = " and ".join(values)
+        export = " (the usual 0/255 mask export of one class)" if len(values) == 2 else ""
+        return Finding(
+            "error",
+            "one_class",
+            f"this set has 1 class ({self.classes[0]!r}) and its masks hold only {held}{export}: "
+            f"with one class there is nothing to tell apart (every loss is 0, every score 1). "
+            f"Fix, for binary segmentation: {BINARY_DATASET_FIX}",
+        )
 
     def _name(self, index: int) -> str:
         return f"class {index} ({self.classes[index]!r})"

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from nrdseg.data.files import DataError
+from nrdseg.ops.labels import IGNORE_INDEX
 from nrdseg.utils.yaml_read import describe_value, text_hint
-
-IGNORE_INDEX = 255
 
 
 def identity_map() -> np.ndarray:
@@ -90,8 +89,14 @@ def apply_label_map(
     return table[raw]
 
 
+#: Class 0 of a generated palette: the colour map's own first entry is black, which an
+#: overlay cannot show over dark images; a 255 channel is in none of its first 256 colours.
+GENERATED_CLASS_0 = [255, 160, 0]
+
+
 def generated_palette(num_classes: int) -> list[list[int]]:
-    """Distinct colours for classes without a palette: the bit-spreading VOC colour map."""
+    """Distinct colours for classes without a palette: the bit-spreading VOC colour map,
+    with orange (:data:`GENERATED_CLASS_0`) in place of its black for class 0."""
     palette = []
     for index in range(num_classes):
         rgb, value = [0, 0, 0], index
@@ -100,6 +105,8 @@ def generated_palette(num_classes: int) -> list[list[int]]:
                 rgb[channel] |= ((value >> channel) & 1) << bit
             value >>= 3
         palette.append(rgb)
+    if palette:
+        palette[0] = list(GENERATED_CLASS_0)
     return palette
 
 

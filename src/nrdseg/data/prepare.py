@@ -9,6 +9,7 @@ from PIL import Image
 
 from nrdseg.data.cityscapes import LABEL_ID_SUFFIX, LABEL_SUFFIX, id_to_train_id
 from nrdseg.data.files import DataError, read_mask
+from nrdseg.data.scan import LeftOut, match_files
 from nrdseg.utils.atomic import atomic_write_bytes
 from nrdseg.utils.progress import progress_bar
 
@@ -22,7 +23,10 @@ def prepare_cityscapes(root: str | Path, *, progress: bool = True) -> tuple[int,
     (converted, skipped).
     """
     gt = Path(root) / "gtFine"
-    sources = sorted(gt.glob(f"*/*/*{LABEL_ID_SUFFIX}"))
+    left_out = LeftOut()
+    # Other gtFine files (colour, instance ids, polygons) are no inputs: not reported.
+    sources = match_files(gt, f"*/*/*{LABEL_ID_SUFFIX}", left_out=left_out) if gt.is_dir() else []
+    left_out.warn(gt)
     if not sources:
         raise DataError(
             f"no *{LABEL_ID_SUFFIX} files under {gt}; expected "

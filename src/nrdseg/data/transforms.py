@@ -127,11 +127,17 @@ class PadTo(nn.Module):
 
 
 class SegmentationTransform(nn.Module):
-    """``(image uint8 (3, H, W), mask (H, W)) -> (image float normalized, mask int64)``."""
+    """``(image uint8 (3, H, W), mask (H, W)) -> (image float normalized, mask int64)``.
+
+    ``normalization`` is the (mean, std) of its ``v2.Normalize`` step (None without one),
+    so that a dataset can tell which normalisation its images carry.
+    """
 
     def __init__(self, steps: Sequence[nn.Module]) -> None:
         super().__init__()
         self.steps = v2.Compose(list(steps))
+        norms = [step for step in steps if isinstance(step, v2.Normalize)]
+        self.normalization = (tuple(norms[-1].mean), tuple(norms[-1].std)) if norms else None
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
@@ -152,6 +158,28 @@ def _pair(value: Sequence[float] | None, name: str, *, positive_int: bool) -> No
     if len(value) != 2 or (positive_int and not all(isinstance(v, int) and v > 0 for v in value)):
         kind = "two positive integers" if positive_int else "two numbers"
         raise ValueError(f"{name} must be {kind}, got {value!r}")
+
+
+def check_transform_settings(
+    *,
+    crop_size: Sequence[int] | None,
+    scale: Sequence[int] | None,
+    ratio_range: Sequence[float],
+    cat_max_ratio: float,
+    flip_prob: float,
+) -> None:
+    """ValueError naming the setting when one would crop, rescale or flip into nothing
+    (a crop or scale of 0 pixels, a ratio of 0, ``cat_max_ratio`` 0); the config checks
+    them at load with this, :func:`build_transforms` again when it builds."""
+    _pair(crop_size, "crop_size", positive_int=True)
+    _pair(scale, "scale", positive_int=True)
+    _pair(ratio_range, "ratio_range", positive_int=False)
+    if not 0 < ratio_range[0] <= ratio_range[1]:
+        raise ValueError(f"ratio_range must satisfy 0 < low <= high, got {ratio_range!r}")
+    if not 0 < cat_max_ratio <= 1:
+        raise ValueError(f"cat_max_ratio must be in (0, 1], got {cat_max_ratio!r}")
+    if not 0 <= flip_prob <= 1:
+        raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob!r}")
 
 
 def build_transforms(
@@ -175,15 +203,13 @@ def build_transforms(
     to both resizes (see :class:`RandomRescale`; False is mmcv's). Options that only
     make sense for training are ignored when ``train=False``.
     """
-    _pair(crop_size, "crop_size", positive_int=True)
-    _pair(scale, "scale", positive_int=True)
-    _pair(ratio_range, "ratio_range", positive_int=False)
-    if not 0 < ratio_range[0] <= ratio_range[1]:
-        raise ValueError(f"ratio_range must satisfy 0 < low <= high, got {ratio_range!r}")
-    if not 0 < cat_max_ratio <= 1:
-        raise ValueError(f"cat_max_ratio must be in (0, 1], got {cat_max_ratio!r}")
-    if not 0 <= flip_prob <= 1:
-        raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob!r}")
+    check_transform_settings(
+        crop_size=crop_size,
+        scale=scale,
+        ratio_range=ratio_range,
+        cat_max_ratio=cat_max_ratio,
+        flip_prob=flip_prob,
+    )
     to_float = v2.ToDtype(torch.float32, scale=True)
     normalize = v2.Normalize(mean=list(mean), std=list(std))
     if not train:

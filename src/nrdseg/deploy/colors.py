@@ -63,6 +63,8 @@ def overlay_png(
 ) -> bytes:
     """PNG bytes of the RGB image blended with the coloured labels, ``alpha`` the colours'
     weight, and below it a legend strip naming the classes present (most pixels first).
+    An image narrower than the widest legend entry gets a white margin on its right, so
+    that every name is shown whole.
 
     ``image`` uint8 (H, W, 3), ``labels`` int (H, W) class ids; ``classes`` the names
     (default "class i"). Raises ValueError for ``alpha`` outside [0, 1].
@@ -76,20 +78,26 @@ def overlay_png(
         present = [int(i) for i in np.argsort(-counts, kind="stable") if counts[i] > 0]
         names = [classes[i] if classes and i < len(classes) else f"class {i}" for i in present]
         strip = legend_strip(blend.shape[1], names, [palette[i] for i in present])
-        blend = np.concatenate([blend, strip], axis=0)
+        margin = np.full((blend.shape[0], strip.shape[1] - blend.shape[1], 3), 255, np.uint8)
+        blend = np.concatenate([np.concatenate([blend, margin], axis=1), strip], axis=0)
     return _png(Image.fromarray(blend))
 
 
 def legend_strip(width: int, names: Sequence[str], colors: Sequence[Sequence[int]]) -> np.ndarray:
-    """uint8 (h, width, 3): a white strip of colour swatches with their names, in rows."""
+    """uint8 (h, w, 3): a white strip of colour swatches with their names, in rows wrapped
+    to ``width``; ``w`` is ``width``, or wider where one entry needs more."""
     font = ImageFont.load_default()
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     line = max(_SWATCH, *(measure.textbbox((0, 0), n, font=font)[3] for n in names or ["x"]))
     line += _LEGEND_PAD
+    items = [
+        _SWATCH + _LEGEND_PAD + int(measure.textlength(name, font=font) + 1) + 2 * _LEGEND_PAD
+        for name in names
+    ]
+    width = max(width, _LEGEND_PAD + max(items, default=0))
     places, x, y = [], _LEGEND_PAD, _LEGEND_PAD
-    for name in names:
-        item = _SWATCH + _LEGEND_PAD + int(measure.textlength(name, font=font)) + 2 * _LEGEND_PAD
-        if x > _LEGEND_PAD and x + item > width:  # wrap; an item wider than the image stays
+    for item in items:
+        if x > _LEGEND_PAD and x + item > width:  # wrap
             x, y = _LEGEND_PAD, y + line
         places.append((x, y))
         x += item

@@ -45,16 +45,28 @@ PROBE_SIZE = (33, 47)
 
 
 def export_metadata(model: Segmentor) -> dict[str, str]:
-    """String key/values an exported model carries: how to feed it and read its output."""
+    """String key/values an exported model carries: how to feed it and read its output.
+
+    ``num_classes`` is the logit channels; ``classes`` and ``palette`` list the class ids
+    its labels hold: for a binary model (one logit) two, background and class 1.
+    """
+    classes = model.label_classes
+    if model.binary:
+        output = (
+            f"{OUTPUT_NAME}: float32 (B, 1, H, W), one binary logit; class 1 where logit > 0 "
+            "(sigmoid > 0.5), else class 0"
+        )
+    else:
+        output = f"{OUTPUT_NAME}: float32 (B, num_classes, H, W); argmax over dim 1 = class id"
     values = {
         "model": model.config.get("name", type(model).__name__),
         "num_classes": model.num_classes,
-        "classes": model.meta.get("classes") or [str(i) for i in range(model.num_classes)],
-        "palette": model_palette(model.meta, model.num_classes),
+        "classes": model.meta.get("classes") or [str(i) for i in range(classes)],
+        "palette": model_palette(model.meta, classes),
         "mean": list(model.mean),
         "std": list(model.std),
         "input": f"{INPUT_NAME}: float32 (B, 3, H, W), RGB / 255, minus mean, divided by std",
-        "output": f"{OUTPUT_NAME}: float32 (B, num_classes, H, W); argmax over dim 1 = class id",
+        "output": output,
         "nrdseg_version": __version__,
     }
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}

@@ -1,4 +1,4 @@
-"""Which files to segment (files, folders, globs), their output names and sizes."""
+"""Which files to segment (files, folders, globs) and their output names."""
 
 from __future__ import annotations
 
@@ -8,50 +8,56 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from PIL import Image
+from nrdseg.data.files import IMAGE_EXTENSIONS, image_extension_reason
+from nrdseg.data.scan import LeftOut, match_files, scan_folder, split_pattern
 
-from nrdseg.data.files import IMAGE_EXTENSIONS, DataError
-
-#: EXIF orientations that turn the image by 90 degrees (width and height swap).
-_TRANSPOSED = {5, 6, 7, 8}
+UNDER_OUTPUT = "under the output folder (a rerun does not segment its own results)"
 
 
-def _is_image(path: Path) -> bool:
-    """Folders and globs take these extensions; an explicitly named file is always taken."""
-    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+def expand_inputs(
+    inputs: Sequence[str | Path], *, exclude: Path | None = None, left_out: LeftOut | None = None
+) -> list[Path]:
+    """Files, folders (recursively, through linked sub-folders) and glob patterns -> sorted
+    unique absolute files.
 
-
-def expand_inputs(inputs: Sequence[str | Path], *, exclude: Path | None = None) -> list[Path]:
-    """Files, folders (recursively) and glob patterns -> sorted unique files.
-
-    Files under ``exclude`` (the output folder) are left out so a rerun does not segment
-    its own results.
+    Folders and patterns take the image extensions; a file named explicitly is always
+    taken. Files under ``exclude`` (the output folder) are left out. Whatever is left out
+    (other extensions, hidden files, broken links, link loops, outputs) is recorded in
+    ``left_out`` with its reason. FileNotFoundError for an input that names nothing.
     """
+    left_out = LeftOut() if left_out is None else left_out
     found: set[Path] = set()
     for item in inputs:
-        path = Path(item)
+        path, here = Path(item), LeftOut()
         if path.is_file():
             matches = [path]
         elif path.is_dir():
-            matches = [p for p in path.rglob("*") if _is_image(p)]
+            matches = scan_folder(path, left_out=here, take=image_extension_reason)
             if not matches:
-                raise FileNotFoundError(f"{path}: folder holds no images ({_extensions()})")
+                raise FileNotFoundError(f"{path}: folder holds no images{_why(here, path)}")
         elif glob.has_magic(str(item)):
-            matches = [Path(p) for p in glob.glob(str(item), recursive=True)]
-            matches = [p for p in matches if _is_image(p)]
+            base, pattern = split_pattern(str(item))
+            matches = []
+            if base.is_dir():
+                matches = match_files(base, pattern, left_out=here, take=image_extension_reason)
             if not matches:
-                raise FileNotFoundError(f"{item}: pattern matches no images ({_extensions()})")
+                raise FileNotFoundError(f"{item}: pattern matches no images{_why(here, base)}")
         else:
             raise FileNotFoundError(f"{item}: no such file or folder")
-        found.update(p.resolve() for p in matches)
+        left_out.extend(here)
+        found.update(Path(os.path.abspath(p)) for p in matches)  # link names kept
     if exclude is not None:
         exclude = exclude.resolve()
-        found = {p for p in found if not p.is_relative_to(exclude)}
+        for path in sorted(found):
+            if path.resolve().is_relative_to(exclude):
+                found.discard(path)
+                left_out.add(UNDER_OUTPUT, path)
     return sorted(found)
 
 
-def _extensions() -> str:
-    return " ".join(IMAGE_EXTENSIONS)
+def _why(left_out: LeftOut, where: Path) -> str:
+    extensions = f" ({' '.join(IMAGE_EXTENSIONS)})"
+    return extensions + (f"; {left_out.message(where)}" if left_out else "")
 
 
 def output_names(files: Sequence[Path]) -> list[Path]:
@@ -71,15 +77,3 @@ def output_names(files: Sequence[Path]) -> list[Path]:
         else r.with_name(r.name.replace(".", "_") + ".png")
         for r in relative
     ]
-
-
-def probe_size(path: Path) -> tuple[int, int]:
-    """(H, W) after EXIF rotation, from the header only, to batch images of one size."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if image.getexif().get(0x0112) in _TRANSPOSED:
-                width, height = height, width
-    except Exception as err:  # PIL raises many types for broken files
-        raise DataError(f"{path}: cannot read image, not an image file ({err})") from err
-    return height, width

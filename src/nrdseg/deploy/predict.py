@@ -14,12 +14,14 @@ import torch
 
 from nrdseg.config.run import TTA_SCALES
 from nrdseg.data.cityscapes import CITYSCAPES_CLASSES, train_id_to_id
-from nrdseg.data.files import DataError, read_image
+from nrdseg.data.files import DataError, read_image, read_image_size
+from nrdseg.data.scan import LeftOut
 from nrdseg.deploy.colors import OVERLAY_ALPHA, gray_png, label_png, model_palette, overlay_png
-from nrdseg.deploy.images import expand_inputs, output_names, probe_size
+from nrdseg.deploy.images import expand_inputs, output_names
 from nrdseg.evaluation import runtime
-from nrdseg.evaluation.inference import infer_logits
+from nrdseg.evaluation.inference import check_mode, infer_logits
 from nrdseg.models.segmentor import Segmentor
+from nrdseg.ops.labels import logits_to_labels
 from nrdseg.ops.normalize import normalize
 from nrdseg.utils.atomic import atomic_write_bytes
 from nrdseg.utils.progress import progress_bar
@@ -34,10 +36,12 @@ FORMATS = ("palette", "cityscapes")
 
 @dataclass
 class PredictSummary:
-    """What a run wrote and which inputs it skipped, with the reason."""
+    """What a run wrote, which inputs it skipped (unreadable) with the reason, and the
+    files the input folders and patterns held that were no inputs (``left_out``)."""
 
     written: list[Path] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    left_out: LeftOut = field(default_factory=LeftOut)
 
 
 def _batches(
@@ -86,13 +90,17 @@ def _labels(
     images: torch.Tensor,
     *,
     tta: bool,
+    window: dict,
 ) -> torch.Tensor:
-    """(B, H, W) class ids (uint8 for <= 255 classes) of a uint8 (B, 3, H, W) batch on
-    the model's device; ``run`` is the (compiled) ``model.predict_labels``."""
+    """(B, H, W) class ids (uint8 for <= 255 classes on the whole-image path) of a uint8
+    (B, 3, H, W) batch on the model's device; ``run`` is the (compiled)
+    ``model.predict_labels``; ``window`` the slide ``mode``, ``crop_size`` and ``stride``
+    (empty: the whole image). A binary model gives 0/1: 1 where the (TTA-averaged)
+    sigmoid exceeds 0.5."""
     normalized = normalize(images, mean=model.mean, std=model.std)
-    if tta:
-        logits = infer_logits(model, normalized, scales=TTA_SCALES, flip=True)
-        return logits.argmax(dim=1)
+    if tta or window:
+        views = {"scales": TTA_SCALES, "flip": True} if tta else {}
+        return logits_to_labels(infer_logits(model, normalized, **window, **views))
     return run(normalized)
 
 
@@ -121,6 +129,9 @@ def predict_files(
     overlay: bool = False,
     alpha: float = OVERLAY_ALPHA,
     tta: bool = False,
+    mode: Literal["whole", "slide"] = "whole",
+    crop_size: tuple[int, int] | None = None,
+    stride: tuple[int, int] | None = None,
     batch_size: int = 1,
     on_error: Literal["skip", "fail"] = "skip",
     progress: bool = True,
@@ -136,7 +147,11 @@ def predict_files(
     Names mirror the inputs' folders below their common root. Images of one size share a
     batch. An unreadable file is skipped and reported, or raises with ``on_error="fail"``.
     Overlays blend the colours with weight ``alpha`` and add a legend strip of the classes
-    present (:func:`nrdseg.deploy.colors.overlay_png`).
+    present (:func:`nrdseg.deploy.colors.overlay_png`). ``mode="slide"`` runs the model on
+    ``crop_size`` windows every ``stride`` pixels (H, W) and averages their logits, as
+    ``nrdseg eval`` does (:func:`nrdseg.evaluation.inference.slide_logits`): for images
+    too large for one forward pass. Files the folders and patterns hold that are no
+    images, and outputs of an earlier run, are counted in ``summary.left_out``.
     ``format="palette"`` stores class ids in a palette PNG; ``"cityscapes"`` (19-class
     Cityscapes models only) stores the official label ids (``labelIds``, e.g. road = 7)
     in 8-bit grayscale PNGs, what the Cityscapes test server and ``cityscapesscripts``
@@ -159,12 +174,14 @@ def predict_files(
         raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    crop_size, stride = check_mode(mode, crop_size, stride)
+    window = {"mode": mode, "crop_size": crop_size, "stride": stride} if mode == "slide" else {}
     out_dir = Path(out_dir)
-    files = expand_inputs(inputs, exclude=out_dir)
-    names = dict(zip(files, output_names(files), strict=True))
-    palette = model_palette(model.meta, model.num_classes)
-    write_labels = _label_writer(model, format, palette)
     summary = PredictSummary()
+    files = expand_inputs(inputs, exclude=out_dir, left_out=summary.left_out)
+    names = dict(zip(files, output_names(files), strict=True))
+    palette = model_palette(model.meta, model.label_classes)
+    write_labels = _label_writer(model, format, palette)
 
     def skip(path: Path, err: DataError) -> None:
         if on_error == "fail":
@@ -174,7 +191,7 @@ def predict_files(
     sizes: dict[Path, tuple[int, int]] = {}
     for path in files:
         try:
-            sizes[path] = probe_size(path)
+            sizes[path] = read_image_size(path)
         except DataError as err:
             skip(path, err)
     device = next(model.parameters()).device
@@ -211,7 +228,7 @@ def predict_files(
             for paths, images in groups:
                 batch = runtime.to_device(images, device, channels_last=channels_last)
                 with torch.no_grad(), runtime.autocast(device, amp):
-                    labels = _labels(model, run, batch, tta=tta).cpu().numpy()
+                    labels = _labels(model, run, batch, tta=tta, window=window).cpu().numpy()
                 for path, image, label in zip(paths, images, labels, strict=True):
                     pending.append(pool.submit(write, names[path], image, label))
                     summary.written.append(out_dir / LABELS_DIR / names[path])

@@ -11,11 +11,13 @@ import torch
 
 from nrdseg.deploy.export import EXPORTED_MIN_SIZE, Format, load_exported
 from nrdseg.models.segmentor import Segmentor
+from nrdseg.ops.labels import logits_to_labels
 
 
 @dataclass(frozen=True)
 class ParityRow:
-    """One input shape: the largest logit difference and how many argmax labels agree."""
+    """One input shape: the largest logit difference and how many labels (argmax, or the
+    binary threshold) agree."""
 
     shape: tuple[int, int, int]
     max_abs_logit: float  # the scale the difference is measured against
@@ -56,6 +58,11 @@ class ParityReport:
         return "\n".join(lines)
 
 
+def _labels(logits: np.ndarray) -> np.ndarray:
+    """Class ids of numpy logits: argmax, or logit > 0 for a binary model's one channel."""
+    return logits_to_labels(torch.from_numpy(logits)).numpy()
+
+
 def default_shapes(example_size: tuple[int, int]) -> list[tuple[int, int, int]]:
     """The example size, a batch of 2 at odd sizes, and a size unlike the example's."""
     h, w = example_size
@@ -92,7 +99,7 @@ def verify_export(
                 shape=(batch, height, width),
                 max_abs_logit=float(np.abs(expected).max()),
                 max_abs_diff=float(np.abs(got - expected).max()),
-                agreeing=int((got.argmax(1) == expected.argmax(1)).sum()),
+                agreeing=int((_labels(got) == _labels(expected)).sum()),
                 pixels=batch * height * width,
             )
         )

@@ -19,6 +19,7 @@ import torch
 
 from nrdseg.checkpoint.work_dir import (
     RUN_CONFIG_FILE,
+    created_work_dir,
     latest_checkpoint,
     list_checkpoints,
     remove_stale_temporaries,
@@ -34,21 +35,25 @@ from nrdseg.models.loss_terms import MEDIAN_FREQUENCY, median_frequency_weights
 from nrdseg.models.segmentor import Segmentor
 from nrdseg.models.zoo import create_model
 from nrdseg.ops.normalize import IMAGENET_MEAN, IMAGENET_STD
+from nrdseg.utils.openmp import WAIT_POLICY, openmp_runtime
 
 logger = logging.getLogger("nrdseg.train")
 
 
-logger = logging.getLogger("nrdseg.train")
-
-
-def _normalization(config: Config) -> dict[str, Any]:
-    """The mean/std the model will be built with, for the transforms to match."""
+def _normalization(config: Config, model: Segmentor | None = None) -> dict[str, Any]:
+    """The mean/std of ``model`` (one owner: predict and export read the model's), else the
+    ones the config's model will be built with, for the transforms to match."""
+    if model is not None:
+        return {"mean": model.mean, "std": model.std}
     options = config.model.options
     return {"mean": options.get("mean", IMAGENET_MEAN), "std": options.get("std", IMAGENET_STD)}
 
 
-def build_split(spec: DatasetConfig, *, train: bool, config: Config) -> Any:
-    """``nrdseg.data.build_dataset`` for ``data.train`` / ``data.val`` with its transforms."""
+def build_split(
+    spec: DatasetConfig, *, train: bool, config: Config, model: Segmentor | None = None
+) -> Any:
+    """``nrdseg.data.build_dataset`` for ``data.train`` / ``data.val`` with its transforms,
+    which normalize with ``model``'s mean and std when given (see :func:`_normalization`)."""
 
     t = config.data.transforms
     if train:
@@ -61,11 +66,11 @@ def build_split(spec: DatasetConfig, *, train: bool, config: Config) -> Any:
             flip_prob=t.flip_prob,
             photometric=t.photometric,
             antialias=t.antialias,
-            **_normalization(config),
+            **_normalization(config, model),
         )
     else:
         transforms = build_transforms(
-            train=False, scale=t.scale, antialias=t.antialias, **_normalization(config)
+            train=False, scale=t.scale, antialias=t.antialias, **_normalization(config, model)
         )
     given = {key: getattr(spec, key) for key in ("root", "split") if getattr(spec, key) is not None}
     kwargs = {**given, **spec.options}
@@ -93,10 +98,14 @@ def check_labels(dataset: Any, *, split: str, max_samples: int, log: bool) -> No
         )
 
 
-def build_val_dataset(config: Config, *, source: str = "config") -> Any:
+def build_val_dataset(
+    config: Config, *, source: str = "config", model: Segmentor | None = None
+) -> Any:
+    """``data.val`` with the test transforms; normalized with ``model``'s mean and std when
+    given (evaluating a checkpoint: its own, whatever the config says)."""
     if config.data.val is None:
         raise ValueError(f"{source}: data.val is not set; evaluation needs a validation set")
-    return build_split(config.data.val, train=False, config=config)
+    return build_split(config.data.val, train=False, config=config, model=model)
 
 
 def loss_options(config: Config, train_set: Any = None) -> dict[str, Any]:
@@ -186,8 +195,7 @@ def _prepare_work_dir(work_dir: Path, *, resume: bool, info: DistInfo) -> Path |
             f"{work_dir} already holds checkpoints; pass --resume to continue that run, "
             "or choose another --work-dir"
         )
-    if info.is_main:
-        work_dir.mkdir(parents=True, exist_ok=True)
+    if info.is_main and work_dir.is_dir():
         remove_stale_temporaries(work_dir)
     return latest
 
@@ -208,8 +216,10 @@ def share_cpu_threads(*, workers: int, info: DistInfo) -> int:
     Data workers get no core of their own: once their prefetch queue is full they sleep,
     and taking one of 2 idle cores from the model made a CamVid iteration 1.7x slower
     (2.10 s against 1.25). Processes do split the cores: oversubscribed cores make CPU
-    training several times slower, which is also why a machine already busy with other
-    jobs (load average >= cores) gets a warning suggesting fewer threads.
+    training several times slower. Load that other jobs bring, now or later, costs
+    little while OpenMP's threads wait passively (``OMP_WAIT_POLICY=PASSIVE``, which the
+    ``nrdseg`` command sets before torch loads; see ``nrdseg.utils.openmp``); a busy
+    machine (load average >= cores) with spinning threads gets a warning saying so.
     ``OMP_NUM_THREADS``, when set, wins. Returns the thread count.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -220,22 +230,30 @@ def share_cpu_threads(*, workers: int, info: DistInfo) -> int:
         torch.set_num_threads(max(1, cores // info.world_size))
         why = "set OMP_NUM_THREADS to choose"
     threads = torch.get_num_threads()
+    policy = os.environ.get(WAIT_POLICY, "not set")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load >= cores and threads > 1:
+    if load >= cores and threads > 1 and policy.upper() != "PASSIVE":
         logger.warning(
-            "load average %.1f on %d core(s): other jobs are using the CPU, where fewer torch "
-            "threads can be several times faster (try OMP_NUM_THREADS=1)",
+            "load average %.1f on %d core(s): other jobs are using the CPU, and OpenMP threads "
+            "that spin while they wait (%s %s) can make training many times slower; start "
+            "with %s=PASSIVE (the nrdseg command sets it unless it is set) or OMP_NUM_THREADS=1",
             load,
             cores,
+            WAIT_POLICY,
+            policy,
+            WAIT_POLICY,
         )
     logger.info(
         "CPU training: %d torch thread(s) per process on %d core(s), %d process(es), "
-        "%d data worker(s) each (%s)",
+        "%d data worker(s) each (%s); OpenMP %s, %s %s",
         threads,
         cores,
         info.world_size,
         workers,
         why,
+        openmp_runtime() or "runtime unknown",
+        WAIT_POLICY,
+        policy,
     )
     return threads
 
@@ -248,15 +266,19 @@ def train_from_config(
     progress: bool = True,
     console: bool | None = None,
     device: str | torch.device | None = None,
+    model_hook: Callable[[Segmentor], None] | None = None,
 ) -> Segmentor:
     """Run (or resume) the training ``config`` describes, under torchrun or alone.
 
     ``progress``: the progress bar (and evaluation's); ``console``: the event lines
     (default: as ``progress``); ``device``: "cpu", "cuda", "cuda:1" (default: CUDA when
-    available).
+    available); ``model_hook``: called with the model once it is built, before training
+    (a study attaches its backbone cache, :mod:`nrdseg.analysis.feature_cache`).
     """
-    with process_group_from_env(device) as (info, device):
-        work_dir = Path(work_dir)
+    with (
+        process_group_from_env(device) as (info, device),
+        created_work_dir(Path(work_dir), create=info.is_main) as work_dir,
+    ):
         latest = _prepare_work_dir(work_dir, resume=resume, info=info)
         _set_determinism(config.train.deterministic)
         if device.type == "cpu":
@@ -284,15 +306,25 @@ def train_from_config(
         )
         if info.is_main:
             barrier(info)
-        evaluator = None
+        if model_hook is not None:
+            model_hook(model)
+        evaluator, val_images = None, None
         if val_set is not None:
             # Checked now, not at the first evaluation, eval_interval iterations later.
-            if val_set.num_classes != model.num_classes:
+            if val_set.num_classes != model.label_classes:
                 raise ValueError(
                     f"data.val has {val_set.num_classes} classes but the model predicts "
-                    f"{model.num_classes}; data.train and data.val must share their classes"
+                    f"{model.label_classes}; data.train and data.val must share their classes"
+                )
+            if list(val_set.classes) != list(train_set.classes):
+                raise ValueError(
+                    f"data.val lists the classes {list(val_set.classes)} but data.train "
+                    f"{list(train_set.classes)}; data.train and data.val must share their "
+                    "classes (the same classes file or num_classes)"
                 )
             evaluator = build_evaluator(config, val_set, device=device, progress=progress)
+            limit = config.eval.max_samples
+            val_images = len(val_set) if limit is None else min(limit, len(val_set))
         trainer = Trainer(
             model=model,
             train_dataset=train_set,
@@ -301,6 +333,7 @@ def train_from_config(
             optim_cfg=config.optim,
             loader_cfg=config.loader,
             evaluator=evaluator,
+            val_images=val_images,
             config=config_to_dict(config),
             device=device,
             dist=info,

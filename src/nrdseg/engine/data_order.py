@@ -1,16 +1,22 @@
 """A deterministic, resumable order of training batches, sharded over ranks.
 
 Epoch ``e`` is a permutation drawn from a generator seeded with ``seed + e``; each global
-batch takes the next ``batch_size x world_size`` indices and rank ``r`` gets its
-``batch_size`` slice. Each sample is also given a seed from (seed, epoch, position), and
-its augmentation runs under that seed, so a batch is the same whether it is loaded in the
-main process or a worker, in a straight run or after a resume: resuming from ``start``
-only skips the first ``start`` batches, without loading them.
+batch takes the next ``batch_size x world_size`` positions of it (rank ``r`` gets its
+``batch_size`` slice), and an epoch ends when the rest of its permutation is shorter than
+one global batch. Each sample is also given a seed from (seed, epoch, position), and its
+augmentation runs under that seed, so a batch is the same whether it is loaded in the
+main process or a worker, in a straight run or after a resume.
+
+Where a run is stands in a :class:`DataPosition`, counted in samples (an epoch and the
+samples of its permutation consumed by all ranks together), not in batches: a run resumed
+with another ``loader.batch_size``, world size or ``optim.grad_accum`` goes on with the
+very next sample, neither skipping nor repeating any of the epoch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,8 +35,51 @@ def check_batch_fits(dataset_size: int, *, batch_size: int, world_size: int) -> 
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class DataPosition:
+    """How far a run has read: ``offset`` samples of epoch ``epoch``'s permutation, over
+    all ranks. ``dataset_size`` and ``seed`` name the permutation the offset counts in."""
+
+    epoch: int = 0
+    offset: int = 0
+    dataset_size: int
+    seed: int
+
+    @classmethod
+    def from_batches(
+        cls, batches: int, *, global_batch: int, dataset_size: int, seed: int
+    ) -> DataPosition:
+        """The position after ``batches`` global batches of ``global_batch`` samples (how
+        checkpoints written before positions were kept in samples count it)."""
+        per_epoch = dataset_size // global_batch
+        return cls(
+            epoch=batches // per_epoch,
+            offset=(batches % per_epoch) * global_batch,
+            dataset_size=dataset_size,
+            seed=seed,
+        )
+
+    def next_batch_start(self, global_batch: int) -> DataPosition:
+        """Where the next batch of ``global_batch`` samples starts: here, or at the next
+        epoch when the rest of this one is shorter than a batch."""
+        if self.offset + global_batch <= self.dataset_size:
+            return self
+        return DataPosition(epoch=self.epoch + 1, dataset_size=self.dataset_size, seed=self.seed)
+
+    def after_batch(self, global_batch: int) -> DataPosition:
+        """The position once the next batch of ``global_batch`` samples is consumed."""
+        start = self.next_batch_start(global_batch)
+        return DataPosition(
+            epoch=start.epoch,
+            offset=start.offset + global_batch,
+            dataset_size=self.dataset_size,
+            seed=self.seed,
+        )
+
+
 class BatchOrder:
-    """Batches ``start``, ``start + 1``, ... ``stop - 1`` of this rank, as ``(index, seed)`` lists."""
+    """This rank's batches from ``start`` on, as ``(index, seed)`` lists: ``batches`` of
+    them, or without end when None (a DataLoader's ``batch_sampler``)."""
 
     def __init__(
         self,
@@ -38,39 +87,45 @@ class BatchOrder:
         dataset_size: int,
         batch_size: int,
         seed: int,
-        start: int = 0,
-        stop: int,
+        start: DataPosition | None = None,
+        batches: int | None = None,
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
         check_batch_fits(dataset_size, batch_size=batch_size, world_size=world_size)
-        global_batch = batch_size * world_size
-        self.dataset_size = dataset_size
+        self.start = start or DataPosition(dataset_size=dataset_size, seed=seed)
+        if (self.start.dataset_size, self.start.seed) != (dataset_size, seed):
+            raise ValueError(
+                f"a data position in the order of {self.start.dataset_size} samples with seed "
+                f"{self.start.seed} cannot start an order of {dataset_size} with seed {seed}"
+            )
         self.batch_size = batch_size
-        self.seed = seed
-        self.start = start
-        self.stop = stop
+        self.batches = batches
         self.rank = rank
         self.world_size = world_size
-        self.batches_per_epoch = dataset_size // global_batch
 
     def _permutation(self, epoch: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(self.seed + epoch)
-        return torch.randperm(self.dataset_size, generator=generator)
+        generator = torch.Generator().manual_seed(self.start.seed + epoch)
+        return torch.randperm(self.start.dataset_size, generator=generator)
 
     def __len__(self) -> int:
-        return max(self.stop - self.start, 0)
+        if self.batches is None:
+            raise TypeError("an endless BatchOrder has no length")
+        return self.batches
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        epoch, permutation = -1, None
-        for batch in range(self.start, self.stop):
-            if batch // self.batches_per_epoch != epoch:
-                epoch = batch // self.batches_per_epoch
-                permutation = self._permutation(epoch)
-            first = (batch % self.batches_per_epoch) * self.batch_size * self.world_size
-            first += self.rank * self.batch_size
+        global_batch = self.batch_size * self.world_size
+        position, epoch, permutation = self.start, -1, None
+        count = 0
+        while self.batches is None or count < self.batches:
+            start = position.next_batch_start(global_batch)
+            if start.epoch != epoch:
+                epoch, permutation = start.epoch, self._permutation(start.epoch)
+            first = start.offset + self.rank * self.batch_size
             positions = range(first, first + self.batch_size)
-            yield [(int(permutation[p]), sample_seed(self.seed, epoch, p)) for p in positions]
+            yield [(int(permutation[p]), sample_seed(self.start.seed, epoch, p)) for p in positions]
+            position = position.after_batch(global_batch)
+            count += 1
 
 
 def sample_seed(seed: int, epoch: int, position: int) -> int:

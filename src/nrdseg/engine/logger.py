@@ -26,13 +26,28 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
+def _scalar(value: Any, digits: int) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
 def _summary(event: dict[str, Any]) -> str:
+    """One console line: the scalars, then each mapping of scalars (an eval event's
+    per-class ``IoU`` and ``trimap``) as ``key name value, ...`` to 3 digits."""
     parts = [f"{event['event']} iter {event['iter']}"]
+    tables = []
     for key, value in event.items():
-        if key in ("event", "iter") or isinstance(value, (dict, list)):
+        if key in ("event", "iter") or isinstance(value, list):
             continue
-        parts.append(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}")
-    return "  ".join(parts)
+        if isinstance(value, dict):
+            if all(v is None or isinstance(v, (int, float)) for v in value.values()):
+                tables.append(
+                    f"{key} " + ", ".join(f"{k} {_scalar(v, 3)}" for k, v in value.items())
+                )
+            continue
+        parts.append(f"{key} {_scalar(value, 4)}")
+    return "  ".join(parts + tables)
 
 
 class EventLog:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -56,10 +57,16 @@ def build_optimizer(model: nn.Module, settings: OptimConfig) -> torch.optim.Opti
 class PolySchedule:
     """Poly decay from ``lr`` to ``min_lr`` over ``iters``, under a linear warm-up.
 
-    At 0-based step ``i``: ``poly = (lr - min_lr) * (1 - i / iters) ** power + min_lr``;
-    during warm-up (``i < warmup_iters``) that is multiplied by
+    At 0-based step ``i``: ``poly = (lr - min_lr) * (1 - progress(i)) ** power + min_lr``
+    with ``progress(i) = i / iters`` (mmseg's PolyLrUpdaterHook); during warm-up
+    (``i < warmup_iters``) that is multiplied by
     ``1 - (1 - i / warmup_iters) * (1 - warmup_ratio)``, rising from ``warmup_ratio``.
     The rate is a function of the step alone, so resuming needs only the iteration.
+
+    A run resumed with another ``iters`` keeps the progress it has made: the schedule is
+    re-anchored at that step (:meth:`rebased`), and progress then grows linearly from
+    ``anchor_progress`` at ``anchor_step`` to 1 at the new ``iters``, so the rate goes on
+    from where it was instead of jumping to ``i / new_iters``.
     """
 
     lr: float
@@ -68,9 +75,18 @@ class PolySchedule:
     min_lr: float = 1e-4
     warmup_iters: int = 0
     warmup_ratio: float = 0.01
+    anchor_step: int = 0
+    anchor_progress: float = 0.0
 
     @classmethod
-    def from_config(cls, settings: OptimConfig, *, iters: int) -> PolySchedule:
+    def from_config(
+        cls,
+        settings: OptimConfig,
+        *,
+        iters: int,
+        anchor_step: int = 0,
+        anchor_progress: float = 0.0,
+    ) -> PolySchedule:
         return cls(
             lr=settings.lr,
             iters=iters,
@@ -78,11 +94,35 @@ class PolySchedule:
             min_lr=settings.min_lr,
             warmup_iters=settings.warmup_iters,
             warmup_ratio=settings.warmup_ratio,
+            anchor_step=anchor_step,
+            anchor_progress=anchor_progress,
         )
 
+    def progress(self, step: int) -> float:
+        """How far the poly decay is at ``step``, in [0, 1]."""
+        if step >= self.iters:
+            return 1.0
+        left = 1.0 - self.anchor_progress
+        return self.anchor_progress + left * (step - self.anchor_step) / (
+            self.iters - self.anchor_step
+        )
+
+    def rebased(self, *, iters: int, at: int) -> PolySchedule:
+        """This schedule from step ``at`` on, stretched or shrunk to end at ``iters``."""
+        return dataclasses.replace(
+            self, iters=iters, anchor_step=at, anchor_progress=self.progress(at)
+        )
+
+    def state(self) -> dict[str, int | float]:
+        """The length and anchor a training checkpoint keeps (``from_config``'s keywords)."""
+        return {
+            "iters": self.iters,
+            "anchor_step": self.anchor_step,
+            "anchor_progress": self.anchor_progress,
+        }
+
     def __call__(self, step: int) -> float:
-        progress = min(step, self.iters) / self.iters
-        rate = (self.lr - self.min_lr) * (1.0 - progress) ** self.power + self.min_lr
+        rate = (self.lr - self.min_lr) * (1.0 - self.progress(step)) ** self.power + self.min_lr
         if step < self.warmup_iters:
             rate *= 1.0 - (1.0 - step / self.warmup_iters) * (1.0 - self.warmup_ratio)
         return rate

@@ -10,6 +10,7 @@ in ``best/``; every ``ckpt_interval`` a resumable checkpoint is written.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -33,14 +34,16 @@ from nrdseg.checkpoint.work_dir import (
     write_checkpoint,
 )
 from nrdseg.config.run import LoaderConfig, OptimConfig, TrainConfig
-from nrdseg.data.files import DataError
-from nrdseg.engine.data_order import BatchOrder, SeededSamples, check_batch_fits
+from nrdseg.data.files import worker_errors_as_lines
+from nrdseg.engine.data_order import BatchOrder, DataPosition, SeededSamples, check_batch_fits
 from nrdseg.engine.distributed import DistInfo, all_gather_objects, mean_over_ranks
 from nrdseg.engine.logger import EventLog
 from nrdseg.engine.optim import PolySchedule, build_optimizer
+from nrdseg.engine.resume import resumed_position, resumed_schedule, warn_about_changes
 from nrdseg.engine.rng import capture_rng, restore_rng, seed_everything
 from nrdseg.engine.sync_bn import convert_sync_batchnorm
 from nrdseg.evaluation.report import result_summary
+from nrdseg.models.dataset_fit import check_dataset_fits
 from nrdseg.models.segmentor import Segmentor
 from nrdseg.ops.sync_batchnorm import check_batch_statistics
 from nrdseg.utils.progress import progress_bar
@@ -73,7 +76,9 @@ class Trainer:
     """Trains ``model`` on ``train_dataset`` and writes everything under ``work_dir``.
 
     ``evaluator(model) -> result`` (e.g. a partial of ``nrdseg.evaluation.evaluate.evaluate``)
-    is called on every rank; its ``mIoU`` picks the best checkpoint. ``config`` (the
+    is called on every rank; its ``mIoU`` picks the best checkpoint. ``val_images``, the
+    number of images it scores, gets a warning (at start, at the end and in
+    ``best/eval.json``) when it is below :data:`SMALL_VALIDATION_SET`. ``config`` (the
     resolved config tree) is stored in each checkpoint so that a resume can tell what
     changed. With ``dist.world_size > 1`` the process group must already be initialised;
     BatchNorm becomes SyncBatchNorm and the model is wrapped in DistributedDataParallel.
@@ -91,6 +96,7 @@ class Trainer:
         optim_cfg: OptimConfig | None = None,
         loader_cfg: LoaderConfig | None = None,
         evaluator: Callable[[Segmentor], dict[str, Any]] | None = None,
+        val_images: int | None = None,
         config: dict[str, Any] | None = None,
         device: str | torch.device = "cpu",
         dist: DistInfo | None = None,
@@ -104,18 +110,30 @@ class Trainer:
         self.device = torch.device(device)
         self.work_dir = Path(work_dir)
         self.evaluator = evaluator
+        #: Why best/ and its score are noisy (a small validation set), or None.
+        self.validation_note = (
+            None
+            if evaluator is None or val_images is None
+            else small_validation_note(
+                val_images,
+                selecting=0 < train_cfg.eval_interval < train_cfg.iters,
+            )
+        )
+        if self.validation_note is not None and self.dist.is_main:
+            logger.warning("%s", self.validation_note)
         self.config = config
         self.progress = progress and self.dist.is_main
         #: Event lines on the console (default: with the progress bar).
         self.console = (progress if console is None else console) and self.dist.is_main
         if train_cfg.amp == "fp16" and self.device.type != "cuda":
             raise ValueError("train.amp: 'fp16' needs a CUDA device; use 'bf16' on CPU")
-        dataset_classes = getattr(train_dataset, "num_classes", model.num_classes)
-        if dataset_classes != model.num_classes:
-            raise ValueError(
-                f"the model predicts {model.num_classes} classes but the training set has "
-                f"{dataset_classes}; set model.num_classes to {dataset_classes} or null"
-            )
+        dataset_classes = getattr(train_dataset, "num_classes", model.label_classes)
+        check_dataset_fits(
+            model,
+            train_dataset,
+            where="the training set",
+            fix=f"set model.num_classes to {dataset_classes} or null",
+        )
         model.meta = {
             key: getattr(train_dataset, key)
             for key in ("classes", "palette")
@@ -140,7 +158,10 @@ class Trainer:
         self.schedule = PolySchedule.from_config(self.optim_settings, iters=train_cfg.iters)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=train_cfg.amp == "fp16")
         self.iteration = 0
+        #: Batches read (micro-batches of any size), for the record; the data order
+        #: goes on from ``data_position``, counted in samples.
         self.consumed_batches = 0
+        self.data_position = DataPosition(dataset_size=len(train_dataset), seed=train_cfg.seed)
         self.bad_batches = 0
         #: Training samples served in place of bad ones (on_error: skip), over all ranks.
         self.skipped_samples = 0
@@ -156,12 +177,28 @@ class Trainer:
         """Continue exactly where the checkpoint ``directory`` left off."""
         checkpoint = read_checkpoint(directory)
         state, saved = checkpoint.state, checkpoint.record["model"]
+        # Read first: a run that cannot resume is refused before anything is loaded.
+        position = resumed_position(
+            state,
+            dataset_size=len(self.train_dataset),
+            seed=self.settings.seed,
+            batch_size=self.loader_settings.batch_size,
+            world_size=self.dist.world_size,
+            directory=checkpoint.directory,
+        )
+        schedule = resumed_schedule(
+            state,
+            optim=self.optim_settings,
+            iters=self.settings.iters,
+            directory=checkpoint.directory,
+        )
         source = f"{directory} ({saved['name']}, {saved['num_classes']} classes)"
         load_weights(self.model, checkpoint.weights, source=source)
         self.optimizer.load_state_dict(state.optimizer)
         self.scaler.load_state_dict(state.scaler)
         self.iteration = state.iteration
         self.consumed_batches = state.consumed_batches
+        self.data_position, self.schedule = position, schedule
         self.bad_batches = state.bad_batches
         self.skipped_samples = state.skipped_samples
         self.best_metric = state.best_metric
@@ -170,14 +207,14 @@ class Trainer:
         rngs = state.rng
         if len(rngs) != self.dist.world_size:
             logger.warning(
-                "%s was written by %d process(es), resuming with %d: the data order and "
-                "random streams will differ from an uninterrupted run",
+                "%s was written by %d process(es), resuming with %d: the data order goes on "
+                "exactly, but the random streams (dropout) differ from an uninterrupted run",
                 directory,
                 len(rngs),
                 self.dist.world_size,
             )
         restore_rng(rngs[self.dist.rank % len(rngs)])
-        _warn_about_changes(state.config, self.config, checkpoint.directory)
+        warn_about_changes(state.config, self.config, checkpoint.directory)
 
     def _training_state(self) -> TrainingState:
         return TrainingState(
@@ -191,23 +228,26 @@ class Trainer:
             scaler=self.scaler.state_dict(),
             rng=all_gather_objects(self.dist, capture_rng()),
             config=self.config,
+            data_position=dataclasses.asdict(self.data_position),
+            schedule=self.schedule.state(),
         )
 
     # -- the loop ----------------------------------------------------------------------
+    @property
+    def _global_batch(self) -> int:
+        return self.loader_settings.batch_size * self.dist.world_size
+
     def _batches(self) -> Iterator[dict[str, Any]]:
-        settings, accum = self.settings, self.optim_settings.grad_accum
-        remaining = settings.iters - self.iteration + settings.max_bad_batches - self.bad_batches
         order = BatchOrder(
             dataset_size=len(self.train_dataset),
             batch_size=self.loader_settings.batch_size,
-            seed=settings.seed,
-            start=self.consumed_batches,
-            stop=self.consumed_batches + remaining * accum,
+            seed=self.settings.seed,
+            start=self.data_position,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
         )
         workers = self.loader_settings.num_workers
-        return iter(
+        return worker_errors_as_lines(
             DataLoader(
                 SeededSamples(self.train_dataset),
                 batch_sampler=order,
@@ -285,6 +325,14 @@ class Trainer:
             bar.close()
             if events is not None:
                 events.close()
+        noted = self.validation_note is not None and self.best_iteration is not None
+        if noted and self.dist.is_main:
+            logger.warning(
+                "best/ (iteration %d, mIoU %.4f): %s",
+                self.best_iteration,
+                self.best_metric,
+                self.validation_note,
+            )
         return self.model
 
     def _step(
@@ -298,9 +346,10 @@ class Trainer:
         sums, keys, replaced = None, None, 0
         for micro in range(accum):
             waited = time.perf_counter()
-            batch = _next_batch(batches)
+            batch = next(batches)
             self.data_seconds += time.perf_counter() - waited
             self.consumed_batches += 1
+            self.data_position = self.data_position.after_batch(self._global_batch)
             replaced += int(batch["replaced"].sum())
             images = batch["image"].to(self.device, non_blocking=True)
             labels = batch["label"].to(self.device, non_blocking=True)
@@ -392,6 +441,8 @@ class Trainer:
             events.write({"event": "eval", "iter": self.iteration, **summary})
             if improved:
                 record = {"iter": self.iteration, **summary}
+                if self.validation_note is not None:
+                    record["warning"] = self.validation_note
                 with self._writing(self.work_dir / BEST):
                     best = write_best(self.work_dir, model=self.model, result=record)
                 logger.info("new best mIoU %.4f at iteration %d -> %s", miou, self.iteration, best)
@@ -432,6 +483,33 @@ class Trainer:
             ) from err
 
 
+#: Validation sets with fewer images than this are small: their mIoU has a standard
+#: error of about s / sqrt(n) for a spread s of the per-image IoU, typically 0.1-0.2,
+#: so of 1-2 points or more (10 images: 3-6 points), as large as the differences that
+#: decide which checkpoint is best.
+SMALL_VALIDATION_SET = 100
+
+
+def small_validation_note(images: int, *, selecting: bool) -> str | None:
+    """What a validation set of ``images`` images means for ``best/`` (None when it is
+    not small); ``selecting``: several evaluations pick ``best/`` among checkpoints."""
+    if images >= SMALL_VALIDATION_SET:
+        return None
+    low, high = (100 * spread / math.sqrt(max(images, 1)) for spread in (0.1, 0.2))
+    chosen = (
+        "best/ is chosen by mIoU on these same images, so it may be picked by noise and "
+        "its score is optimistic"
+        if selecting
+        else "best/'s mIoU is that noisy"
+    )
+    return (
+        f"small validation set: {images} image(s), fewer than {SMALL_VALIDATION_SET}; the "
+        f"standard error of its mIoU is about s/sqrt({images}) = {low:.0f}-{high:.0f} points "
+        f"for a typical per-image IoU spread s of 0.1-0.2; {chosen}. Validate on more "
+        "images, or score best/ on images it was not chosen on (nrdseg eval)"
+    )
+
+
 def _check_training_batch(model: nn.Module, batch_size: int) -> None:
     """The model's batch precondition, checked in training mode before any data loads."""
     was_training = model.training
@@ -440,34 +518,3 @@ def _check_training_batch(model: nn.Module, batch_size: int) -> None:
         check_batch_statistics(model, batch_size)
     finally:
         model.train(was_training)
-
-
-def _next_batch(batches: Iterator[dict[str, Any]]) -> dict[str, Any]:
-    """The next batch; a bad file met in a DataLoader worker comes back as the worker's
-    whole traceback, so its error is cut back to the one line that names the file."""
-    try:
-        return next(batches)
-    except DataError as err:
-        text = str(err).rstrip()
-        if not text.startswith(f"Caught {DataError.__name__} in DataLoader worker"):
-            raise
-        raise DataError(text.rsplit(f"{DataError.__name__}: ", 1)[-1]) from err
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
-def _warn_about_changes(old: Any, new: Any, directory: Path) -> None:
-    if not isinstance(old, dict) or not isinstance(new, dict):
-        return
-    before, after = _flatten(old), _flatten(new)
-    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-    if changed:
-        shown = "; ".join(f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in changed[:10])
-        logger.warning("resuming %s with a changed config: %s", directory, shown)

@@ -10,13 +10,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from nrdseg.data.files import DataError
+from nrdseg.data.files import DataError, worker_errors_as_lines
 from nrdseg.evaluation import runtime
 from nrdseg.evaluation.inference import infer_logits
 from nrdseg.evaluation.metrics import SegMetric
+from nrdseg.models.dataset_fit import check_dataset_fits
+from nrdseg.ops.labels import logits_to_labels
 from nrdseg.ops.resize import resize
 from nrdseg.utils.progress import progress_bar
-from nrdseg.utils.wrappers import unwrap_model
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,12 @@ def evaluate(
 ) -> dict[str, Any]:
     """Dataset-level scores of ``model`` (``SegMetric.compute()`` plus ``classes``).
 
+    A binary model (one logit) is scored on its 2-class dataset (background, class) as
+    any other: class 1 where ``sigmoid(logit) > 0.5``, a 2 x 2 confusion matrix, the IoU
+    of both classes. ValueError when the dataset does not fit the model (see
+    :func:`nrdseg.models.dataset_fit.check_dataset_fits`: class count, ignore label,
+    normalisation, class names).
+
     The model is moved to ``device``. Samples go through one at a time because their
     sizes differ; logits are resized to the label's size (the eval transform may have
     rescaled the image) before the argmax. Under torch.distributed each rank takes every
@@ -103,14 +110,20 @@ def evaluate(
     as the trainer's evaluations need).
     """
     num_classes = dataset.num_classes
-    # DDP hides the attribute: without unwrapping, the check would be skipped.
-    model_classes = getattr(unwrap_model(model), "num_classes", num_classes)
-    if model_classes != num_classes:
+    # Class count, ignore label, normalisation and class names: the model's and the
+    # dataset's must agree, or the scores are of something else (DDP unwrapped inside).
+    check_dataset_fits(
+        model,
+        dataset,
+        where="the dataset",
+        fix="evaluate on data with the classes the model was trained on",
+        names=True,
+    )
+    if max_samples is not None and max_samples < 1:
         raise ValueError(
-            f"the model predicts {model_classes} classes but the dataset has {num_classes}"
+            f"max_samples must be >= 1 or None (every sample), got {max_samples}: "
+            "0 would score no sample"
         )
-    if max_samples is not None and max_samples < 0:
-        raise ValueError(f"max_samples must be >= 0 or None, got {max_samples}")
     metric = SegMetric(num_classes, ignore_index=dataset.ignore_index, trimap_widths=trimap_widths)
     rank, world = _rank_and_world()
     count = len(dataset) if max_samples is None else min(len(dataset), max_samples)
@@ -126,7 +139,13 @@ def evaluate(
         num_workers=workers,
         pin_memory=runtime.pin_memory(device),
     )
-    for image, label, err in progress_bar(loader, desc="evaluate", enabled=progress and rank == 0):
+    bar = progress_bar(
+        worker_errors_as_lines(loader),
+        total=len(loader),
+        desc="evaluate",
+        enabled=progress and rank == 0,
+    )
+    for image, label, err in bar:
         if err is not None:
             log.warning("evaluation leaves out a sample: %s", err)
             skipped.append(str(err))
@@ -141,7 +160,7 @@ def evaluate(
                 scales=scales,
                 flip=flip,
             )
-        pred = resize(logits.float(), label.shape[-2:]).argmax(dim=1)[0]
+        pred = logits_to_labels(resize(logits.float(), label.shape[-2:]))[0]
         metric.update(pred, label.to(device, non_blocking=True))
     metric.all_reduce()
     if world > 1:

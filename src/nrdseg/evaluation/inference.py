@@ -1,7 +1,8 @@
 """Test-time inference modes: whole image, sliding window, multi-scale + flip TTA.
 
 Conventions follow mmseg: a sliding window averages the *logits* of the windows covering
-each pixel; test-time augmentation averages *softmax probabilities* over the views.
+each pixel; test-time augmentation averages *softmax probabilities* over the views (a
+binary model's sigmoid probabilities).
 """
 
 from __future__ import annotations
@@ -11,10 +12,28 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from nrdseg.ops.labels import two_class_logits
 from nrdseg.ops.resize import resize
 from nrdseg.ops.sliding_window import slide_settings, window_starts
 
 MODES = ("whole", "slide")
+
+
+def check_mode(
+    mode: str, crop_size: Sequence[int] | None, stride: Sequence[int] | None
+) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """``(crop_size, stride)`` checked for ``mode``: pairs for "slide", None for "whole".
+
+    ValueError for an unknown mode, settings :func:`slide_settings` refuses, or a crop or
+    stride given with mode "whole" (where it would be ignored).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "slide":
+        return slide_settings(crop_size, stride)
+    if crop_size is not None or stride is not None:
+        raise ValueError("crop_size and stride are used only with mode='slide'")
+    return None, None
 
 
 def slide_logits(
@@ -59,13 +78,11 @@ def infer_logits(
     With several (each scale: image resized bilinearly, prediction resized back to
     H x W; ``flip``: also the mirrored image, prediction mirrored back) the result is
     the log of the mean softmax probability, so ``softmax(result)`` is the TTA average.
+    A binary model's one channel (C = 1) averages the sigmoid instead and returns the
+    logit of the mean, so ``sigmoid(result)`` is the TTA average (and ``result > 0`` its
+    class-1 decision).
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if mode == "slide":
-        crop_size, stride = slide_settings(crop_size, stride)
-    elif crop_size is not None or stride is not None:
-        raise ValueError("crop_size and stride are used only with mode='slide'")
+    crop_size, stride = check_mode(mode, crop_size, stride)
     scales = tuple(float(s) for s in scales)
     if not scales or any(not s > 0 for s in scales):
         raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {scales}")
@@ -95,9 +112,12 @@ def infer_logits(
                     logits = run(view)
                     if flipped:
                         logits = logits.flip(-1)
-                    p = resize(logits, (height, width)).float().softmax(dim=1)
+                    p = two_class_logits(resize(logits, (height, width)).float()).softmax(dim=1)
                     probs = p if probs is None else probs + p
             mean = probs / (len(scales) * (2 if flip else 1))
-            return mean.clamp_min(torch.finfo(mean.dtype).tiny).log()
+            log_mean = mean.clamp_min(torch.finfo(mean.dtype).tiny).log()
+            if logits.shape[1] == 1:  # the logit of the mean sigmoid: log p1 - log p0
+                return log_mean[:, 1:] - log_mean[:, :1]
+            return log_mean
     finally:
         model.train(was_training)

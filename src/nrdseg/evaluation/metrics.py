@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from nrdseg.ops.labels import IGNORE_INDEX
+
 LabelArray = torch.Tensor | np.ndarray
 
 
@@ -127,7 +129,7 @@ class SegMetric:
         self,
         num_classes: int,
         *,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         trimap_widths: Sequence[int] = (3, 5, 10, 20),
     ) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
@@ -137,6 +139,11 @@ class SegMetric:
             raise ValueError(f"trimap_widths must be positive ints, got {widths!r}")
         if len(set(widths)) != len(widths):
             raise ValueError(f"trimap_widths must not repeat a width, got {widths!r}")
+        if 0 <= ignore_index < num_classes:
+            raise ValueError(
+                f"ignore_index {ignore_index} is one of the class ids 0..{num_classes - 1}: "
+                "that class would never be scored"
+            )
         self.num_classes = num_classes
         self.ignore_index = int(ignore_index)
         self.trimap_widths = widths

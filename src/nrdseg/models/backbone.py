@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 from torch import nn
 
@@ -23,7 +22,11 @@ from nrdseg.models.efficientnet_lite import (
     lukemelas_to_timm,
 )
 from nrdseg.models.shapes import LEVELS, ShapeSpec
+from nrdseg.utils.optional import lazy_import
 from nrdseg.utils.wrappers import strip_wrapper_prefixes
+
+# Imported at first use: `nrdseg models` lists the zoo without timm's seconds of imports.
+timm = lazy_import("timm")
 
 logger = logging.getLogger("nrdseg")
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
-from nrdseg.checkpoint.format import WEIGHTS_FILE, load_weights, read_record
+from nrdseg.checkpoint.format import WEIGHTS_FILE, load_weights, read_record, read_weights
 from nrdseg.checkpoint.resolve import checkpoint_directory
 from nrdseg.models.segmentor import Segmentor
 from nrdseg.models.zoo import LOSS_OPTIONS, create_model
@@ -37,5 +36,5 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Segme
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"{directory}: no {WEIGHTS_FILE}")
-    load_weights(model, load_file(str(weights)), source=str(weights))
+    load_weights(model, read_weights(weights), source=str(weights))
     return model.to(device).eval()

@@ -9,6 +9,13 @@ sampler is written here.
 
 Every term skips ``ignore_index`` pixels. Terms hold no parameters or buffers, so a
 model's ``state_dict`` does not depend on its loss.
+
+A binary model (one logit, ``num_classes=1``, labels 0/1) gets each term's binary form:
+cross-entropy becomes the binary cross-entropy of the sigmoid (mmseg's ``use_sigmoid``),
+smp's losses run in their ``mode="binary"`` (Dice of the sigmoid, focal on the one logit,
+the Lovasz hinge), OHEM reads the sigmoid's probability of the label. Settings that make
+the loss identically 0 (every weight 0, a softmax over one logit, OHEM keeping no pixel)
+are refused where they are built, naming the key.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import torch
 from torch import nn
 
 from nrdseg.ops.cross_entropy import cross_entropy
+from nrdseg.ops.labels import IGNORE_INDEX, label_classes, two_class_logits
 from nrdseg.utils.optional import optional_import
 
 #: Accepted by a term's ``class_weight``: computed from the training set's label counts.
@@ -44,6 +52,11 @@ def _class_weight_tensor(class_weight: Sequence[float] | None) -> torch.Tensor |
     weights = torch.tensor([float(w) for w in class_weight], dtype=torch.float32)
     if (weights < 0).any() or not torch.isfinite(weights).all():
         raise ValueError(f"class_weight: expected finite numbers >= 0, got {list(class_weight)}")
+    if not (weights > 0).any():
+        raise ValueError(
+            f"class_weight: every weight is 0 ({list(class_weight)}), so every pixel's loss "
+            "is 0 and nothing is learned; give the classes to learn a weight > 0"
+        )
     return weights
 
 
@@ -51,18 +64,29 @@ class LossTerm(nn.Module):
     """One entry of ``loss_decode``: ``forward(logits, target)`` -> scalar x ``loss_weight``.
 
     ``logits`` float (B, C, H, W) at the label size; ``target`` int64 (B, H, W) with
-    values in ``[0, C)`` or ``ignore_index``. ``weight`` (optional, float (B, H, W)) is the
-    OHEM sampler's 0/1 pixel mask; terms without per-pixel losses see unkept pixels as ignored.
-    ``avg_non_ignore`` is the model's, for the terms that average over pixels.
+    values in ``[0, C)`` (0/1 for a binary model's C = 1) or ``ignore_index``. ``weight``
+    (optional, float (B, H, W)) is the OHEM sampler's 0/1 pixel mask; terms without
+    per-pixel losses see unkept pixels as ignored. ``avg_non_ignore`` is the model's, for
+    the terms that average over pixels. :meth:`bind` (called by :class:`DecodeLoss`) gives
+    the model's ignore label and whether it is binary.
     """
 
     default_name = "loss"
 
     def __init__(self, *, loss_weight: float = 1.0, loss_name: str | None = None) -> None:
         super().__init__()
-        self.loss_weight = float(loss_weight)
+        weight = float(loss_weight)
+        if not weight >= 0 or weight == float("inf"):
+            raise ValueError(f"loss_weight: expected a finite number >= 0, got {loss_weight!r}")
+        self.loss_weight = weight
         self.loss_name = loss_name or self.default_name
-        self.ignore_index = 255
+        self.ignore_index = IGNORE_INDEX
+        self.binary = False
+
+    def bind(self, *, ignore_index: int, binary: bool) -> None:
+        """Take the model's ignore label and mode; ValueError for an option the mode lacks."""
+        self.ignore_index = ignore_index
+        self.binary = binary
 
     def forward(
         self,
@@ -89,6 +113,11 @@ class CrossEntropyLoss(LossTerm):
     ``avg_non_ignore`` picks the denominator (None: the model's ``avg_non_ignore``):
     True the labelled pixels, False all pixels, as in mmseg; class weights and the
     sampler's mask scale pixel losses without entering it.
+
+    ``use_sigmoid`` (mmseg's key; None: follow the model) is the binary cross-entropy of a
+    one-logit model's sigmoid, and softmax cross-entropy otherwise. Asking for softmax on
+    a binary model (its loss would be 0: a softmax over one logit is constant), or for
+    sigmoid on a multi-class one (mmseg's one-vs-rest form is not available), is refused.
     """
 
     default_name = "loss_ce"
@@ -100,10 +129,27 @@ class CrossEntropyLoss(LossTerm):
         loss_name: str | None = None,
         class_weight: Sequence[float] | None = None,
         avg_non_ignore: bool | None = None,
+        use_sigmoid: bool | None = None,
     ) -> None:
         super().__init__(loss_weight=loss_weight, loss_name=loss_name)
         self.class_weight = _class_weight_tensor(class_weight)
         self.avg_non_ignore = avg_non_ignore
+        self.use_sigmoid = use_sigmoid
+
+    def bind(self, *, ignore_index: int, binary: bool) -> None:
+        super().bind(ignore_index=ignore_index, binary=binary)
+        if binary and self.use_sigmoid is False:
+            raise ValueError(
+                "use_sigmoid: false asks for a softmax over the one logit of this binary "
+                "(num_classes: 1) model; it is constant, so the loss would be 0. Drop "
+                "use_sigmoid (a binary model trains the sigmoid's binary cross-entropy), "
+                "or set num_classes: 2 for a two-class softmax"
+            )
+        if not binary and self.use_sigmoid:
+            raise ValueError(
+                "use_sigmoid: true needs a one-logit binary model (num_classes: 1); a "
+                "multi-class model trains the softmax cross-entropy (drop use_sigmoid)"
+            )
 
     def compute(
         self,
@@ -129,7 +175,8 @@ def _smp_losses() -> Any:
 
 
 class _SmpTerm(LossTerm):
-    """smp's loss ``smp_name`` in ``multiclass`` mode; OHEM-unkept pixels are ignored."""
+    """smp's loss ``smp_name`` in ``multiclass`` mode (``binary`` for a one-logit model);
+    OHEM-unkept pixels are ignored."""
 
     smp_name = ""
 
@@ -138,8 +185,22 @@ class _SmpTerm(LossTerm):
         if "class_weights" in options:  # given only where smp has them
             weights = _class_weight_tensor(options["class_weights"])
             options["class_weights"] = None if weights is None else weights.tolist()
+        self.options = options
+        self.loss = self._smp_loss("multiclass")
+
+    def _smp_loss(self, mode: str) -> nn.Module:
         loss_class = getattr(_smp_losses(), self.smp_name)
-        self.loss = loss_class("multiclass", ignore_index=self.ignore_index, **options)
+        return loss_class(mode, ignore_index=self.ignore_index, **self.options)
+
+    def bind(self, *, ignore_index: int, binary: bool) -> None:
+        super().bind(ignore_index=ignore_index, binary=binary)
+        if binary and self.options.get("class_weights") is not None:
+            raise ValueError(
+                f"class_weight: smp's binary {self.smp_name} takes no class weights; drop "
+                "class_weight for this binary (num_classes: 1) model"
+                + (" (alpha weights class 1 against background)" if "alpha" in self.options else "")
+            )
+        self.loss = self._smp_loss("binary" if binary else "multiclass")
 
     def compute(
         self,
@@ -241,6 +302,7 @@ class OHEMPixelSampler:
     ``max(thresh, p_k)`` are kept, ``p_k`` being the ``k``-th smallest such probability
     and ``k = min_kept x batch size``, so at least ``k`` pixels stay when that many are
     labelled. Without ``thresh``, exactly the ``k`` pixels with the largest cross-entropy.
+    A binary model's probability of its label is the sigmoid's (1 - sigmoid for label 0).
     """
 
     def __init__(self, *, thresh: float | None = None, min_kept: int = 100000) -> None:
@@ -248,16 +310,25 @@ class OHEMPixelSampler:
             raise ValueError(f"thresh: must be in (0, 1] or null, got {thresh}")
         if min_kept < 0:
             raise ValueError(f"min_kept: must be >= 0, got {min_kept}")
+        if min_kept == 0 and thresh is None:
+            raise ValueError(
+                "min_kept: 0 without a thresh keeps no pixel, so the decode loss would be 0; "
+                "give min_kept > 0 or a thresh"
+            )
         self.thresh = thresh
         self.min_kept = min_kept
-        self.ignore_index = 255
+        self.ignore_index = IGNORE_INDEX
 
     @torch.no_grad()
     def sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """float (B, H, W): 1 for kept pixels, 0 for the rest and for ignored ones."""
         kept = self.min_kept * target.shape[0]
         valid = target != self.ignore_index
-        prob = logits.float().softmax(1).gather(1, target.masked_fill(~valid, 0)[:, None])[:, 0]
+        prob = (
+            two_class_logits(logits.float())
+            .softmax(1)
+            .gather(1, target.masked_fill(~valid, 0)[:, None])[:, 0]
+        )
         valid_prob = prob[valid]
         keep_valid = torch.zeros_like(valid_prob)
         if self.thresh is not None:
@@ -277,10 +348,13 @@ class OHEMPixelSampler:
 class DecodeLoss(nn.Module):
     """The sum of ``terms`` on the decoder's logits, after the optional OHEM ``sampler``.
 
-    ``ignore_index`` reaches every term; ``forward``'s ``avg_non_ignore`` (default: the
-    one given here) every term that does not set its own.
+    ``ignore_index`` and ``binary`` (a one-logit model: each term's binary form) reach
+    every term; ``forward``'s ``avg_non_ignore`` (default: the one given here) every term
+    that does not set its own.
 
     ``forward(logits, target)`` returns each term's weighted value by its ``loss_name``.
+    ValueError, naming ``key[i]`` (``loss_decode``: create_model's option), for no term,
+    every ``loss_weight`` 0 (the loss would be 0), or an option the model's mode lacks.
     """
 
     def __init__(
@@ -288,27 +362,35 @@ class DecodeLoss(nn.Module):
         terms: Sequence[LossTerm],
         *,
         sampler: OHEMPixelSampler | None = None,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         avg_non_ignore: bool = False,
+        binary: bool = False,
+        key: str = "loss_decode",
     ) -> None:
         super().__init__()
         if not terms:
-            raise ValueError("loss_decode: needs at least one loss")
+            raise ValueError(f"{key}: needs at least one loss")
         names = [term.loss_name for term in terms]
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise ValueError(
-                f"loss_decode: loss_name {repeated[0]!r} is used twice; give each term its "
-                "own loss_name"
+                f"{key}: loss_name {repeated[0]!r} is used twice; give each term its own loss_name"
+            )
+        if all(term.loss_weight == 0 for term in terms):
+            raise ValueError(
+                f"{key}: every term has loss_weight 0, so the decode loss is 0 and the "
+                "decoder never learns; give at least one term a loss_weight > 0"
             )
         self.terms = nn.ModuleList(terms)
         self.sampler = sampler
         self.ignore_index = ignore_index
         self.avg_non_ignore = avg_non_ignore
-        for term in self.terms:
-            term.ignore_index = ignore_index
-            if isinstance(term, _SmpTerm):
-                term.loss.ignore_index = ignore_index
+        self.binary = binary
+        for index, term in enumerate(self.terms):
+            try:
+                term.bind(ignore_index=ignore_index, binary=binary)
+            except ValueError as err:
+                raise ValueError(f"{key}[{index}].{err}") from err
         if sampler is not None:
             sampler.ignore_index = ignore_index
 
@@ -332,7 +414,8 @@ def build_loss_term(
 ) -> LossTerm:
     """A term from ``{"type": "dice", "loss_weight": 0.5, ...}``; errors name the key.
 
-    ``class_weight`` must hold ``num_classes`` numbers when ``num_classes`` is given.
+    ``class_weight`` must hold one number per class when ``num_classes`` (the model's
+    output channels) is given: 2 for a binary model's 1 (background, class 1).
     """
     if not isinstance(spec, Mapping) or "type" not in spec:
         raise ValueError(f"{where}: expected a mapping with a 'type', got {spec!r}")
@@ -349,10 +432,11 @@ def build_loss_term(
         )
     class_weight = options.get("class_weight")
     sized = isinstance(class_weight, (list, tuple)) and num_classes is not None
-    if sized and len(class_weight) != num_classes:
+    if sized and len(class_weight) != label_classes(num_classes):
+        binary = " of this binary model: background, class 1" if num_classes == 1 else ""
         raise ValueError(
-            f"{where}.class_weight: expected {num_classes} numbers (one per class), "
-            f"got {len(class_weight)}"
+            f"{where}.class_weight: expected {label_classes(num_classes)} numbers (one per "
+            f"class{binary}), got {len(class_weight)}"
         )
     try:
         return cls(**options)
@@ -365,19 +449,21 @@ def build_decode_loss(
     sampler: Mapping[str, Any] | None = None,
     *,
     num_classes: int | None = None,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     avg_non_ignore: bool = False,
+    key: str = "loss_decode",
 ) -> DecodeLoss:
     """``create_model``'s ``loss_decode`` / ``sampler`` options as a :class:`DecodeLoss`.
 
     ``loss_decode`` None is cross-entropy alone; ``sampler`` is ``{"type": "ohem",
-    "thresh": ..., "min_kept": ...}`` (``type`` optional) or None.
+    "thresh": ..., "min_kept": ...}`` (``type`` optional) or None. ``num_classes`` is the
+    model's output channels: 1 builds every term's binary form. Errors name ``key``.
     """
     specs = loss_decode if loss_decode is not None else [{"type": "cross_entropy"}]
     if isinstance(specs, Mapping):
         specs = [specs]
     terms = [
-        build_loss_term(spec, num_classes=num_classes, where=f"loss_decode[{i}]")
+        build_loss_term(spec, num_classes=num_classes, where=f"{key}[{i}]")
         for i, spec in enumerate(specs)
     ]
     pixel_sampler = None
@@ -389,8 +475,15 @@ def build_decode_loss(
             pixel_sampler = OHEMPixelSampler(**options)
         except TypeError as err:
             raise ValueError(f"sampler: {err}; valid keys: type, thresh, min_kept") from err
+        except ValueError as err:
+            raise ValueError(f"sampler.{err}") from err
     return DecodeLoss(
-        terms, sampler=pixel_sampler, ignore_index=ignore_index, avg_non_ignore=avg_non_ignore
+        terms,
+        sampler=pixel_sampler,
+        ignore_index=ignore_index,
+        avg_non_ignore=avg_non_ignore,
+        binary=num_classes == 1,
+        key=key,
     )
 
 

@@ -17,6 +17,7 @@ from nrdseg.models.inputs import ImageLike, to_batch
 from nrdseg.models.loss_terms import DecodeLoss, build_decode_loss
 from nrdseg.models.shapes import LEVELS, NECK, ShapeSpec
 from nrdseg.ops.cross_entropy import cross_entropy
+from nrdseg.ops.labels import IGNORE_INDEX, check_ignore_index, label_classes
 from nrdseg.ops.normalize import IMAGENET_MEAN, IMAGENET_STD
 from nrdseg.ops.resize import resize
 from nrdseg.ops.sync_batchnorm import check_batch_statistics
@@ -29,6 +30,19 @@ def encoder_shapes(backbone: nn.Module, neck: nn.Module) -> dict[str, ShapeSpec]
     shapes = dict(backbone.shapes)
     shapes[NECK] = ShapeSpec(neck.out_channels, shapes[LEVELS[-1]].stride)
     return shapes
+
+
+def check_aux_weight(aux_weight: Any, *, aux: bool) -> None:
+    """ValueError unless ``aux_weight`` is a finite number >= 0, and > 0 with an aux head
+    (0 would train the head on nothing)."""
+    number = isinstance(aux_weight, (int, float)) and not isinstance(aux_weight, bool)
+    if not (number and 0 <= aux_weight < float("inf")):
+        raise ValueError(f"aux_weight: expected a finite number >= 0, got {aux_weight!r}")
+    if aux and aux_weight == 0:
+        raise ValueError(
+            "aux_weight: 0 trains the auxiliary head on nothing (its loss is multiplied by "
+            "0); set aux: false to build the model without it"
+        )
 
 
 class Segmentor(nn.Module):
@@ -44,6 +58,15 @@ class Segmentor(nn.Module):
     the summed loss by all pixels of the labels, ignored ones included; True by the
     labelled pixels only (PyTorch's mean). See :func:`nrdseg.ops.cross_entropy.cross_entropy`.
     The pixels the model pads to /32 inside never count.
+
+    ``num_classes=1`` is a binary model (see :mod:`nrdseg.ops.labels`): one logit, labels
+    0 (background) and 1, the binary form of every loss term, and predictions of 1 where
+    ``sigmoid(logit) > 0.5``. :attr:`label_classes` is then 2, the classes its labels,
+    predictions, metrics and ``meta`` (names, palette) hold. ``ignore_index`` must not be
+    one of those class ids; nrdseg's datasets, transforms and metrics use 255.
+
+    ValueError for settings that would train on nothing: an ``ignore_index`` inside the
+    class ids, an ``aux_weight`` below 0, or 0 with an auxiliary head.
 
     Parts: ``backbone`` returns its four levels by name and gives their ``shapes``
     (:class:`~nrdseg.models.backbone.TimmBackbone`), ``neck`` turns the last level into
@@ -62,7 +85,7 @@ class Segmentor(nn.Module):
         num_classes: int,
         aux_head: DecodeHead | None = None,
         aux_weight: float = 0.4,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         avg_non_ignore: bool = False,
         decode_loss: DecodeLoss | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
@@ -71,6 +94,14 @@ class Segmentor(nn.Module):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        check_ignore_index(ignore_index, num_classes=num_classes)
+        check_aux_weight(aux_weight, aux=aux_head is not None)
+        if decode_loss is not None and decode_loss.binary != (num_classes == 1):
+            raise ValueError(
+                f"decode_loss was built for a {'binary' if decode_loss.binary else 'multi-class'}"
+                f" model, this one has {num_classes} output channel(s); build it with "
+                f"build_decode_loss(..., num_classes={num_classes})"
+            )
         self.backbone = backbone
         self.neck = neck
         self.decoder = decoder
@@ -81,7 +112,7 @@ class Segmentor(nn.Module):
         self.avg_non_ignore = avg_non_ignore
         #: The decoder's loss terms (cross-entropy alone unless given); no parameters.
         if decode_loss is None:
-            decode_loss = build_decode_loss(ignore_index=ignore_index)
+            decode_loss = build_decode_loss(num_classes=num_classes, ignore_index=ignore_index)
         self.decode_loss = decode_loss
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
@@ -89,6 +120,16 @@ class Segmentor(nn.Module):
         self.config: dict[str, Any] = {}
         #: Dataset metadata saved with the weights: ``classes`` (names), ``palette`` (RGB).
         self.meta: dict[str, Any] = {}
+
+    @property
+    def binary(self) -> bool:
+        """True for a one-logit model: labels 0/1, class 1 where ``sigmoid(logit) > 0.5``."""
+        return self.num_classes == 1
+
+    @property
+    def label_classes(self) -> int:
+        """The class ids its labels and predictions hold: ``num_classes``, or 2 if binary."""
+        return label_classes(self.num_classes)
 
     # -- shapes and checks -------------------------------------------------------------
     def _check_images(self, images: torch.Tensor) -> None:
@@ -161,7 +202,8 @@ class Segmentor(nn.Module):
         """The decode loss on logits upsampled to the label size, + aux_weight x auxiliary.
 
         Returns ``loss`` (the total), ``loss_main`` (the decode terms' weighted sum),
-        ``loss_aux`` (cross-entropy of the auxiliary head, when it runs) and, when
+        ``loss_aux`` (cross-entropy of the auxiliary head, when it runs; binary for a
+        binary model) and, when
         ``decode_loss`` has several terms, each by its ``loss_name``.
         """
         self._check_images(images)
@@ -178,12 +220,14 @@ class Segmentor(nn.Module):
             )
         # Before the model runs: cross-entropy would fail only after the whole forward pass
         # (on CUDA as an unreadable device-side assert); the backbone first on small crops.
-        outside = (labels != self.ignore_index) & ((labels < 0) | (labels >= self.num_classes))
+        classes = self.label_classes
+        outside = (labels != self.ignore_index) & ((labels < 0) | (labels >= classes))
         if outside.any():
             values = labels[outside].unique()[:5].tolist()
+            kind = "binary (one-logit)" if self.binary else f"{classes}-class"
             raise ValueError(
-                f"labels hold {values}, not classes of this {self.num_classes}-class model; "
-                f"expected 0..{self.num_classes - 1} or {self.ignore_index} (ignore)"
+                f"labels hold {values}, not classes of this {kind} model; "
+                f"expected 0..{classes - 1} or {self.ignore_index} (ignore)"
             )
         if self.training:
             check_batch_statistics(self, images.shape[0])
@@ -238,7 +282,8 @@ class Segmentor(nn.Module):
         """``self(images).argmax(1)`` without full-resolution float logits, in the current mode.
 
         The decoder's native-resolution logits are upsampled and reduced band by band
-        (:func:`nrdseg.ops.upsample_argmax.upsample_argmax`); labels are uint8 for <= 255 classes.
+        (:func:`nrdseg.ops.upsample_argmax.upsample_argmax`); labels are uint8 for <= 255
+        classes. A binary model gives 1 where ``sigmoid(logit) > 0.5`` (logit > 0), else 0.
         """
         self._check_images(images)
         height, width = images.shape[-2:]

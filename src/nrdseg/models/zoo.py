@@ -20,13 +20,19 @@ from nrdseg.models.heads import (
     DUCHead,
     DUpsamplingHead,
     DySampleHead,
+    FADEHead,
     FCNHead,
     FreqFusionHead,
+    IFAHead,
     NRDHead,
+    SAPAHead,
+    SegFormerHead,
+    SegFormerLinearHead,
 )
 from nrdseg.models.loss_terms import DecodeLoss, build_decode_loss
 from nrdseg.models.segmentor import Segmentor, encoder_shapes
 from nrdseg.models.shapes import LEVELS, ShapeSpec
+from nrdseg.ops.labels import IGNORE_INDEX
 
 #: ASPP dilations per encoder output stride (stride 32: official NRD; 8/16: DeepLab's).
 DEFAULT_DILATIONS = {32: NRD_DILATIONS, 16: (1, 6, 12, 18), 8: (1, 12, 24, 36)}
@@ -80,7 +86,7 @@ def build_training_parts(
     num_classes: int,
     aux: bool = True,
     aux_channels: int = 256,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     loss_decode: Sequence[Mapping[str, Any]] | None = None,
     sampler: Mapping[str, Any] | None = None,
 ) -> tuple[FCNHead | None, DecodeLoss]:
@@ -287,6 +293,35 @@ for _name, _spec in {
     ),
     "dupsample_r50": ModelSpec(
         DUpsamplingHead, "ResNet-50c + ASPP + DUpsampling, r = 32, 256-d code", _R50
+    ),
+    "fade_r50": ModelSpec(
+        FADEHead, "ResNet-50c + ASPP + FPN with 3 FADE x2 steps (Lu et al., ECCV 2022)", _R50
+    ),
+    "sapa_r50": ModelSpec(
+        SAPAHead, "ResNet-50c + ASPP + FPN with 3 SAPA-G x2 steps (Lu et al., NeurIPS 2022)", _R50
+    ),
+    "segformer_r50": ModelSpec(
+        SegFormerHead,
+        "ResNet-50c + ASPP + SegFormer all-MLP head (NeurIPS 2021; mmseg's), C = 256",
+        _R50,
+    ),
+    "segformer_r50_slim": ModelSpec(
+        SegFormerHead,
+        "SegFormer all-MLP head, C = 144: NRD's decoder GMACs",
+        _R50,
+        {"channels": 144},
+    ),
+    "segformer_r50_linear": ModelSpec(
+        SegFormerLinearHead, "SegFormer all-MLP head, the paper's linear projections, C = 256", _R50
+    ),
+    "ifa_r50": ModelSpec(
+        IFAHead, "ResNet-50c + ASPP + IFA (ECCV 2022), released widths 256 / 512-256-256", _R50
+    ),
+    "ifa_r50_slim": ModelSpec(
+        IFAHead,
+        "IFA at half the released widths (128 / 256-128-128): NRD's decoder GMACs",
+        _R50,
+        {"channels": 128, "hidden_channels": 256, "mlp_channels": 128},
     ),
 }.items():
     register_model(_name, _spec)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from nrdseg.ops.labels import IGNORE_INDEX, two_class_logits
+
 
 def cross_entropy(
     logits: torch.Tensor,
     target: torch.Tensor,
     *,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     avg_non_ignore: bool = False,
     class_weight: torch.Tensor | None = None,
     weight: torch.Tensor | None = None,
@@ -29,7 +31,13 @@ def cross_entropy(
     weight and ``weight`` (float (B, H, W), e.g. the OHEM sampler's 0/1 mask) by its own,
     neither entering the denominator (``F.cross_entropy``'s weighted mean divides by the
     summed class weights instead).
+
+    One channel (C = 1, a binary model, labels 0/1) gives the binary cross-entropy of
+    ``sigmoid(logit)`` (``F.binary_cross_entropy_with_logits``): the softmax cross-entropy
+    of the two-class logits ``(0, logit)``, so ``class_weight`` then holds 2 numbers
+    (background, class 1). A softmax over one channel would be constant, its loss 0.
     """
+    logits = two_class_logits(logits)
     if class_weight is not None:
         class_weight = class_weight.to(device=logits.device, dtype=torch.float32)
     pixels = F.cross_entropy(

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from nrdseg.ops.carafe import sliding_windows
+
 #: The 3x3 window's taps, row-major, without the centre (tap 4): the output's channels.
 NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 
@@ -28,10 +30,7 @@ def local_cosine_similarity(
     zero vector (similarity 0), as in the official code's zero-padded windows.
     """
     unit = F.normalize(x, dim=1, eps=eps)
-    span = 2 * dilation + 1
-    padded = F.pad(unit, (dilation,) * 4)  # zero vectors outside the map
-    windows = padded.unfold(2, span, 1).unfold(3, span, 1)[..., ::dilation, ::dilation]
-    windows = windows.flatten(-2)  # (B, C, H, W, 9), row-major taps
+    windows = sliding_windows(unit, 3, dilation=dilation)  # (B, C, H, W, 9), zeros outside
     neighbours = torch.cat([windows[..., :4], windows[..., 5:]], dim=-1)  # drop the centre
     # a contraction over channels batched over pixels: a bmm, whose MACs are counted
     return torch.einsum("bchw,bchwn->bnhw", unit, neighbours)

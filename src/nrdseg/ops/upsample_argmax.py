@@ -6,6 +6,7 @@ of source rows [a, b) therefore owns output rows [a*f, b*f), and those rows read
 source rows a-1 .. b. Upsampling the slice [a-1, b+1) to f times its height puts the
 same numbers, computed the same way, on those output rows as upsampling the whole map,
 so the argmax is bit-identical while only one band of float logits exists at a time.
+A binary model's single channel is thresholded (``logit > 0``) instead, band by band too.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from nrdseg.ops.labels import label_classes, logits_to_labels
+
 #: Default size of one band of upsampled float logits.
 DEFAULT_BAND_BYTES = 16 * 2**20
 
 
 def label_dtype(num_classes: int) -> torch.dtype:
-    """The smallest integer type for labels 0 .. num_classes-1 (uint8 keeps 255 for ignore)."""
-    if num_classes <= 255:
+    """The smallest integer type for the labels of a ``num_classes``-channel model
+    (uint8 keeps 255 for ignore)."""
+    if label_classes(num_classes) <= 255:
         return torch.uint8
     if num_classes <= torch.iinfo(torch.int16).max:
         return torch.int16
@@ -44,7 +48,8 @@ def upsample_argmax(
     """argmax over classes of ``logits`` (B, C, h, w) bilinearly resized to ``size``.
 
     Returns (B, crop_h, crop_w) labels of :func:`label_dtype`, equal to
-    ``F.interpolate(logits, size, mode="bilinear")[..., :crop_h, :crop_w].argmax(1)``.
+    ``F.interpolate(logits, size, mode="bilinear")[..., :crop_h, :crop_w].argmax(1)``, or
+    for one channel (a binary model) to ``... [:, 0] > 0`` (see :mod:`nrdseg.ops.labels`).
     Heights that are not a power-of-two multiple of h fall back to one whole-map band.
     """
     batch, classes, height, width = logits.shape
@@ -56,11 +61,11 @@ def upsample_argmax(
         )
     labels = torch.empty(batch, crop_h, crop_w, dtype=label_dtype(classes), device=logits.device)
     if (height, width) == (out_h, out_w):
-        labels.copy_(logits[..., :crop_h, :crop_w].argmax(dim=1))
+        labels.copy_(logits_to_labels(logits[..., :crop_h, :crop_w]))
         return labels
     if not _band_exact(height, out_h):
         full = F.interpolate(logits, size=(out_h, out_w), mode="bilinear", align_corners=False)
-        labels.copy_(full[..., :crop_h, :crop_w].argmax(dim=1))
+        labels.copy_(logits_to_labels(full[..., :crop_h, :crop_w]))
         return labels
     factor = out_h // height
     row_bytes = batch * classes * factor * out_w * logits.element_size()
@@ -77,6 +82,8 @@ def upsample_argmax(
         )
         first, last = start * factor, min(stop * factor, crop_h)
         offset = first - lo * factor
-        labels[:, first:last] = band[:, :, offset : offset + last - first, :crop_w].argmax(dim=1)
+        labels[:, first:last] = logits_to_labels(
+            band[:, :, offset : offset + last - first, :crop_w]
+        )
         del band  # else the next band is allocated while this one is still referenced
     return labels

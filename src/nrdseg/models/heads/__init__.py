@@ -7,9 +7,13 @@ from nrdseg.models.heads.deeplabv3plus import DeepLabV3PlusHead
 from nrdseg.models.heads.duc import DUCHead
 from nrdseg.models.heads.dupsampling import DUpsamplingHead
 from nrdseg.models.heads.dysample import DeepLabV3PlusDySampleHead, DySampleHead
+from nrdseg.models.heads.fade import FADEHead
 from nrdseg.models.heads.fcn import FCNHead
 from nrdseg.models.heads.freqfusion import FreqFusionHead
+from nrdseg.models.heads.ifa import IFAHead
 from nrdseg.models.heads.nrd import NRDHead
+from nrdseg.models.heads.sapa import SAPAHead
+from nrdseg.models.heads.segformer import SegFormerHead, SegFormerLinearHead
 
 __all__ = [
     "BilinearHead",
@@ -20,7 +24,12 @@ __all__ = [
     "DeepLabV3PlusDySampleHead",
     "DeepLabV3PlusHead",
     "DySampleHead",
+    "FADEHead",
     "FCNHead",
     "FreqFusionHead",
+    "IFAHead",
     "NRDHead",
+    "SAPAHead",
+    "SegFormerHead",
+    "SegFormerLinearHead",
 ]

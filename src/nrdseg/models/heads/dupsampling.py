@@ -14,6 +14,7 @@ from torch import nn
 from nrdseg.models.blocks import ConvBNReLU
 from nrdseg.models.heads.base import DecodeHead
 from nrdseg.ops.label_patches import collect_patches, one_hot_patches, pca_basis
+from nrdseg.ops.labels import IGNORE_INDEX, label_classes
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ def fit_dupsampling_basis(
     num_classes: int,
     channels: int,
     max_patches: int = 2048,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     seed: int = 0,
 ) -> DUpsamplingBasis:
     """PCA of the one-hot r x r patches of training label maps, Tian et al.'s W.
@@ -45,7 +46,8 @@ def fit_dupsampling_basis(
     Takes a uniform sample of at most ``max_patches`` ignore-free patches (streaming, so any
     iterable of (H, W) label tensors works, e.g. ``(d["label"] for d in dataset)``) and
     keeps the top ``channels`` principal directions. Load it with
-    :meth:`DUpsamplingHead.load_basis`.
+    :meth:`DUpsamplingHead.load_basis`. For a binary head (``num_classes=1``, labels 0/1)
+    the patches are those of class 1 alone, the one channel the head reconstructs.
     """
     patches = collect_patches(
         labels,
@@ -55,7 +57,11 @@ def fit_dupsampling_basis(
         ignore_index=ignore_index,
         seed=seed,
     )
-    vectors = one_hot_patches(patches, num_classes=num_classes, ignore_index=ignore_index)
+    vectors = one_hot_patches(
+        patches, num_classes=label_classes(num_classes), ignore_index=ignore_index
+    )
+    if num_classes == 1:  # class-major: class 1's r x r block is the second half
+        vectors = vectors[:, ratio * ratio :]
     mean, weight = pca_basis(vectors, channels)
     return DUpsamplingBasis(weight=weight, mean=mean, ratio=ratio, num_classes=num_classes)
 
