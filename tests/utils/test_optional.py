@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import subprocess
 import sys
 
 import pytest
@@ -39,9 +40,25 @@ def test_lazy_import_runs_the_module_at_its_first_attribute_access(tmp_path, mon
     module = lazy_import("nrdseg_lazy_probe")
     try:
         assert builtins.RUNS == []  # not run yet
+        assert "nrdseg_lazy_probe" not in sys.modules  # scans of sys.modules do not run it
         assert module.VALUE == 42 and builtins.RUNS == [1]
-        assert lazy_import("nrdseg_lazy_probe") is module  # once
+        assert lazy_import("nrdseg_lazy_probe") is sys.modules["nrdseg_lazy_probe"]  # once
+        assert module.VALUE == 42 and builtins.RUNS == [1]
     finally:
         sys.modules.pop("nrdseg_lazy_probe", None)
     with pytest.raises(ImportError, match="nrdseg_no_such_package"):
         lazy_import("nrdseg_no_such_package")
+
+
+def test_a_deferred_timm_lets_torch_finish_its_own_imports():
+    """With timm a LazyLoader module in sys.modules, torch.testing.assert_close (which
+    imports torch.distributed.tensor, whose operator registration scans sys.modules) ran
+    timm's import inside torch's: 'cannot import name DeviceMesh' (circular import)."""
+    script = (
+        "import nrdseg.models, torch, sys\n"
+        "assert 'timm' not in sys.modules\n"
+        "torch.testing.assert_close(torch.ones(1), torch.ones(1))\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-800:]

@@ -29,7 +29,11 @@ STUDY_MODELS: dict[str, tuple[str, str, str]] = {
     "duc": ("duc_r50", "decoder", "DUC (Table 3)"),
     "carafe": ("carafe_r50", "decoder", "CARAFE (Table 3)"),
     "dupsample": ("dupsample_r50", "decoder", "DUpsampling, W learned"),
-    "dysample": ("dysample_r50", "modern decoder", "DySample x8, no guidance (ICCV 2023)"),
+    "dysample": (
+        "dysample_r50",
+        "modern decoder",
+        "DySample-S+, three x2 steps, no guidance (ICCV 2023)",
+    ),
     "dlv3p_dysample": (
         "dlv3p_dysample_r50",
         "modern decoder",

@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 import sys
 from types import ModuleType
+from typing import Any
 
 
 def missing_message(name: str, *, extra: str) -> str:
@@ -26,19 +27,32 @@ def is_installed(name: str) -> bool:
     return importlib.util.find_spec(name.split(".")[0]) is not None
 
 
-def lazy_import(name: str) -> ModuleType:
-    """The module ``name``, run at its first attribute access instead of now (the standard
-    library's ``importlib.util.LazyLoader``): for a package that is slow to import and not
-    needed by every command (timm, which imports torchvision and torch._dynamo, takes
-    several seconds). Already imported: the module itself. ImportError when missing."""
+class DeferredModule:
+    """Stands for the module ``name`` and imports it at the first attribute access.
+
+    It is not put in ``sys.modules`` (as ``importlib.util.LazyLoader``'s modules are):
+    code that scans ``sys.modules`` (``inspect.getmodule``, which torch runs while it
+    registers operators during its own imports) would otherwise import the deferred
+    package in the middle of another import, a circular import inside torch.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(self._name), attribute)
+
+    def __repr__(self) -> str:
+        return f"<deferred module {self._name!r}>"
+
+
+def lazy_import(name: str) -> ModuleType | DeferredModule:
+    """The module ``name``, imported at its first attribute access instead of now: for a
+    package that is slow to import and not needed by every command (timm, which imports
+    torchvision and torch._dynamo, takes several seconds). Already imported: the module
+    itself. ImportError when it is not installed."""
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
+    if importlib.util.find_spec(name) is None:
         raise ImportError(f"No module named {name!r}")
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    loader.exec_module(module)
-    return module
+    return DeferredModule(name)
