@@ -13,11 +13,9 @@ import onnxruntime
 import pytest
 import torch
 
-import nrdseg
 from nrdseg.cli import main
 from nrdseg.deploy.export import META_FILE, export_model, load_exported
 from nrdseg.deploy.verify import verify_export
-from nrdseg.models.zoo import model_spec
 from tests.tiny_checkpoints import PALETTE, tiny_model
 
 EXAMPLE = (64, 96)
@@ -97,31 +95,6 @@ def test_bad_export_requests_are_explained(model, tmp_path):
         export_model(model, tmp_path / "m.tfl", format="tflite")
     with pytest.raises(ValueError, match="opset applies to onnx only"):
         export_model(model, tmp_path / "m.pt", format="torchscript", opset=17)
-
-
-def _one_name_per_other_decoder() -> list[str]:
-    """The first zoo name of each decoder class but NRD's, whose nrd_r50 the CLI tests cover.
-
-    A decoder added to the zoo joins the default run; the other variants are slow.
-    """
-    seen: dict[type, str] = {model_spec("nrd_r50").head: "nrd_r50"}
-    for name in nrdseg.list_models():
-        seen.setdefault(model_spec(name).head, name)
-    return sorted(set(seen.values()) - {"nrd_r50"})
-
-
-FAST = _one_name_per_other_decoder()
-
-
-@pytest.mark.parametrize(
-    "name",
-    [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in nrdseg.list_models()],
-)
-def test_zoo_model_exports_to_onnx_with_parity(name, tmp_path):
-    model = tiny_model(name)
-    path = export_model(model, tmp_path / "m.onnx", format="onnx", example_size=EXAMPLE)
-    report = verify_export(model, path, format="onnx", shapes=[(2, 45, 70)])
-    assert report.ok, report.table()
 
 
 @pytest.mark.parametrize("backend", [pytest.param("eager", marks=pytest.mark.slow), "aot_eager"])
