@@ -298,6 +298,16 @@ def nrd_config(tmp_path, monkeypatch):
         ("model.options.aux_weight=abc", "model.options.aux_weight: expected float, got 'abc'"),
         ("loss.decode[0].loss_weight=4e-1x", "loss.decode[0].loss_weight: expected float"),
         ("data.val.options.seed=x", "data.val.options.seed: expected int, got 'x'"),
+        # a value of the right type that the constructor refuses: the model is built on the
+        # meta device first (was: after the work dir and the label checks)
+        (
+            "model.options.frozen_stages=7",
+            "model.options: nrd_r50 cannot be built: frozen_stages=7",
+        ),
+        (
+            "model.options.mlp_bias_init=ones",
+            "model.options: nrd_r50 cannot be built: mlp_bias_init",
+        ),
     ],
 )
 def test_train_refuses_bad_options_before_any_work_dir_or_data(

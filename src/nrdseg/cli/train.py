@@ -11,7 +11,8 @@ from nrdseg.checkpoint.work_dir import BEST, CHECKPOINTS, METRICS_FILE
 from nrdseg.cli.options import SET_HELP, add_pixel_limit_argument, parse_assignments
 from nrdseg.cli.status import EXIT_FAILED, EXIT_OK
 from nrdseg.config.run import load_config
-from nrdseg.engine.build import default_work_dir, train_from_config
+from nrdseg.config.schema import ConfigError
+from nrdseg.engine.build import check_model_builds, default_work_dir, train_from_config
 from nrdseg.engine.trainer import TrainingStopped
 
 
@@ -51,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     if args.init_from:
         overrides["model.init_from"] = args.init_from
     config = load_config(args.config, overrides)
+    try:  # train_from_config checks it too; here the message can name the file
+        check_model_builds(config)
+    except ConfigError as err:
+        raise ConfigError(f"{args.config}: {err}") from None
     work_dir = Path(args.work_dir) if args.work_dir else default_work_dir(args.config)
     main_process = os.environ.get("RANK", "0") == "0"
     if main_process:

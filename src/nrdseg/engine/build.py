@@ -25,6 +25,7 @@ from nrdseg.checkpoint.work_dir import (
     remove_stale_temporaries,
 )
 from nrdseg.config.run import Config, DatasetConfig, LossConfig, config_to_dict, save_config
+from nrdseg.config.schema import ConfigError
 from nrdseg.data import DataError, build_dataset, build_transforms
 from nrdseg.data.label_stats import class_pixel_counts, label_statistics
 from nrdseg.engine.distributed import DistInfo, barrier, process_group_from_env
@@ -258,6 +259,24 @@ def share_cpu_threads(*, workers: int, info: DistInfo) -> int:
     return threads
 
 
+def check_model_builds(config: Config) -> None:
+    """Build ``config``'s model on the meta device (no weights, no memory, no download), so
+    that an option value its constructor refuses (``num_frequencies: 0``, an odd
+    ``up_kernel``, ``frozen_stages`` past the last stage...) fails before the work dir,
+    the data and the label checks; ``ConfigError`` naming ``model.options``. The class
+    count stands in as 2 when the dataset is to tell it."""
+    try:
+        with torch.device("meta"):
+            create_model(
+                config.model.name,
+                num_classes=config.model.num_classes or 2,
+                pretrained=False,
+                **config.model.options,
+            )
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"model.options: {config.model.name} cannot be built: {err}") from err
+
+
 def train_from_config(
     config: Config,
     work_dir: str | Path,
@@ -275,6 +294,7 @@ def train_from_config(
     available); ``model_hook``: called with the model once it is built, before training
     (a study attaches its backbone cache, :mod:`nrdseg.analysis.feature_cache`).
     """
+    check_model_builds(config)
     with (
         process_group_from_env(device) as (info, device),
         created_work_dir(Path(work_dir), create=info.is_main) as work_dir,
