@@ -85,7 +85,7 @@ def test_default_work_dir_and_resume_without_a_run(config_file, caplog):
 def test_config_errors_are_one_line(config_file, capsys):
     assert main(["train", *CPU, str(config_file), "--set", "optim.lrr=0.1"]) == 2
     err = capsys.readouterr().err
-    assert "optim.lrr: unknown key; valid keys: type, lr," in err
+    assert "optim.lrr: unknown key (did you mean lr?); valid keys: type, lr," in err
     assert main(["eval", *CPU, str(config_file), "--checkpoint", "nowhere"]) == 2
     assert "nowhere: not a checkpoint directory" in capsys.readouterr().err
 

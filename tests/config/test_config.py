@@ -80,11 +80,17 @@ def test_unknown_key_names_the_dotted_path_and_the_valid_keys(family):
         load_config(family, {"optim.lrr": 0.1})
     message = str(err.value)
     assert str(family) in message
-    assert "optim.lrr: unknown key; valid keys: type, lr, momentum," in message
+    assert "optim.lrr: unknown key (did you mean lr?); valid keys: type, lr, momentum," in message
 
-    with pytest.raises(ConfigError, match=r"data\.val\.rooot: unknown key; valid keys: name, root"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data\.val\.rooot: unknown key \(did you mean root\?\); valid keys: name, root",
+    ):
         load_config(family, {"data.val": {"name": "synthetic", "rooot": "x"}})
-    with pytest.raises(ConfigError, match=r"optimizer: unknown key; valid keys: data, model,"):
+    with pytest.raises(
+        ConfigError,
+        match=r"optimizer: unknown key \(did you mean optim\?\); valid keys: data, model,",
+    ):
         load_config(family, {"optimizer.lr": 0.1})
 
 

@@ -261,7 +261,10 @@ def test_set_reaches_list_items_appends_and_replaces_whole_lists(tmp_path):
             r"--set loss\.decode\[x\]\.type: cannot read the part 'decode\[x\]'",
         ),
         # the typed part is not in the list of valid keys: that level's keys are
-        ("loss.decod[0].type", r"loss\.decod: unknown key; valid keys: decode, sampler$"),
+        (
+            "loss.decod[0].type",
+            r"loss\.decod: unknown key \(did you mean decode\?\); valid keys: decode, sampler$",
+        ),
         (
             "loss.decode[0].smoth",
             r"loss\.decode\[0\]\.smoth: unknown option for loss 'cross_entropy'; valid: "
@@ -360,7 +363,10 @@ def test_null_drops_an_inherited_option_of_another_model(nrd_config, tmp_path):
             r"model\.options\.neck_chanels: unknown option for model nrd_r50 \(NRDHead\) "
             r"\(did you mean neck_channels\?\)",
         ),
-        (_tree(model={"name": "nrd_r5"}), r"model\.name: unknown model 'nrd_r5'; valid models: "),
+        (
+            _tree(model={"name": "nrd_r5"}),
+            r"model\.name: unknown model 'nrd_r5' \(did you mean nrd_r50\?\); valid models: ",
+        ),
         (
             {"data": {"train": {"name": "synthetc"}}},
             r"data\.train\.name: unknown dataset 'synthetc'",

@@ -47,6 +47,14 @@ def test_zero_255_masks_of_a_two_class_set_are_an_error_naming_the_fix(tmp_path:
     (finding,) = stats.findings()
     assert finding.severity == "error" and finding.code == "zero_255_masks"
     assert "label_map={255: 1}" in finding.message and "'object'" in finding.message
+    assert "(CLI: --set 'label_map={255: 1}')" in finding.message
+    # a training run names the config key of every split, so that the sets keep agreeing
+    keys = ("data.train.options.label_map", "data.val.options.label_map")
+    (finding,) = stats.findings(label_map_keys=keys)
+    assert (
+        "(CLI: --set 'data.train.options.label_map={255: 1}' "
+        "--set 'data.val.options.label_map={255: 1}')" in finding.message
+    )
     # the suggested fix works: class 1 is counted, nothing is ignored, no findings
     fixed = label_statistics(build_dataset("folder", root=tmp_path, label_map={255: 1}))
     assert fixed.pixels.tolist() == [2 * 45, 2 * 15] and fixed.ignored == 0

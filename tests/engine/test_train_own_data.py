@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import textwrap
 
 import numpy as np
@@ -49,9 +50,12 @@ def test_training_stops_on_zero_255_masks_with_the_fix(tmp_path, capsys):
     work = tmp_path / "run"
     assert main(["train", *CPU, str(config), "--work-dir", str(work)]) == 2
     err = capsys.readouterr().err
-    assert "masks hold only 0 and 255" in err and "label_map={255: 1}" in err
-    assert "data.check_labels: false" in err
+    assert "masks hold only 0 and 255" in err and "data.check_labels: false" in err
     assert not (work / "checkpoints").exists()
+    # The fix names the config key, not the data check's bare option: following it trains.
+    fix = re.search(r"\(CLI: --set '([^']+)'\)", err)
+    assert fix and fix.group(1) == "data.train.options.label_map={255: 1}"
+    assert main(["train", *CPU, str(config), "--work-dir", str(work), "--set", fix.group(1)]) == 0
 
 
 def test_train_init_from_a_checkpoint_of_another_class_count(config_file, tmp_path, caplog):

@@ -311,7 +311,11 @@ def test_median_frequency_weights():
 @pytest.mark.parametrize(
     ("spec", "sampler", "message"),
     [
-        ({"type": "dise"}, None, r"loss_decode\[0\]\.type: unknown loss 'dise'; valid: cross_"),
+        (
+            {"type": "dise"},
+            None,
+            r"loss_decode\[0\]\.type: unknown loss 'dise' \(did you mean dice\?\); valid: cross_",
+        ),
         ({"type": "focal", "gama": 2}, None, r"loss_decode\[0\]\.gama: unknown option"),
         ({"type": "dice", "class_weight": [1, 2]}, None, r"class_weight: expected 3 numbers"),
         ({"type": "cross_entropy", "class_weight": [1, -1, 1]}, None, r"finite numbers >= 0"),

@@ -21,6 +21,7 @@ from nrdseg.analysis.experiments import Budget, Run, execute
 from nrdseg.analysis.feature_cache import FrozenBackboneCache
 from nrdseg.analysis.figures import CostPoint, study_figure
 from nrdseg.utils.atomic import atomic_write_bytes
+from nrdseg.utils.names import did_you_mean
 
 #: label -> (zoo model, group, what the paper calls it). Table order: decoders, then NRD's.
 STUDY_MODELS: dict[str, tuple[str, str, str]] = {
@@ -222,7 +223,10 @@ def run_study(
     """
     unknown = [label for label in labels if label not in STUDY_MODELS]
     if unknown:
-        raise ValueError(f"unknown decoder(s) {unknown}; choose from {', '.join(STUDY_MODELS)}")
+        hint = did_you_mean(unknown[0], STUDY_MODELS)
+        raise ValueError(
+            f"unknown decoder(s) {unknown}{hint}; choose from {', '.join(STUDY_MODELS)}"
+        )
     runs = [
         Run(
             label=label,

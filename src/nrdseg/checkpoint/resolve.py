@@ -11,6 +11,7 @@ from pathlib import Path
 from nrdseg.checkpoint.format import CONFIG_FILE, WEIGHTS_FILE
 from nrdseg.checkpoint.hub import HUB_PREFIX, download_checkpoint
 from nrdseg.checkpoint.work_dir import BEST, CHECKPOINTS, LATEST, latest_checkpoint, run_config_file
+from nrdseg.utils.paths import relative_note
 
 
 def checkpoint_directory(path: str | Path) -> Path:
@@ -30,7 +31,9 @@ def checkpoint_directory(path: str | Path) -> Path:
         return download_checkpoint(repo_id, revision=revision or None)
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: not a checkpoint directory or work dir: not found")
+        raise FileNotFoundError(
+            f"{path}: not found{relative_note(path)}; expected a checkpoint directory or a work dir"
+        )
     record = (path / CONFIG_FILE).is_file() and run_config_file(path) is None
     if (path / WEIGHTS_FILE).is_file() or record:
         return path
@@ -55,4 +58,9 @@ def weights_path(path: str | Path) -> Path:
     anything else through :func:`checkpoint_directory` to its ``model.safetensors``."""
     if not str(path).startswith(HUB_PREFIX) and Path(path).is_file():
         return Path(path)
+    if not str(path).startswith(HUB_PREFIX) and not Path(path).exists():
+        raise FileNotFoundError(
+            f"{path}: weights not found{relative_note(path)}; expected a weights file "
+            "(safetensors or a torch checkpoint), a checkpoint directory or a work dir"
+        )
     return checkpoint_directory(path) / WEIGHTS_FILE

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import PurePath
 from typing import Any, Literal, TypeVar, Union
 
+from nrdseg.utils.names import did_you_mean
 from nrdseg.utils.yaml_read import describe_value, text_hint
 from nrdseg.utils.yaml_safe import plain
 
@@ -213,7 +214,8 @@ def from_dict(cls: type[T], data: Any, *, prefix: str = "") -> T:
     unknown = [k for k in data if k not in fields]
     if unknown:
         key = _join(prefix, str(unknown[0]))
-        raise ConfigError(f"{key}: unknown key; valid keys: {', '.join(fields)}")
+        hint = did_you_mean(unknown[0], fields)
+        raise ConfigError(f"{key}: unknown key{hint}; valid keys: {', '.join(fields)}")
     hints = typing.get_type_hints(cls)
     values = {}
     for name, spec in fields.items():

@@ -16,7 +16,6 @@ inherited, e.g. one of another decoder.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import logging
 import types
@@ -33,6 +32,7 @@ from nrdseg.models.loss_terms import (
     term_parameters,
 )
 from nrdseg.models.zoo import LOSS_OPTIONS, list_models, model_spec, option_parameters
+from nrdseg.utils.names import did_you_mean
 
 log = logging.getLogger("nrdseg.config")
 
@@ -73,11 +73,6 @@ def check_options(
     return checked
 
 
-def _close_match(name: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(name, valid, n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
 def check_model_options(
     name: str, options: Mapping[str, Any], *, prefix: str, exclude: Collection[str] = ()
 ) -> dict[str, Any]:
@@ -90,7 +85,7 @@ def check_model_options(
     def elsewhere(option: str) -> str:
         owners = [m for m in list_models() if option in option_parameters(m)]
         if not owners:
-            return _close_match(option, list(settable))
+            return did_you_mean(option, list(settable))
         heads = sorted({model_spec(m).head.__name__ for m in owners})
         shown = ", ".join(owners[:4]) + (", ..." if len(owners) > 4 else "")
         return (
@@ -133,7 +128,7 @@ def check_dataset_options(
         parameters,
         prefix=prefix,
         receiver=f"dataset {name!r}",
-        hint=lambda option: _close_match(option, list(parameters)),
+        hint=lambda option: did_you_mean(option, list(parameters)),
     )
     missing = [
         k
@@ -163,6 +158,6 @@ def check_loss_term(spec: Any, *, where: str) -> dict[str, Any]:
         parameters,
         prefix=f"{where}.",
         receiver=f"loss {kind!r}",
-        hint=lambda option: _close_match(option, list(parameters)),
+        hint=lambda option: did_you_mean(option, list(parameters)),
     )
     return {"type": kind, **checked}

@@ -16,6 +16,7 @@ from nrdseg.data.files import DataError, read_image, read_mask
 from nrdseg.data.labels import IGNORE_INDEX, apply_label_map, check_metadata
 from nrdseg.data.scan import LeftOut, match_files
 from nrdseg.ops.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize
+from nrdseg.utils.paths import relative_note
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +226,9 @@ def list_files(folder: Path, pattern: str, *, layout: str) -> list[Path]:
     link loops) are counted in one warning that names them.
     """
     if not folder.is_dir():
-        raise FileNotFoundError(f"folder not found: {folder}\nexpected layout:\n{layout}")
+        raise FileNotFoundError(
+            f"folder not found: {folder}{relative_note(folder)}\nexpected layout:\n{layout}"
+        )
     left_out = LeftOut()
     files = match_files(folder, pattern, left_out=left_out, unmatched=f"not matching {pattern}")
     left_out.warn(folder)

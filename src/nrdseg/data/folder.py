@@ -17,6 +17,7 @@ from nrdseg.data.labels import (
     remap_labels,
 )
 from nrdseg.data.scan import LeftOut, scan_folder
+from nrdseg.utils.paths import relative_note
 from nrdseg.utils.yaml_read import load_as_written, load_yaml
 
 LAYOUT = (
@@ -34,7 +35,9 @@ def find_images(folder: Path) -> dict[str, Path]:
     links, link loops) are counted in one warning that names them.
     """
     if not folder.is_dir():
-        raise FileNotFoundError(f"folder not found: {folder}\nexpected layout:\n{LAYOUT}")
+        raise FileNotFoundError(
+            f"folder not found: {folder}{relative_note(folder)}\nexpected layout:\n{LAYOUT}"
+        )
     found: dict[str, Path] = {}
     left_out = LeftOut()
     for path in scan_folder(folder, left_out=left_out, take=image_extension_reason):
@@ -118,7 +121,8 @@ class FolderDataset(PairedFileDataset):
             images = {stem: images[stem] for stem in stems}
         if not (root / "masks").is_dir():
             raise FileNotFoundError(
-                f"folder not found: {root / 'masks'}\nexpected layout:\n{LAYOUT}"
+                f"folder not found: {root / 'masks'}{relative_note(root)}\n"
+                f"expected layout:\n{LAYOUT}"
             )
         classes, palette = self._metadata(root, classes_file, num_classes)
         table = reduce_zero_label_map() if reduce_zero_label else identity_map()

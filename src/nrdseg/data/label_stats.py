@@ -8,6 +8,7 @@ over the set (or an evenly spaced sample of it) can, and names the fix.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -78,8 +79,13 @@ class LabelStats:
             return f"an evenly spaced sample of {read} of {self.total_samples} samples"
         return f"all {self.total_samples} samples"
 
-    def findings(self) -> list[Finding]:
-        """The problems these counts show, each message naming its fix."""
+    def findings(self, *, label_map_keys: Sequence[str] = ("label_map",)) -> list[Finding]:
+        """The problems these counts show, each message naming its fix.
+
+        ``label_map_keys``: where the fixes' ``label_map`` is set on the command line that
+        reads these labels (``label_map`` for ``nrdseg data check``; the config keys of every
+        split, e.g. ``data.train.options.label_map``, for ``nrdseg train``).
+        """
         found: list[Finding] = []
         total = self.labelled + self.ignored
         if total == 0:
@@ -104,6 +110,7 @@ class LabelStats:
         # With more classes, 0 + ignore alone is left to the warnings below: a sample of a
         # big set may hold background only, and an error stops training.
         if self.num_classes == 2 and self.pixels[0] > 0 and self.ignored > 0 and missing == [1]:
+            cli = " ".join(f"--set '{key}={{{self.ignore_index}: 1}}'" for key in label_map_keys)
             found.append(
                 Finding(
                     "error",
@@ -112,8 +119,8 @@ class LabelStats:
                     f"2-class set: {self.ignore_index} means 'ignore', so "
                     f"{self._name(1)} is never learned (the usual 0/255 mask export). Fix: map "
                     f"{self.ignore_index} to class 1 with the folder option "
-                    f"label_map={{{self.ignore_index}: 1}} (CLI: --set 'label_map={{"
-                    f"{self.ignore_index}: 1}}'), or rewrite the masks as 0/1 (mask // 255)",
+                    f"label_map={{{self.ignore_index}: 1}} (CLI: {cli}), or rewrite the masks as "
+                    "0/1 (mask // 255)",
                 )
             )
             missing = []  # the finding above covers them

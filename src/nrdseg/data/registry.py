@@ -12,6 +12,7 @@ from nrdseg.data.cityscapes import CityscapesDataset
 from nrdseg.data.folder import FolderDataset
 from nrdseg.data.pascal_context import PascalContext59Dataset, PascalContextDataset
 from nrdseg.data.synthetic import SyntheticDataset
+from nrdseg.utils.names import did_you_mean
 
 _DATASETS: dict[str, type[SegDataset]] = {
     "ade20k": ADE20KDataset,
@@ -31,7 +32,10 @@ def list_datasets() -> list[str]:
 
 def dataset_class(name: str) -> type[SegDataset]:
     if name not in _DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(list_datasets())}")
+        hint = did_you_mean(name, list_datasets())
+        raise ValueError(
+            f"unknown dataset {name!r}{hint}; valid datasets: {', '.join(list_datasets())}"
+        )
     return _DATASETS[name]
 
 
@@ -46,7 +50,7 @@ def build_dataset(name: str, **kwargs: Any) -> SegDataset:
     options = dataset_options(name)
     unknown = sorted(set(kwargs) - set(options))
     if unknown:
-        hint = ""
+        hint = did_you_mean(unknown[0], options)
         if "ignore_index" in unknown and "label_map" in options:  # mmseg users look for it
             hint = "; to ignore a mask value V, map it to 255: label_map={V: 255}"
         raise TypeError(

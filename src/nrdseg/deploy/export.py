@@ -23,6 +23,7 @@ from torch.export import Dim
 from nrdseg.deploy.colors import model_palette
 from nrdseg.models.segmentor import Segmentor
 from nrdseg.utils.atomic import atomic_write_bytes
+from nrdseg.utils.names import did_you_mean
 from nrdseg.utils.optional import optional_import
 from nrdseg.utils.version import __version__
 from nrdseg.utils.wrappers import unwrap_model
@@ -189,6 +190,12 @@ _PROBLEMS = {
 }
 
 
+def _check_format(format: str) -> None:
+    if format not in FORMATS:
+        hint = did_you_mean(format, FORMATS)
+        raise ValueError(f"unknown export format {format!r}{hint}; valid: {', '.join(FORMATS)}")
+
+
 def check_export(
     data: bytes, *, format: Format, metadata: dict[str, str], num_classes: int, opset: int | None
 ) -> None:
@@ -216,8 +223,7 @@ def export_model(
     The file is read back first (:func:`check_export`): an option the exporter did not
     honour raises ValueError and nothing is written.
     """
-    if format not in FORMATS:
-        raise ValueError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
+    _check_format(format)
     model = unwrap_model(model)  # exporters trace the model, not a DDP / compile wrapper
     if opset is not None and format != "onnx":
         raise ValueError(f"--opset applies to onnx only, not {format}")
@@ -255,6 +261,7 @@ def export_model(
 
 def load_exported(path: str | Path, *, format: Format) -> Callable[[np.ndarray], np.ndarray]:
     """A function running the exported file: float32 (B, 3, H, W) -> logits, both numpy."""
+    _check_format(format)
     path = str(path)
     if format == "onnx":
         onnxruntime = optional_import("onnxruntime", extra="onnx")
@@ -264,10 +271,8 @@ def load_exported(path: str | Path, *, format: Format) -> Callable[[np.ndarray],
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
             module = torch.jit.load(path, map_location="cpu")
-    elif format == "exported":
-        module = torch.export.load(path).module()
     else:
-        raise ValueError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
+        module = torch.export.load(path).module()
 
     def run(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():

@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,17 +75,26 @@ def build_split(
         )
     given = {key: getattr(spec, key) for key in ("root", "split") if getattr(spec, key) is not None}
     kwargs = {**given, **spec.options}
-    return build_dataset(spec.name, transforms=transforms, **kwargs)
+    try:
+        return build_dataset(spec.name, transforms=transforms, **kwargs)
+    except FileNotFoundError as err:
+        if spec.root is None:
+            raise
+        raise FileNotFoundError(f"data.{'train' if train else 'val'}.root: {err}") from err
 
 
-def check_labels(dataset: Any, *, split: str, max_samples: int, log: bool) -> None:
+def check_labels(
+    dataset: Any, *, split: str, max_samples: int, log: bool, label_map_keys: Sequence[str]
+) -> None:
     """Count the labels of ``split``; log the table and warnings, raise on an error finding.
 
-    Every process counts (the same masks), so all of them stop together on an error.
+    ``label_map_keys``: the config keys a fix's ``label_map`` goes to (every split's, so
+    that the sets keep agreeing). Every process counts (the same masks), so all of them
+    stop together on an error.
     """
 
     stats = label_statistics(dataset, max_samples=max_samples)
-    findings = stats.findings()
+    findings = stats.findings(label_map_keys=label_map_keys)
     if log:
         logger.info("%s labels:\n%s", split, stats.table())
         for finding in findings:
@@ -307,13 +316,17 @@ def train_from_config(
         train_set = build_split(config.data.train, train=True, config=config)
         val_set = None if config.data.val is None else build_val_dataset(config)
         if config.data.check_labels:
-            for split, dataset in (("training", train_set), ("validation", val_set)):
+            sets = {"training": train_set, "validation": val_set}
+            keys = [f"data.{key}.options.label_map" for key in ("train", "val")]
+            keys = keys[: 1 + (val_set is not None)]
+            for split, dataset in sets.items():
                 if dataset is not None:
                     check_labels(
                         dataset,
                         split=split,
                         max_samples=config.data.label_stats_samples,
                         log=info.is_main,
+                        label_map_keys=keys,
                     )
         if not info.is_main:  # rank 0 fetches pretrained weights first, the others reuse them
             barrier(info)

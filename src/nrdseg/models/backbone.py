@@ -22,6 +22,7 @@ from nrdseg.models.efficientnet_lite import (
     lukemelas_to_timm,
 )
 from nrdseg.models.shapes import LEVELS, ShapeSpec
+from nrdseg.utils.names import did_you_mean
 from nrdseg.utils.optional import lazy_import
 from nrdseg.utils.wrappers import strip_wrapper_prefixes
 
@@ -90,7 +91,8 @@ class TimmBackbone(nn.Module):
         if output_stride not in (8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
         if not timm.is_model(name.split(".")[0]):
-            raise ValueError(f"unknown timm backbone {name!r}; see timm.list_models()")
+            hint = did_you_mean(name, timm.list_models())
+            raise ValueError(f"unknown timm backbone {name!r}{hint}; see timm.list_models()")
         probe = _probe(name, output_stride)
         if pretrained is True and (offline := installed_weights(name)):
             logger.info("backbone %s: ImageNet weights from the installed package", name)

@@ -30,6 +30,7 @@ from torch import nn
 
 from nrdseg.ops.cross_entropy import cross_entropy
 from nrdseg.ops.labels import IGNORE_INDEX, label_classes, two_class_logits
+from nrdseg.utils.names import did_you_mean
 from nrdseg.utils.optional import optional_import
 
 #: Accepted by a term's ``class_weight``: computed from the training set's label counts.
@@ -421,14 +422,18 @@ def build_loss_term(
         raise ValueError(f"{where}: expected a mapping with a 'type', got {spec!r}")
     kind = spec["type"]
     if kind not in LOSS_TYPES:
-        raise ValueError(f"{where}.type: unknown loss {kind!r}; valid: {', '.join(LOSS_TYPES)}")
+        hint = did_you_mean(kind, LOSS_TYPES)
+        raise ValueError(
+            f"{where}.type: unknown loss {kind!r}{hint}; valid: {', '.join(LOSS_TYPES)}"
+        )
     cls = LOSS_TYPES[kind]
     options = {k: v for k, v in spec.items() if k != "type"}
     valid = list(term_parameters(kind))
     unknown = [k for k in options if k not in valid]
     if unknown:
         raise ValueError(
-            f"{where}.{unknown[0]}: unknown option for {kind!r}; valid: {', '.join(valid)}"
+            f"{where}.{unknown[0]}: unknown option for {kind!r}"
+            f"{did_you_mean(unknown[0], valid)}; valid: {', '.join(valid)}"
         )
     class_weight = options.get("class_weight")
     sized = isinstance(class_weight, (list, tuple)) and num_classes is not None

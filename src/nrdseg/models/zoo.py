@@ -33,6 +33,7 @@ from nrdseg.models.loss_terms import DecodeLoss, build_decode_loss
 from nrdseg.models.segmentor import Segmentor, encoder_shapes
 from nrdseg.models.shapes import LEVELS, ShapeSpec
 from nrdseg.ops.labels import IGNORE_INDEX
+from nrdseg.utils.names import did_you_mean
 
 #: ASPP dilations per encoder output stride (stride 32: official NRD; 8/16: DeepLab's).
 DEFAULT_DILATIONS = {32: NRD_DILATIONS, 16: (1, 6, 12, 18), 8: (1, 12, 24, 36)}
@@ -156,7 +157,8 @@ def list_models() -> list[str]:
 
 def model_spec(name: str) -> ModelSpec:
     if name not in _ZOO:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
+        hint = did_you_mean(name, list_models())
+        raise ValueError(f"unknown model {name!r}{hint}; valid models: {', '.join(list_models())}")
     return _ZOO[name]
 
 
@@ -217,7 +219,8 @@ def create_model(
     unknown = sorted(set(overrides) - set(option_parameters(name)))
     if unknown:
         raise TypeError(
-            f"unknown option(s) {unknown} for model {name!r}; valid: {valid_options(name)}"
+            f"unknown option(s) {unknown} for model {name!r}"
+            f"{did_you_mean(unknown[0], option_parameters(name))}; valid: {valid_options(name)}"
         )
     options = {**spec.encoder, **spec.decoder, **overrides}
 
