@@ -30,6 +30,9 @@ def test_cached_maps_equal_computed_ones_and_a_changed_pixel_misses():
     y[0, 0, 0, 0] += 1e-3
     model.backbone(y)
     assert cache.misses == 2
+    cache.clear()
+    assert (cache.hits, cache.misses, cache.bytes) == (0, 0, 0)
+    assert torch.equal(model.backbone(x)["stride4"], expected["stride4"]) and cache.misses == 1
 
 
 def test_training_with_the_cache_is_bit_identical_and_reuses_maps_across_models():

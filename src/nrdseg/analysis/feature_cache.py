@@ -68,6 +68,12 @@ class FrozenBackboneCache:
 
         backbone.forward = forward
 
+    def clear(self) -> None:
+        """Drop every stored map and reset the counts (the attached backbones keep using
+        this cache: the next lookups miss)."""
+        self._maps.clear()
+        self.bytes = self.hits = self.misses = 0
+
     def _store(self, key: bytes, maps: dict[str, torch.Tensor]) -> None:
         size = sum(t.numel() * t.element_size() for t in maps.values())
         self._maps[key] = maps
