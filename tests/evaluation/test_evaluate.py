@@ -214,3 +214,8 @@ def test_metrics_table_prints_percent_and_dashes_for_undefined():
     assert metrics_table(present).splitlines()[-1].startswith("trimap 10px mIoU")
     unnamed = metrics_table({**result, "classes": None})
     assert unnamed.splitlines()[1].split()[0] == "0"
+    shares = {**result, "label_fraction": [0.5, 0.0, 0.5], "pred_fraction": [0.75, 0.25, 0.0]}
+    lines = metrics_table(shares).splitlines()
+    assert lines[0].split() == ["class", "IoU", "Acc", "label%", "pred%"]
+    assert lines[1].split() == ["road", "50.00", "25.00", "50.00", "75.00"]
+    assert lines[3].split() == ["traffic", "light", "0.00", "-", "50.00", "0.00"]

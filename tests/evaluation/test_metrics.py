@@ -44,6 +44,8 @@ def reference_scores(pairs, num_classes):
         accs.append(tp / in_gt if in_gt else math.nan)
     valid = [(p, t) for p, t in pairs if t != IGNORE]
     return {
+        "label_fraction": [sum(t == c for _, t in valid) / len(valid) for c in range(num_classes)],
+        "pred_fraction": [sum(p == c for p, _ in valid) / len(valid) for c in range(num_classes)],
         "IoU": ious,
         "Acc": accs,
         "mIoU": float(np.nanmean(ious)),
@@ -78,6 +80,8 @@ def assert_scores_equal(ours, ref):
         assert ours[key] == pytest.approx(ref[key], abs=1e-12), key
     np.testing.assert_allclose(ours["IoU"], ref["IoU"], atol=1e-12)
     np.testing.assert_allclose(ours["Acc"], ref["Acc"], atol=1e-12)
+    for key in ("label_fraction", "pred_fraction"):
+        np.testing.assert_allclose(ours[key], ref[key], atol=1e-12, err_msg=key)
 
 
 def test_scores_match_per_class_reference_with_absent_classes():
@@ -96,6 +100,8 @@ def test_scores_match_per_class_reference_with_absent_classes():
     assert_scores_equal(ours, reference_scores(pairs, num_classes))
     assert math.isnan(ours["IoU"][5]) and math.isnan(ours["Acc"][5])
     assert ours["IoU"][6] == 0.0 and math.isnan(ours["Acc"][6])
+    assert ours["label_fraction"][5] == ours["pred_fraction"][5] == 0.0
+    assert ours["label_fraction"][6] == 0.0 < ours["pred_fraction"][6]
     assert ours["mIoU"] == pytest.approx(np.mean([*ours["IoU"][:5], 0.0]))
     assert ours["mAcc"] == pytest.approx(np.mean(ours["Acc"][:5]))
     assert ours["trimap"] == {}

@@ -97,7 +97,10 @@ def band_levels(target: torch.Tensor, widths: Sequence[int], *, ignore_index: in
 
 
 def scores_from_confusion(confusion: torch.Tensor) -> dict[str, Any]:
-    """aAcc, mIoU, mAcc and per-class IoU / Acc (NaN where undefined) of one matrix."""
+    """aAcc, mIoU, mAcc and per-class IoU / Acc (NaN where undefined) of one matrix, and
+    per class the share of the labelled pixels it labels (``label_fraction``) and is
+    predicted on (``pred_fraction``): a class that is never predicted shows as 0 there,
+    whatever its IoU's other term."""
     conf = confusion.double()
     tp = conf.diagonal()
     gt = conf.sum(dim=1)
@@ -112,6 +115,8 @@ def scores_from_confusion(confusion: torch.Tensor) -> dict[str, Any]:
         "mAcc": float(acc.nanmean()),
         "IoU": iou.tolist(),
         "Acc": acc.tolist(),
+        "label_fraction": (gt / total.clamp_min(1)).tolist(),
+        "pred_fraction": (conf.sum(dim=0) / total.clamp_min(1)).tolist(),
     }
 
 
