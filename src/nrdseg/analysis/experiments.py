@@ -119,8 +119,8 @@ class Run:
 
 #: The real-image study: EfficientNet-Lite0 with ImageNet weights (installed offline by
 #: ``nrdseg[weights]``), frozen, so that every decoder reads the same features; CamVid at
-#: half resolution (240 x 180). Sized for 7 decoders x 3 seeds in about an hour of a
-#: 2-core CPU (see the README, "Real images (CamVid)", for why).
+#: half resolution (240 x 180). The default 14 decoders x 3 seeds took 126 minutes on a
+#: 2-core CPU as three one-thread processes (see the README, "Real images (CamVid)").
 CAMVID = Budget(
     data="camvid",
     backbone="efficientnet_lite0",

@@ -109,6 +109,27 @@ class CostPoint:
     group: str
 
 
+def label_heights(
+    xs: Sequence[float], ys: Sequence[float], *, min_gap: float, x_near: float
+) -> list[float]:
+    """Heights for point labels so that no two labels overlap: a label whose point lies
+    within ``x_near`` of another's (on the x axis as given: pass log10 for a log scale) is
+    raised until it is ``min_gap`` above every label already placed there. Points are
+    placed from the lowest up, so a lone point keeps its own height. Same units as ``ys``."""
+    placed: list[tuple[float, float]] = []
+    heights = [0.0] * len(ys)
+    gap = min_gap * (1 - 1e-6)  # (h + min_gap) - h can round below min_gap
+    for index in sorted(range(len(ys)), key=lambda i: ys[i]):
+        height = ys[index]
+        while clash := [
+            h for x, h in placed if abs(x - xs[index]) < x_near and abs(h - height) < gap
+        ]:
+            height = max(clash) + min_gap
+        placed.append((xs[index], height))
+        heights[index] = height
+    return heights
+
+
 def study_figure(
     decoders: Sequence[CostPoint], variants: Sequence[CostPoint], *, trimap_width: int, title: str
 ) -> bytes:
@@ -119,22 +140,30 @@ def study_figure(
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), width_ratios=(1, 1, 1.2))
     panels = (("miou", "mIoU (%)"), ("trimap", f"trimap mIoU, {trimap_width} px (%)"))
     for ax, (key, ylabel) in zip(axes[:2], panels, strict=True):
-        for point in decoders:
-            value = getattr(point, key)
+        values = [getattr(point, key) for point in decoders]
+        span = max(values) - min(values) if len(values) > 1 else 1.0
+        heights = label_heights(
+            [np.log10(max(p.gmacs, 1e-6)) for p in decoders], values,
+            min_gap=0.055 * span, x_near=0.7,
+        )  # fmt: skip
+        for point, value, height in zip(decoders, values, heights, strict=True):
             colour = GROUP_COLOURS.get(point.group, "tab:gray")
             ax.errorbar(
                 point.gmacs, value, yerr=getattr(point, f"{key}_spread"), fmt="o",
                 color=colour, capsize=3,
                 label=point.group if point.group in GROUP_COLOURS else None,
             )  # fmt: skip
+            moved = height - value > 0.01 * span  # a leader line back to a raised label
             ax.annotate(
-                point.label, (point.gmacs, value), textcoords="offset points", xytext=(5, 4),
-                fontsize=9, color=colour,
+                point.label, (point.gmacs, value), xytext=(point.gmacs * 1.25, height),
+                fontsize=8, color=colour, va="center",
+                arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.5} if moved else None,
             )  # fmt: skip
+        ax.set_ylim(top=max(max(heights), max(values)) + 0.06 * span)
         ax.set_xscale("log")
         handles, labels = ax.get_legend_handles_labels()
         groups = dict(zip(labels, handles, strict=True))  # one legend entry per group
-        ax.legend(groups.values(), groups.keys(), fontsize=8, loc="lower right")
+        ax.legend(groups.values(), groups.keys(), fontsize=8, loc="upper left")
         ax.set_xlabel("decoder GMACs (1024 x 2048, 19 classes, ResNet-50 widths)")
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
