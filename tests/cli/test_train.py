@@ -87,7 +87,9 @@ def test_config_errors_are_one_line(config_file, capsys):
     err = capsys.readouterr().err
     assert "optim.lrr: unknown key (did you mean lr?); valid keys: type, lr," in err
     assert main(["eval", *CPU, str(config_file), "--checkpoint", "nowhere"]) == 2
-    assert "nowhere: not a checkpoint directory" in capsys.readouterr().err
+    assert "nowhere: not found (a relative path, read from the current directory" in (
+        capsys.readouterr().err
+    )
 
 
 def test_a_diverged_run_exits_1_with_the_reason(config_file, tmp_path, capsys):
@@ -120,3 +122,23 @@ def test_a_failed_start_leaves_no_new_work_dir(config_file, tmp_path, capsys):
     existing.mkdir()
     assert main([*args, "--work-dir", str(existing)]) == 2
     assert existing.is_dir()
+
+
+def test_pretrained_weights_out_of_reach_exit_2_with_the_choices(config_file, tmp_path, capsys):
+    # A fresh user's run: the own-data template asks for pretrained: true, offline. The
+    # message was right but came as a traceback with exit 1.
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise OSError("[Errno -2] Name or service not known")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+        patch.setattr(socket, "create_connection", no_network)
+        patch.setattr(socket, "getaddrinfo", no_network)
+        args = ["train", *CPU, str(config_file), "--work-dir", str(tmp_path / "run")]
+        assert main([*args, "--set", "model.pretrained=true"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nrdseg train: error: could not get timm's ImageNet weights")
+    assert "pretrained: false" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

@@ -327,6 +327,24 @@ def test_train_refuses_bad_options_before_any_work_dir_or_data(
     assert not work.exists()
 
 
+def test_every_leftover_option_of_another_model_is_named_at_once(nrd_config, tmp_path):
+    # A fresh user switched an NRD template to FreqFusion and got one leftover per run
+    child = _write(
+        tmp_path / "configs" / "ff.yaml",
+        """
+        _base_: tiny.yaml
+        model: {name: freqfusion_r50, options: {mlp_bias_init: template}}
+        """,
+    )
+    with pytest.raises(ConfigError) as error:
+        load_config(child)
+    lines = str(error.value).splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{child}: model.options.controller_channels: unknown option")
+    assert lines[1].startswith("model.options.mlp_bias_init: unknown option")
+    assert all("--set model.options." in line for line in lines)
+
+
 def test_null_drops_an_inherited_option_of_another_model(nrd_config, tmp_path):
     child = _write(
         tmp_path / "configs" / "dlv3p.yaml",

@@ -3,6 +3,7 @@ their widths from the encoder's shapes, and an option name belongs to one part o
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 import pytest
@@ -133,3 +134,50 @@ def test_widths_scale_with_the_neck_from_each_head_s_zoo_default():
     assert scaled_widths("nrd_r50", neck_channels=256) == {"controller_channels": 256}
     assert scaled_widths("dlv3p_r50", neck_channels=128) == {"channels": 128}
     assert scaled_widths("carafe_r50", neck_channels=128) == {}
+
+
+def _size_options() -> list[tuple[str, str]]:
+    """(zoo model, option) for every int option of every zoo head, one model per head."""
+    cases, seen = [], set()
+    for name in nrdseg.list_models():
+        head = nrdseg.models.zoo.model_spec(name).head
+        if head in seen:
+            continue
+        seen.add(head)
+        cases += [(name, o) for o, p in head.options().items() if p.annotation is int]
+    return cases
+
+
+@pytest.mark.parametrize(("name", "option"), _size_options())
+@pytest.mark.parametrize("value", [0, -1])
+def test_a_size_option_below_one_is_refused_naming_it(name, option, value):
+    # before the check, 0 or -1 reached a layer as a raw RuntimeError / IndexError, or was
+    # accepted (NRD's rep_channels 0, CARAFE's up_kernel -1)
+    with torch.device("meta"), pytest.raises(ValueError, match=f"option {option} is a size"):
+        nrdseg.create_model(name, num_classes=3, **{**TINY, option: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        (
+            "segformer_r50",
+            {"channels": "256"},
+            "SegFormerHead option channels expects int, got '256'",
+        ),
+        ("dysample_r50", {"upsample_scales": "2,2,2"}, "option upsample_scales expects tuple"),
+        ("freqfusion_r50", {"channels": 64.0}, "option channels expects int, got 64.0 (float)"),
+        ("nrd_r50", {"rep_channels": True}, "option rep_channels expects int, got True"),
+    ],
+)
+def test_a_python_option_of_the_wrong_type_is_refused_naming_it(name, options, message):
+    # the CLI converts config values; from Python these reached torch as "can't multiply
+    # sequence by non-int of type 'str'" or "not all arguments converted"
+    with torch.device("meta"), pytest.raises(TypeError, match=re.escape(message)):
+        nrdseg.create_model(name, num_classes=3, **{**TINY, **options})
+
+
+def test_a_list_for_a_tuple_option_still_builds():
+    with torch.device("meta"):
+        nrdseg.create_model("dysample_r50", num_classes=3, **TINY, upsample_scales=[2, 4])
+        nrdseg.create_model("nrd_r50", num_classes=3, **TINY, controller_channels=32)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import nrdseg
+from nrdseg.checkpoint.hub import WeightsUnavailableError
 from nrdseg.models import backbone as backbone_module
 from nrdseg.models.backbone import TimmBackbone
 
@@ -83,7 +84,7 @@ def test_pretrained_true_offline_fails_at_once_naming_the_offline_choices(monkey
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
     start = time.monotonic()
-    with pytest.raises(RuntimeError) as error:
+    with pytest.raises(WeightsUnavailableError) as error:
         TimmBackbone(name="test_resnet", pretrained=True)
     assert time.monotonic() - start < 20
     message = str(error.value)

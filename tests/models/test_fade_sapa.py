@@ -111,9 +111,9 @@ def test_sapa_gate_open_is_sapa_b():
     ("name", "options", "match"),
     [
         ("fade_r50", {"up_kernel": 4}, "must be odd"),
-        ("fade_r50", {"compressed_channels": 0}, "compressed_channels must be >= 1"),
+        ("fade_r50", {"compressed_channels": 0}, "compressed_channels is a size and must be >= 1"),
         ("sapa_r50", {"similarity": "cosine"}, "similarity must be one of"),
-        ("sapa_r50", {"channels": 0}, "channels must be >= 1"),
+        ("sapa_r50", {"channels": 0}, "channels is a size and must be >= 1"),
         ("sapa_r50", {"output_stride": 8}, "use output_stride=32"),
     ],
 )

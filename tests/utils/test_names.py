@@ -6,6 +6,7 @@ import pytest
 
 from nrdseg.analysis.decoder_study import run_study
 from nrdseg.analysis.experiments import CAMVID
+from nrdseg.cli import main
 from nrdseg.config.run import config_from_dict
 from nrdseg.config.schema import ConfigError
 from nrdseg.data.registry import build_dataset
@@ -99,3 +100,18 @@ def test_an_unknown_study_decoder_suggests_the_closest(tmp_path):
             latency_size=(64, 64),
             latency_repeats=1,
         )
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("freqfussion", "(did you mean freqfusion?)"),
+        ("freqfusion_r50", "(freqfusion_r50 is the zoo model of the study label freqfusion)"),
+    ],
+)
+def test_study_decoders_on_the_command_line_get_the_hint_too(tmp_path, capsys, given, expected):
+    # argparse's choices answered these with a bare "invalid choice" and the whole list
+    out = tmp_path / "study"
+    assert main(["study", "decoders", "--quick", "--out", str(out), "--models", given]) == 2
+    assert expected in capsys.readouterr().err
+    assert not out.exists()

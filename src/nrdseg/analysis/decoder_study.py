@@ -223,7 +223,12 @@ def run_study(
     """
     unknown = [label for label in labels if label not in STUDY_MODELS]
     if unknown:
-        hint = did_you_mean(unknown[0], STUDY_MODELS)
+        zoo = {model: label for label, (model, _, _) in STUDY_MODELS.items()}
+        hint = (
+            f" ({unknown[0]} is the zoo model of the study label {zoo[unknown[0]]})"
+            if unknown[0] in zoo
+            else did_you_mean(unknown[0], STUDY_MODELS)
+        )
         raise ValueError(
             f"unknown decoder(s) {unknown}{hint}; choose from {', '.join(STUDY_MODELS)}"
         )

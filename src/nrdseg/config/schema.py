@@ -44,6 +44,15 @@ def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
+def _prefix_keys(prefix: str, message: str) -> str:
+    """``message`` with ``prefix`` on its first line and on each later line that names a key
+    of the same part (``options.x: ...`` after ``options.y: ...``), e.g. every unknown option."""
+    first, *rest = message.splitlines() or [""]
+    part = first.split(":", 1)[0].split(".", 1)[0] + "."
+    rest = [_join(prefix, line) if line.startswith(part) else line for line in rest]
+    return "\n".join([_join(prefix, first), *rest])
+
+
 def type_name(tp: Any) -> str:
     """A reader's name for a type hint: ``null or a list of 2 int``."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -228,7 +237,7 @@ def from_dict(cls: type[T], data: Any, *, prefix: str = "") -> T:
     try:
         return cls(**values)
     except ValueError as err:  # __post_init__ names the key within the section
-        raise ConfigError(_join(prefix, str(err))) from err
+        raise ConfigError(_prefix_keys(prefix, str(err))) from err
     finally:
         _SECTION.reset(section)
 

@@ -59,17 +59,20 @@ def check_options(
     dropped unless its parameter takes null. An unknown name raises
     :class:`ConfigError` listing the valid ones, after ``hint(name)``.
     """
-    checked = {}
+    checked, unknown = {}, []
     for name, value in options.items():
         key = f"{prefix}{name}"
         parameter = parameters.get(name)
         if value is None and (parameter is None or not _takes_null(parameter.annotation)):
             log.info("%s: null, so left out (%s's default applies)", key, receiver)
-            continue
-        if parameter is None:
-            valid = ", ".join(parameters) or "none"
-            raise ConfigError(f"{key}: unknown option for {receiver}{hint(name)}; valid: {valid}")
-        checked[name] = convert(value, parameter.annotation, key)
+        elif parameter is None:
+            unknown.append(name)
+        else:
+            checked[name] = convert(value, parameter.annotation, key)
+    if unknown:  # every one at once: a switched model often leaves several behind
+        valid = ", ".join(parameters) or "none"
+        lines = [f"{prefix}{name}: unknown option for {receiver}{hint(name)}" for name in unknown]
+        raise ConfigError("\n".join(lines) + f"; valid: {valid}")
     return checked
 
 

@@ -157,7 +157,8 @@ def _probe(name: str, output_stride: int) -> _Probe:
         raise ValueError(
             f"timm backbone {name!r} takes only {size} images (timm's fixed_input_size) and "
             "has no dynamic_img_size option; nrdseg models take images of any size, so "
-            "choose another backbone (CNNs, ConvNeXt, Swin and ViTs with dynamic sizes work)"
+            "choose another backbone with stride-4 to 32 maps (CNNs, ConvNeXt, Swin work; a plain "
+            "ViT has one stride and does not)"
         ) from None
     info = nominal.feature_info
     stages = dict(zip(info.reduction(), info.module_name(), strict=True))

@@ -74,13 +74,27 @@ class DecodeHead(nn.Module):
         return {name: p for name, p in params.items() if name not in wired}
 
     @classmethod
+    def check_option_values(cls, options: Mapping[str, Any]) -> None:
+        """What :meth:`from_shapes` refuses before building: see there."""
+        declared = cls.options()
+        for name, value in options.items():
+            if name in declared:
+                _check_option(cls.__name__, name, value, declared[name].annotation)
+
+    @classmethod
     def from_shapes(
         cls, shapes: Mapping[str, ShapeSpec], *, num_classes: int, **options: Any
     ) -> DecodeHead:
         """Build the head on an encoder with these map ``shapes``; ``options`` as ``__init__``.
 
-        Raises ``ValueError`` when the encoder lacks a map the head reads.
+        Every option annotated ``int`` is a size or a count (channels, kernel, factor,
+        groups, stages), so a value below 1 is refused here, naming the option, before a
+        layer of the wrong size is made; so is a value of another type than a plain
+        ``int``, ``float``, ``bool`` or ``tuple[int, ...]`` annotation asks for. Raises
+        ``ValueError`` for such a size or when the encoder lacks a map the head reads,
+        ``TypeError`` for such a type.
         """
+        cls.check_option_values(options)
         wired: dict[str, Any] = {}
         for argument, names in cls.inputs.items():
             group = (names,) if isinstance(names, str) else names
@@ -93,3 +107,24 @@ class DecodeHead(nn.Module):
             channels = tuple(shapes[name].channels for name in group)
             wired[argument] = channels[0] if isinstance(names, str) else channels
         return cls(**wired, num_classes=num_classes, **options)
+
+
+def _check_option(head: str, name: str, value: Any, annotation: Any) -> None:
+    """Refuse a value that does not fit a plain annotation (other annotations pass)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ints = isinstance(value, (tuple, list)) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    )
+    fits = {
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: number,
+        bool: isinstance(value, bool),
+        tuple[int, ...]: ints,
+    }.get(annotation, True)
+    if not fits:
+        raise TypeError(
+            f"{head} option {name} expects {getattr(annotation, '__name__', annotation)}, "
+            f"got {value!r} ({type(value).__name__})"
+        )
+    if annotation is int and value < 1:
+        raise ValueError(f"{head} option {name} is a size and must be >= 1, got {value}")

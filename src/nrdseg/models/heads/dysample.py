@@ -62,6 +62,7 @@ class _StrideChecked:
     ) -> DecodeHead:
         """As :meth:`DecodeHead.from_shapes`; ``ValueError`` when ``upsample_scales`` do not
         multiply to the stride ratio of the neck to the stride-4 map."""
+        cls.check_option_values(options)
         scales = tuple(options.get("upsample_scales", cls.options()["upsample_scales"].default))
         if NECK in shapes and "stride4" in shapes:
             ratio = shapes[NECK].stride // shapes["stride4"].stride
