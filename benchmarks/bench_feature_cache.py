@@ -19,7 +19,7 @@ import torch
 
 import harness
 import nrdseg
-from nrdseg.analysis.experiments import CAMVID
+from nrdseg.analysis.experiments import CAMVID, Run, run_config
 from nrdseg.analysis.feature_cache import FrozenBackboneCache
 
 MODELS = ["bilinear_r50", "nrd_r50", "freqfusion_r50", "dlv3p_r50"]
@@ -29,13 +29,15 @@ CACHES = ["no cache", "cold cache", "warm cache"]
 def make_step(name: str, cache: str, *, crop: int, device: torch.device):
     """One AdamW step of the study's ``name`` on a fixed batch, with the backbone served as
     ``cache`` says. Weights random (timing only): ``pretrained`` would read the Lite0 file."""
-    options = {**CAMVID.model_options(name), "pretrained": False}
+    config = run_config(Run(label=name, model=name), CAMVID)
     torch.manual_seed(0)
-    model = nrdseg.create_model(name, num_classes=11, **options).to(device).train()
+    model = nrdseg.create_model(name, num_classes=11, pretrained=False, **config.model.options)
+    model = model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=CAMVID.lr)
-    images = torch.randn(CAMVID.batch_size, 3, crop, crop, device=device)
-    labels = torch.randint(0, 11, (CAMVID.batch_size, crop, crop), device=device)
+    optimizer = torch.optim.AdamW(params, lr=config.optim.lr)
+    batch = config.loader.batch_size
+    images = torch.randn(batch, 3, crop, crop, device=device)
+    labels = torch.randint(0, 11, (batch, crop, crop), device=device)
     store = FrozenBackboneCache()
     if cache != "no cache":
         store.attach(model.backbone)
@@ -55,10 +57,12 @@ def main() -> None:
     harness.add_common_arguments(parser)
     args = parser.parse_args()
     device = harness.setup(args)
-    crop = 96 if args.quick else CAMVID.image_size
+    study = CAMVID.base_config()
+    crop = 96 if args.quick else study.data.transforms.crop_size[0]
     models = MODELS[:2] if args.quick else MODELS
     repeats = args.repeats or (2 if args.quick else 5)
-    print(f"# Frozen-encoder training step, batch {CAMVID.batch_size} x {crop} px, 11 classes\n")
+    batch = study.loader.batch_size
+    print(f"# Frozen-encoder training step, batch {batch} x {crop} px, 11 classes\n")
     print(harness.describe_machine(device) + "\n")
     rows = []
     for name in models:

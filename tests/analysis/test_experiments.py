@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import shlex
 
 import pytest
 
 import nrdseg
 from nrdseg.analysis import experiments
 from nrdseg.analysis.demo import QUICK
-from nrdseg.analysis.experiments import Budget, Run, execute, run_config, run_dir
+from nrdseg.analysis.experiments import (
+    CAMVID,
+    Budget,
+    Run,
+    execute,
+    run_command,
+    run_config,
+    run_dir,
+    with_changes,
+    with_root,
+)
+from nrdseg.checkpoint.work_dir import read_best_result
+from nrdseg.cli import build_parser, main
+from nrdseg.cli.options import parse_assignments
+from nrdseg.config.run import config_to_dict, load_config
 from nrdseg.engine.trainer import Trainer
 from tests.engine_fixtures import one_thread
 
@@ -46,7 +60,7 @@ def test_a_finished_run_is_read_back_not_trained_again(tmp_path, monkeypatch):
 
     monkeypatch.setattr(experiments, "train_from_config", lambda *a, **k: pytest.fail("trained"))
     assert execute(RUN, BUDGET, out=tmp_path, progress=False, device="cpu") == first
-    other = dataclasses.replace(BUDGET, iters=6)
+    other = BUDGET.with_overrides(**{"train.iters": 6})
     with pytest.raises(
         ValueError, match=r"other settings .*\(then -> now\):\n  train\.iters: 4 -> 6\n"
     ):
@@ -54,7 +68,7 @@ def test_a_finished_run_is_read_back_not_trained_again(tmp_path, monkeypatch):
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
-    budget = dataclasses.replace(BUDGET, ckpt_interval=2)
+    budget = BUDGET.with_overrides(**{"train.ckpt_interval": 2})
     original = Trainer.train
 
     def killed_after_two(self, *, until=None):
@@ -73,3 +87,51 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     ]
     assert {"event": "resume", "iter": 2} in events
     assert record["config"]["train"]["iters"] == 4 and record["train_seconds"] > 0
+
+
+def config_of_command(command: str):
+    """The config ``nrdseg train`` resolves from ``command``, read as the CLI reads it."""
+    argv = shlex.split(command)[1:]
+    args = build_parser(argv).parse_args(argv)
+    return load_config(args.config, parse_assignments(args.set))
+
+
+@pytest.mark.parametrize(
+    ("run", "budget"),
+    [
+        (Run(label="ifa", model="ifa_r50", seed=2), with_root(CAMVID, "/data/camvid")),
+        (
+            Run(label="nrd_template", model="nrd_r50", options={"mlp_bias_init": "template"}),
+            with_changes(CAMVID, iters=50, image_size=96),
+        ),
+        (Run(label="bilinear", model="bilinear_r50", seed=1), with_changes(BUDGET, iters=3)),
+        (RUN, Budget()),
+    ],
+    ids=["camvid-ifa", "camvid-template-changed", "quick-bilinear", "synthetic-nrd"],
+)
+def test_a_study_run_is_the_nrdseg_train_command_it_prints(run, budget):
+    """Issue 23: every study run can be rerun with ``nrdseg train CONFIG --set ...``."""
+    command = run_command(run, budget, work_dir="w")
+    assert command.startswith(f"nrdseg train {budget.config} ")
+    assert config_to_dict(config_of_command(command)) == config_to_dict(run_config(run, budget))
+    config = run_config(run, budget)
+    assert config.model.name == run.model and config.train.seed == run.seed
+    assert config.model.options.items() >= run.options.items()
+
+
+def test_the_reference_row_is_its_config_file_as_it_is():
+    assert run_command(Run(label="nrd", model="nrd_r50"), Budget()) == (
+        "nrdseg train studies/synthetic.yaml"
+    )
+
+
+def test_a_quick_run_and_its_command_train_the_same_model(tmp_path):
+    """Both ways end in the same resolved config and the same score (one CPU thread)."""
+    record = execute(RUN, BUDGET, out=tmp_path / "study", progress=False, device="cpu")
+    assert record["command"] == run_command(RUN, BUDGET, work_dir=run_dir(tmp_path / "study", RUN))
+    again = tmp_path / "again"
+    argv = shlex.split(run_command(RUN, BUDGET, work_dir=again))[1:]
+    assert main([*argv, "--no-progress", "--device", "cpu"]) == 0
+    study_dir = run_dir(tmp_path / "study", RUN)
+    assert (again / "config.yaml").read_text() == (study_dir / "config.yaml").read_text()
+    assert read_best_result(again)["mIoU"] == record["mIoU"]

@@ -203,6 +203,36 @@ def aggregate(
     return rows
 
 
+def study_runs(labels: Sequence[str], *, seeds: Sequence[int]) -> list[Run]:
+    """The runs of a study, seed by seed (every label of a seed before the next seed).
+
+    Raises:
+        ValueError: a label that is not a study label (:data:`STUDY_MODELS`), with a hint
+            when it is a zoo model's name.
+    """
+    unknown = [label for label in labels if label not in STUDY_MODELS]
+    if unknown:
+        zoo = {model: label for label, (model, _, _) in STUDY_MODELS.items()}
+        hint = (
+            f" ({unknown[0]} is the zoo model of the study label {zoo[unknown[0]]})"
+            if unknown[0] in zoo
+            else did_you_mean(unknown[0], STUDY_MODELS)
+        )
+        raise ValueError(
+            f"unknown decoder(s) {unknown}{hint}; choose from {', '.join(STUDY_MODELS)}"
+        )
+    return [
+        Run(
+            label=label,
+            model=STUDY_MODELS[label][0],
+            options=STUDY_OPTIONS.get(label, {}),
+            seed=seed,
+        )
+        for seed in seeds
+        for label in labels
+    ]
+
+
 def run_study(
     labels: Sequence[str],
     *,
@@ -221,27 +251,7 @@ def run_study(
     seeds; finished runs are read back, an interrupted one resumes. ``device``: where
     the runs train (default: CUDA if available).
     """
-    unknown = [label for label in labels if label not in STUDY_MODELS]
-    if unknown:
-        zoo = {model: label for label, (model, _, _) in STUDY_MODELS.items()}
-        hint = (
-            f" ({unknown[0]} is the zoo model of the study label {zoo[unknown[0]]})"
-            if unknown[0] in zoo
-            else did_you_mean(unknown[0], STUDY_MODELS)
-        )
-        raise ValueError(
-            f"unknown decoder(s) {unknown}{hint}; choose from {', '.join(STUDY_MODELS)}"
-        )
-    runs = [
-        Run(
-            label=label,
-            model=STUDY_MODELS[label][0],
-            options=STUDY_OPTIONS.get(label, {}),
-            seed=seed,
-        )
-        for seed in seeds
-        for label in labels
-    ]
+    runs = study_runs(labels, seeds=seeds)
     records = []
     cache = FrozenBackboneCache() if budget.cache_backbone else None
     for number, run in enumerate(runs, 1):

@@ -9,7 +9,6 @@ the shown scenes as ``images/*.png`` and one training work dir per decoder under
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
@@ -23,7 +22,18 @@ import torch
 from PIL import Image
 
 from nrdseg.analysis.decoder_study import run_study, study_table
-from nrdseg.analysis.experiments import CAMVID, Budget, Run, describe, run_config, run_dir
+from nrdseg.analysis.experiments import (
+    CAMVID,
+    CAMVID_QUICK,
+    SYNTHETIC,
+    SYNTHETIC_QUICK,
+    Budget,
+    Run,
+    describe,
+    run_config,
+    run_dir,
+    with_root,
+)
 from nrdseg.analysis.figures import prediction_grid
 from nrdseg.engine.build import build_val_dataset
 from nrdseg.evaluation.metrics import boundary_mask
@@ -47,43 +57,20 @@ class DemoSettings:
     seed: int = 0
 
 
-FULL = DemoSettings(budget=Budget(), latency_size=(512, 1024), latency_repeats=5, figure_rows=4)
+FULL = DemoSettings(budget=SYNTHETIC, latency_size=(512, 1024), latency_repeats=5, figure_rows=4)
 #: A smoke run for tests: the same steps, a few iterations of a tiny encoder.
 QUICK = DemoSettings(
-    budget=Budget(
-        backbone="test_resnet",
-        neck_channels=32,
-        image_size=64,
-        batch_size=4,
-        iters=4,
-        warmup_iters=2,
-        train_images=16,
-        val_images=8,
-        ckpt_interval=4,
-    ),
-    latency_size=(64, 128),
-    latency_repeats=1,
-    figure_rows=2,
+    budget=SYNTHETIC_QUICK, latency_size=(64, 128), latency_repeats=1, figure_rows=2
 )
-
-
-#: What ``--quick`` changes in the CamVid budget: a few tiny batches.
-QUICK_CAMVID = {
-    "iters": 4,
-    "warmup_iters": 2,
-    "ckpt_interval": 4,
-    "batch_size": 2,
-    "image_size": 64,
-}
 
 
 def camvid_settings(root: str | Path, *, quick: bool = False) -> DemoSettings:
     """The demo on real CamVid frames under ``root``: the real-image study's budget
     (:data:`nrdseg.analysis.experiments.CAMVID`), or a few iterations with ``quick``."""
-    budget = dataclasses.replace(CAMVID, root=str(root))
     if quick:
-        budget = dataclasses.replace(budget, **QUICK_CAMVID)
+        budget = with_root(CAMVID_QUICK, root)
         return DemoSettings(budget=budget, latency_size=(64, 128), latency_repeats=1, figure_rows=2)
+    budget = with_root(CAMVID, root)
     return DemoSettings(budget=budget, latency_size=(512, 1024), latency_repeats=5, figure_rows=4)
 
 

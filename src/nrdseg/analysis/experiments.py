@@ -1,19 +1,24 @@
 """Train-and-evaluate runs on the synthetic scenes or CamVid: the one runner behind
 ``nrdseg demo`` and ``nrdseg study decoders``.
 
-A :class:`Run` (a zoo decoder, its options, a seed) and a :class:`Budget` (the encoder,
-data and schedule every decoder of a comparison shares) make an engine :class:`Config`
-in code, so nothing depends on the repository's ``configs/`` folder. Training and the
-final evaluation are the engine's (``train_from_config``, which evaluates with
+A :class:`Budget` names a packaged study config (``configs/studies/``: the NRD row of a
+comparison, which ``nrdseg train`` runs as it is) and overrides every decoder of the
+comparison shares; a :class:`Run` (a zoo decoder, its options, a seed) adds the few
+``--set`` overrides that make another row (:func:`run_overrides`), so that every run is
+``nrdseg train CONFIG --set ...`` exactly (:func:`run_command`). Training and the final
+evaluation are the engine's (``train_from_config``, which evaluates with
 ``nrdseg.evaluation.evaluate.evaluate`` and keeps the model in ``best/``). A finished run
-leaves ``result.json`` and is skipped next time; an interrupted one resumes from its
-last checkpoint, so a long study can be restarted with the same command.
+leaves ``result.json`` and is skipped next time; an interrupted one resumes from its last
+checkpoint, so a long study can be restarted with the same command.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,19 +30,7 @@ from nrdseg.checkpoint.work_dir import (
     latest_checkpoint,
     read_best_result,
 )
-from nrdseg.config.run import (
-    Config,
-    DataConfig,
-    DatasetConfig,
-    EvalConfig,
-    LoaderConfig,
-    ModelConfig,
-    OptimConfig,
-    TrainConfig,
-    TransformsConfig,
-    config_from_dict,
-    config_to_dict,
-)
+from nrdseg.config.run import Config, config_from_dict, config_to_dict, load_config
 from nrdseg.engine.build import train_from_config
 from nrdseg.engine.resume import config_changes
 from nrdseg.models.zoo import scaled_widths
@@ -52,55 +45,87 @@ _SHOWN_CHANGES = 20
 
 @dataclass(frozen=True, kw_only=True)
 class Budget:
-    """What every decoder of one comparison shares: encoder, data, schedule, evaluation.
+    """What every decoder of one comparison shares: a packaged study config and overrides.
 
-    The defaults are the demo's on the synthetic scenes (see the README, "Reproducing the
-    paper", for the runs that chose them); :data:`CAMVID` is the real-image budget.
-    ``data`` is ``synthetic`` (made on the fly; ``image_size`` square scenes) or
-    ``camvid`` (``root`` in the SegNet layout: trained on ``train_split`` with random
-    ``image_size`` crops of frames resized by ``ratio_range``, scored on ``eval_split``
-    at full resolution).
+    ``config``: a packaged config name (:func:`nrdseg.config.packaged.get_config_file`) or
+    a YAML path, the comparison's NRD row; ``overrides``: dotted keys as ``--set`` takes
+    them (``{"train.iters": 50}``), applied to every run; ``thin_classes``: classes whose
+    IoU the study tables show beside the mean; ``cache_backbone``: a frozen encoder's maps
+    are computed once per batch for all decoders of a seed
+    (:mod:`nrdseg.analysis.feature_cache`; results bit-identical, runs faster).
     """
 
-    data: str = "synthetic"
-    root: str | None = None
-    train_split: str = "train"
-    eval_split: str = "test"
-    ratio_range: tuple[float, float] = (0.75, 1.5)
-    #: CamVid: the (W, H) frames are resized to before augmentation and for scoring.
-    frame_size: tuple[int, int] = (480, 360)
-    pretrained: bool = False
-    backbone: str = "resnet18d"
-    #: Encoder stages kept at their (pretrained) weights, mmseg's ``frozen_stages``.
-    frozen_stages: int = -1
-    neck_channels: int = 128
-    image_size: int = 128
-    batch_size: int = 8
-    iters: int = 300
-    lr: float = 0.002
-    weight_decay: float = 0.01
-    warmup_iters: int = 30
-    train_images: int = 2000
-    val_images: int = 200
-    trimap_widths: tuple[int, ...] = (1, 3, 5)
-    #: Classes whose IoU the study tables show beside the mean.
+    config: str = "studies/synthetic.yaml"
+    overrides: Mapping[str, Any] = field(default_factory=dict)
     thin_classes: tuple[str, ...] = ("line", "ring", "dot")
-    #: DataLoader workers; 0 gives the cores to the model (a synthetic batch takes ~30 ms).
-    num_workers: int = 0
-    ckpt_interval: int = 100
-    #: A frozen encoder's maps are computed once per batch for all decoders of a seed
-    #: (:mod:`nrdseg.analysis.feature_cache`): results are bit-identical, runs faster.
     cache_backbone: bool = False
 
-    def model_options(self, model: str) -> dict[str, Any]:
-        """The encoder, and the head's widths scaled with the neck (``scaled_widths``)."""
-        return {
-            "backbone": self.backbone,
-            **({"frozen_stages": self.frozen_stages} if self.frozen_stages >= 0 else {}),
-            "neck_channels": self.neck_channels,
-            "aux_channels": min(256, self.neck_channels // 2),
-            **scaled_widths(model, neck_channels=self.neck_channels),
-        }
+    def base_config(self) -> Config:
+        """The NRD row's resolved config under these overrides."""
+        return load_config(self.config, dict(self.overrides))
+
+    def with_overrides(self, **changes: Any) -> Budget:
+        """This budget with more overrides: ``with_overrides(**{"train.iters": 50})``."""
+        return dataclasses.replace(self, overrides={**self.overrides, **changes})
+
+
+#: The synthetic scenes (the defaults), and ``--quick``'s smoke-run version of them.
+SYNTHETIC = Budget()
+SYNTHETIC_QUICK = Budget(config="studies/synthetic_quick.yaml")
+#: The real-image study: EfficientNet-Lite0 with ImageNet weights, frozen, so that every
+#: decoder reads the same features; CamVid at half resolution (240 x 180). The default 14
+#: decoders x 3 seeds took 126 minutes on a 2-core CPU as three one-thread processes (see
+#: the docs, "Reproducing the paper"). Needs the data root: :func:`with_root`.
+CAMVID = Budget(
+    config="studies/camvid.yaml",
+    thin_classes=("pole", "sign_symbol", "fence", "pedestrian", "bicyclist"),
+    cache_backbone=True,
+)
+CAMVID_QUICK = dataclasses.replace(CAMVID, config="studies/camvid_quick.yaml")
+
+
+def with_root(budget: Budget, root: str | Path) -> Budget:
+    """``budget`` reading its training and evaluation data from ``root``."""
+    return budget.with_overrides(**{"data.train.root": str(root), "data.val.root": str(root)})
+
+
+def with_changes(
+    budget: Budget,
+    *,
+    iters: int | None = None,
+    backbone: str | None = None,
+    image_size: int | None = None,
+) -> Budget:
+    """The study command's ``--iters``, ``--backbone`` and ``--image-size`` as overrides.
+
+    ``iters`` also moves logging and the last checkpoint to the end; ``image_size`` (px)
+    is the square crop, and on the synthetic scenes the scene size too (CamVid frames keep
+    the config's ``scale``).
+    """
+    changes: dict[str, Any] = {}
+    if iters is not None:
+        base = budget.base_config().train
+        changes.update(
+            {
+                "train.iters": iters,
+                "train.log_interval": iters,
+                "train.ckpt_interval": min(base.ckpt_interval, iters),
+            }
+        )
+    if backbone is not None:
+        changes["model.options.backbone"] = backbone
+    if image_size is not None:
+        size = [image_size, image_size]
+        changes["data.transforms.crop_size"] = size
+        if budget.base_config().data.train.name == "synthetic":
+            changes.update(
+                {
+                    "data.transforms.scale": size,
+                    "data.train.options.size": size,
+                    "data.val.options.size": size,
+                }
+            )
+    return budget.with_overrides(**changes)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,120 +142,75 @@ class Run:
         return f"{self.label}-seed{self.seed}"
 
 
-#: The real-image study: EfficientNet-Lite0 with ImageNet weights (installed offline by
-#: ``nrdseg[weights]``), frozen, so that every decoder reads the same features; CamVid at
-#: half resolution (240 x 180). The default 14 decoders x 3 seeds took 126 minutes on a
-#: 2-core CPU as three one-thread processes (see the README, "Real images (CamVid)").
-CAMVID = Budget(
-    data="camvid",
-    backbone="efficientnet_lite0",
-    pretrained=True,
-    frozen_stages=4,
-    neck_channels=256,
-    frame_size=(240, 180),
-    image_size=176,
-    ratio_range=(0.75, 1.5),
-    batch_size=8,
-    iters=400,
-    lr=0.002,
-    warmup_iters=40,
-    trimap_widths=(1, 3, 5, 10),
-    thin_classes=("pole", "sign_symbol", "fence", "pedestrian", "bicyclist"),
-    cache_backbone=True,
-)
+def run_overrides(run: Run, budget: Budget) -> dict[str, Any]:
+    """The dotted overrides that turn ``budget``'s config into ``run``: the budget's own,
+    then the model, its head widths scaled with the neck (``scaled_widths``; the base
+    model's widths dropped with ``null`` when the model differs), ``run.options`` and the
+    seed. Only what differs from the config is set."""
+    base = budget.base_config()
+    neck = base.model.options["neck_channels"]
+    changes: dict[str, Any] = dict(budget.overrides)
+    options: dict[str, Any] = {}
+    if run.model != base.model.name:
+        changes["model.name"] = run.model
+        options = dict.fromkeys(scaled_widths(base.model.name, neck_channels=neck))
+    options.update(scaled_widths(run.model, neck_channels=neck), **run.options)
+    for key, value in options.items():
+        if base.model.options.get(key) != value:
+            changes[f"model.options.{key}"] = value
+    if run.seed != base.train.seed:
+        changes["train.seed"] = run.seed
+    return changes
+
+
+def run_config(run: Run, budget: Budget) -> Config:
+    """The engine config of ``run`` under ``budget``: the budget's config with
+    :func:`run_overrides`, exactly what :func:`run_command` trains."""
+    return load_config(budget.config, run_overrides(run, budget))
+
+
+def _set_value(value: Any) -> str:
+    """``value`` as ``--set`` reads it back (YAML): strings bare, the rest as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def run_command(run: Run, budget: Budget, *, work_dir: str | Path | None = None) -> str:
+    """The shell command that trains ``run`` as the study does: ``nrdseg train`` with
+    the budget's config and :func:`run_overrides` (``--work-dir`` when given)."""
+    words = ["nrdseg", "train", budget.config]
+    for key, value in run_overrides(run, budget).items():
+        words += ["--set", f"{key}={_set_value(value)}"]
+    if work_dir is not None:
+        words += ["--work-dir", str(work_dir)]
+    return shlex.join(words)
 
 
 def describe(budget: Budget) -> str:
     """What a comparison under ``budget`` trains on and with, for table headers."""
-    if budget.data == "camvid":
-        width, height = budget.frame_size
-        data = (
+    config = budget.base_config()
+    data, model, train = config.data, config.model, config.train
+    crop = data.transforms.crop_size[0]
+    if data.train.name == "camvid":
+        width, height = data.transforms.scale
+        where = (
             f"CamVid (SegNet copy: frames at {width} x {height}, trained on "
-            f"`{budget.train_split}` in {budget.image_size} px crops, scored on "
-            f"`{budget.eval_split}` against the full-resolution labels)"
+            f"`{data.train.split}` in {crop} px crops, scored on "
+            f"`{data.val.split}` against the full-resolution labels)"
         )
     else:
-        data = (
-            f"synthetic scenes ({budget.image_size} x {budget.image_size}, 6 classes, "
-            f"{budget.val_images} validation images)"
+        where = (
+            f"synthetic scenes ({crop} x {crop}, 6 classes, "
+            f"{data.val.options['length']} validation images)"
         )
-    weights = "ImageNet" if budget.pretrained else "from scratch"
-    frozen = ", frozen" if budget.frozen_stages >= 4 else ""
-    if 0 <= budget.frozen_stages < 4:
-        frozen = f", frozen_stages={budget.frozen_stages}"
+    weights = "ImageNet" if model.pretrained else "from scratch"
+    frozen_stages = model.options.get("frozen_stages", -1)
+    frozen = ", frozen" if frozen_stages >= 4 else ""
+    if 0 <= frozen_stages < 4:
+        frozen = f", frozen_stages={frozen_stages}"
     return (
-        f"{data}, `{budget.backbone}` encoder {weights}{frozen} ({budget.neck_channels}-channel "
-        f"ASPP), batch {budget.batch_size}, {budget.iters} AdamW iterations at lr {budget.lr:g}"
-    )
-
-
-def _data_config(budget: Budget) -> DataConfig:
-    crop = (budget.image_size, budget.image_size)
-    if budget.data == "synthetic":
-        size = list(crop)
-        return DataConfig(
-            train=DatasetConfig(
-                name="synthetic",
-                split="train",
-                options={"size": size, "length": budget.train_images, "seed": 0},
-            ),
-            val=DatasetConfig(
-                name="synthetic",
-                split="val",
-                options={"size": size, "length": budget.val_images, "seed": 1},
-            ),
-            transforms=TransformsConfig(
-                crop_size=crop, scale=crop, ratio_range=budget.ratio_range, photometric=False
-            ),
-        )
-    if budget.data == "camvid":
-        if budget.root is None:
-            raise ValueError(
-                "a CamVid budget needs root: the folder holding train/ and trainannot/"
-            )
-        return DataConfig(
-            train=DatasetConfig(name="camvid", root=budget.root, split=budget.train_split),
-            val=DatasetConfig(name="camvid", root=budget.root, split=budget.eval_split),
-            transforms=TransformsConfig(
-                crop_size=crop,
-                scale=budget.frame_size,
-                ratio_range=budget.ratio_range,
-                photometric=False,
-            ),
-        )
-    raise ValueError(f"budget data must be 'synthetic' or 'camvid', got {budget.data!r}")
-
-
-def run_config(run: Run, budget: Budget) -> Config:
-    """The engine config of ``run`` under ``budget``: the budget's train/eval splits,
-    AdamW with a short warm-up, one evaluation at the end."""
-    return Config(
-        model=ModelConfig(
-            name=run.model,
-            num_classes=None,
-            pretrained=budget.pretrained,
-            options={**budget.model_options(run.model), **run.options},
-        ),
-        data=_data_config(budget),
-        loader=LoaderConfig(batch_size=budget.batch_size, num_workers=budget.num_workers),
-        optim=OptimConfig(
-            type="adamw",
-            lr=budget.lr,
-            weight_decay=budget.weight_decay,
-            decay_norm_and_bias=False,
-            min_lr=budget.lr / 200,
-            warmup_iters=budget.warmup_iters,
-            warmup_ratio=0.1,
-        ),
-        train=TrainConfig(
-            iters=budget.iters,
-            seed=run.seed,
-            log_interval=budget.iters,
-            ckpt_interval=min(budget.ckpt_interval, budget.iters),
-            keep_last=1,
-            eval_interval=0,
-        ),
-        eval=EvalConfig(trimap_widths=budget.trimap_widths),
+        f"{where}, `{model.options['backbone']}` encoder {weights}{frozen} "
+        f"({model.options['neck_channels']}-channel ASPP), batch {config.loader.batch_size}, "
+        f"{train.iters} AdamW iterations at lr {config.optim.lr:g}"
     )
 
 
@@ -306,7 +286,7 @@ def execute(
         return record
     latest = latest_checkpoint(work_dir) if work_dir.is_dir() else None
     summary = read_best_result(work_dir)
-    if latest is None or summary is None or latest.name != f"iter_{budget.iters:06d}":
+    if latest is None or summary is None or latest.name != f"iter_{config.train.iters:06d}":
         train_from_config(
             config,
             work_dir,
@@ -326,6 +306,7 @@ def execute(
         # a small validation set's note (engine.trainer.small_validation_note)
         **{key: summary[key] for key in ("warning",) if key in summary},
         "train_seconds": train_seconds(work_dir),
+        "command": run_command(run, budget, work_dir=work_dir),
         "config": tree,
     }
     atomic_write_bytes(result_path, json.dumps(record, indent=1).encode())

@@ -1,10 +1,12 @@
-"""``nrdseg models``: the zoo, one line per model, optionally with measured GMACs."""
+"""``nrdseg models``: the zoo, one line per model, optionally with measured GMACs; or the
+packaged configs (``--configs``)."""
 
 from __future__ import annotations
 
 import argparse
 
 from nrdseg.analysis.flops import model_flops
+from nrdseg.config.packaged import CONFIG_ROOT, config_names
 from nrdseg.models.zoo import list_models, model_spec
 
 
@@ -13,12 +15,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--flops", action="store_true", help="add a markdown table of GMACs and params"
     )
+    parser.add_argument(
+        "--configs",
+        action="store_true",
+        help="list the packaged configs instead (nrdseg train NAME reads one from anywhere)",
+    )
     parser.add_argument("--num-classes", type=int, default=19)
     parser.add_argument("--shape", type=int, nargs=2, metavar=("H", "W"), default=(1024, 2048))
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.configs:
+        print(f"# packaged configs in {CONFIG_ROOT}: nrdseg train NAME [--set KEY=VALUE ...]")
+        print("\n".join(config_names()))
+        return 0
     names = list_models()
     if not args.flops:
         width = max(len(n) for n in names)

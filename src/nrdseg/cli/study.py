@@ -4,7 +4,6 @@ zoo decoder and the NRD variants, trained on synthetic scenes)."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -12,8 +11,19 @@ from pathlib import Path
 import torch
 
 from nrdseg.analysis import decoder_study
-from nrdseg.analysis.demo import QUICK, QUICK_CAMVID, machine_line
-from nrdseg.analysis.experiments import CAMVID, Budget, describe
+from nrdseg.analysis.demo import QUICK, machine_line
+from nrdseg.analysis.experiments import (
+    CAMVID,
+    CAMVID_QUICK,
+    SYNTHETIC,
+    SYNTHETIC_QUICK,
+    Budget,
+    describe,
+    run_command,
+    run_dir,
+    with_changes,
+    with_root,
+)
 from nrdseg.analysis.patch_study import patch_table, run_patch_study, write_report
 from nrdseg.cli.status import EXIT_USAGE
 from nrdseg.data import build_dataset
@@ -131,6 +141,12 @@ def add_decoders_parser(studies: argparse._SubParsersAction) -> None:
     decoders.add_argument(
         "--device", help="where the runs train: cpu, cuda, ... (default: cuda if available)"
     )
+    decoders.add_argument(
+        "--print-commands",
+        action="store_true",
+        help="print the `nrdseg train` command of every run (what the study trains, exactly) "
+        "and exit",
+    )
     add_data_arguments(decoders)
     decoders.set_defaults(func=run_decoders)
 
@@ -160,30 +176,34 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def data_budget(args: argparse.Namespace, default: Budget) -> Budget:
-    """``default`` on synthetic data; :data:`CAMVID` rooted at ``--root`` for CamVid."""
+def data_budget(args: argparse.Namespace) -> Budget:
+    """The study's budget for ``--data`` (``--quick``'s smoke-run version with ``--quick``),
+    CamVid rooted at ``--root``."""
     if args.data == "synthetic":
-        return default
+        return SYNTHETIC_QUICK if args.quick else SYNTHETIC
     if args.root is None:
         raise ValueError("--data camvid needs --root DIR")  # exit 2, as a usage error
-    return dataclasses.replace(CAMVID, root=str(args.root))
+    return with_root(CAMVID_QUICK if args.quick else CAMVID, args.root)
 
 
 def run_decoders(args: argparse.Namespace) -> int:
+    args.out = args.out or Path("decoder_study_quick" if args.quick else "decoder_study")
+    budget = with_changes(
+        data_budget(args), iters=args.iters, backbone=args.backbone, image_size=args.image_size
+    )
+    models = args.models or (CAMVID_MODELS if args.data == "camvid" else PAPER_MODELS)
+    seeds = args.seeds or 3
+    if args.print_commands:
+        runs = decoder_study.study_runs(models, seeds=range(seeds))
+        for run in runs:
+            print(run_command(run, budget, work_dir=run_dir(args.out, run)))
+        return 0
     if not is_installed("matplotlib"):
         print(
             f"nrdseg study: error: the plot {missing_message('matplotlib', extra='plot')}",
             file=sys.stderr,
         )
         return EXIT_USAGE
-    args.out = args.out or Path("decoder_study_quick" if args.quick else "decoder_study")
-    budget = data_budget(args, QUICK.budget if args.quick else Budget())
-    if args.quick and args.data == "camvid":
-        budget = dataclasses.replace(budget, **QUICK_CAMVID)
-    changes = {"iters": args.iters, "backbone": args.backbone, "image_size": args.image_size}
-    budget = dataclasses.replace(budget, **{k: v for k, v in changes.items() if v is not None})
-    models = args.models or (CAMVID_MODELS if args.data == "camvid" else PAPER_MODELS)
-    seeds = args.seeds or 3
     latency_size = QUICK.latency_size if args.quick else (512, 1024)
     start = time.perf_counter()
     rows = decoder_study.run_study(
@@ -201,10 +221,13 @@ def run_decoders(args: argparse.Namespace) -> int:
         f"ms: decoder to labels at {latency_size[0]} x {latency_size[1]}. "
         f"Machine: {machine_line()}; this invocation {(time.perf_counter() - start) / 60:.1f} min."
     )
-    source = "CamVid" if budget.data == "camvid" else "Synthetic scenes"
+    config = budget.base_config()
+    source = "CamVid" if config.data.train.name == "camvid" else "Synthetic scenes"
+    weights = "ImageNet" if config.model.pretrained else "from scratch"
     title = (
-        f"{source}, {budget.backbone} {'ImageNet' if budget.pretrained else 'from scratch'}, "
-        f"{budget.image_size} px, {budget.iters} iterations, {seeds} seed(s)"
+        f"{source}, {config.model.options['backbone']} {weights}, "
+        f"{config.data.transforms.crop_size[0]} px, {config.train.iters} iterations, "
+        f"{seeds} seed(s)"
     )
     decoder_study.write_report(
         rows, args.out, header=header, title=title, latency_size=latency_size

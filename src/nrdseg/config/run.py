@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import yaml
 
+from nrdseg.config.packaged import find_config
 from nrdseg.config.schema import ConfigError, field_default, from_dict
 from nrdseg.config.signatures import check_dataset_options, check_loss_term, check_model_options
 from nrdseg.config.yaml_tree import load_tree, set_dotted
@@ -408,7 +409,16 @@ def config_from_dict(tree: dict[str, Any], *, source: str = "config") -> Config:
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
-    """Read ``path`` with its ``_base_`` files, apply dotted ``overrides``, validate."""
+    """Read ``path`` with its ``_base_`` files, apply dotted ``overrides``, validate.
+
+    ``path``: a YAML file, or where none exists, a packaged config's name
+    (``camvid/nrd_lite0.yaml``; :func:`nrdseg.config.packaged.find_config`).
+
+    Raises:
+        FileNotFoundError: neither a file nor a packaged config.
+        ConfigError: a key or value the schema refuses, naming it.
+    """
+    path = find_config(path)
     tree = load_tree(path)
     for key, value in (overrides or {}).items():
         set_dotted(tree, key, value, default=lambda parts: field_default(Config, parts))
