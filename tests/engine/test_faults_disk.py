@@ -92,7 +92,7 @@ def run(work_dir, *, resume: bool = False):
     )
     if resume:
         trainer.resume(latest_checkpoint(work_dir))
-        improving.calls = trainer.iteration // 2
+        improving.calls = trainer.counters.iteration // 2
     trainer.train()
     return trainer
 
@@ -139,7 +139,7 @@ def test_a_full_disk_stops_cleanly_and_the_run_resumes(tmp_path, monkeypatch, fu
     nrdseg.load_model(tmp_path / "best")
 
     resumed = run(tmp_path, resume=True)
-    assert resumed.iteration == ITERS
+    assert resumed.counters.iteration == ITERS
     final = load_file(str(tmp_path / "checkpoints" / f"iter_{ITERS:06d}" / "model.safetensors"))
     for key, value in straight.items():
         assert torch.equal(final[key], value), key

@@ -99,7 +99,8 @@ def test_max_bad_batches_skips_them_and_counts_them(tmp_path, how):
     model = poisoned(tiny_model(), calls={2, 5}, how=how)
     trainer = make_trainer(tmp_path, model=model, max_bad_batches=2)
     trained = trainer.train()
-    assert (trainer.iteration, trainer.bad_batches, trainer.consumed_batches) == (6, 2, 8)
+    counters = trainer.counters
+    assert (counters.iteration, counters.bad_batches, counters.consumed_batches) == (6, 2, 8)
     assert [(e["iter"], e["count"]) for e in events(tmp_path, "bad_batch")] == [(2, 1), (4, 2)]
     assert [e["iter"] for e in events(tmp_path, "train")] == [1, 2, 3, 4, 5, 6]
     assert all(math.isfinite(e["loss"]) for e in events(tmp_path, "train"))

@@ -64,7 +64,9 @@ def test_a_larger_batch_size_on_resume_reads_the_rest_of_the_epoch_once(tmp_path
         batches=1,
     )
     assert rest[12:] == [index for index, _ in next(iter(epoch1))]
-    assert trainer.data_position == DataPosition(epoch=1, offset=4, dataset_size=16, seed=0)
+    assert trainer.counters.data_position == DataPosition(
+        epoch=1, offset=4, dataset_size=16, seed=0
+    )
     assert read_training_state(latest_checkpoint(tmp_path)).data_position == {
         "epoch": 1,
         "offset": 4,
@@ -158,7 +160,7 @@ def test_fewer_bad_batches_allowed_on_resume_still_trains_to_the_end(tmp_path):
     trainer = make_trainer(tmp_path, model=tiny_model(aux=False), iters=6, max_bad_batches=0)
     trainer.resume(latest_checkpoint(tmp_path))
     trainer.train()
-    assert (trainer.iteration, trainer.bad_batches) == (6, 1)
+    assert (trainer.counters.iteration, trainer.counters.bad_batches) == (6, 1)
 
 
 def _state(**fields) -> TrainingState:

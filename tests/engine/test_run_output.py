@@ -75,11 +75,11 @@ def test_a_busy_machine_with_passive_openmp_threads_gets_no_warning(
 def test_time_per_iter_and_eta_leave_out_evaluation(tmp_path, monkeypatch):
     """The evaluator advances the trainer's clock by an hour; no iteration may carry it
     (a fake clock, so a busy machine cannot make the test flaky)."""
-    import nrdseg.engine.trainer as trainer_module
+    import nrdseg.engine.log_window as log_window_module
 
     real = time.perf_counter
     skipped = [0.0]
-    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: real() + skipped[0])
+    monkeypatch.setattr(log_window_module.time, "perf_counter", lambda: real() + skipped[0])
     pause = 3600.0
 
     def slow_evaluator(model):
@@ -99,11 +99,11 @@ def test_time_per_iter_and_eta_leave_out_evaluation(tmp_path, monkeypatch):
 def test_data_time_is_the_wait_for_batches(tmp_path, monkeypatch):
     """Each sample costs 100 s on a fake clock: ``data_time`` carries it, within the
     iteration's time (batch 2: 200 s per iteration)."""
-    import nrdseg.engine.trainer as trainer_module
+    import nrdseg.engine.log_window as log_window_module
 
     real = time.perf_counter
     loading = [0.0]
-    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: real() + loading[0])
+    monkeypatch.setattr(log_window_module.time, "perf_counter", lambda: real() + loading[0])
 
     class SlowScenes(fx.Scenes):
         def __getitem__(self, index: int) -> dict:

@@ -145,7 +145,7 @@ def test_resume_after_a_crash_is_bit_identical_to_a_straight_run(tmp_path):
         straight.optimizer.state.values(), resumed.optimizer.state.values(), strict=True
     ):
         assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
-    assert resumed.consumed_batches == straight.consumed_batches == 16
+    assert resumed.counters.consumed_batches == straight.counters.consumed_batches == 16
     assert [e["iter"] for e in events(tmp_path / "split", "resume")] == [4]
 
 
@@ -182,7 +182,8 @@ def test_bad_batches_are_skipped_up_to_the_limit(tmp_path):
     model = poison_loss(tiny_model(), calls={3}, how="image")
     trainer = make_trainer(tmp_path, model=model, max_bad_batches=1)
     trainer.train()
-    assert (trainer.iteration, trainer.bad_batches, trainer.consumed_batches) == (6, 1, 7)
+    counters = trainer.counters
+    assert (counters.iteration, counters.bad_batches, counters.consumed_batches) == (6, 1, 7)
     (bad,) = events(tmp_path, "bad_batch")
     assert (bad["iter"], bad["count"], bad["loss"]) == (3, 1, None)  # NaN logged as null
     assert read_training_state(latest_checkpoint(tmp_path)).bad_batches == 1
@@ -233,7 +234,7 @@ def test_the_best_evaluation_is_kept_in_best(tmp_path):
     ]
     record = json.loads((tmp_path / "best" / "eval.json").read_text())
     assert (record["iter"], record["mIoU"], record["IoU"]["stripe"]) == (4, 0.6, 0.6)
-    assert (trainer.best_metric, trainer.best_iteration) == (0.6, 4)
+    assert (trainer.counters.best_metric, trainer.counters.best_iteration) == (0.6, 4)
     assert nrdseg.load_model(tmp_path / "best").meta["classes"] == CLASSES
     assert read_training_state(latest_checkpoint(tmp_path)).best_metric == 0.6
 

@@ -10,10 +10,8 @@ in ``best/``; every ``ckpt_interval`` a resumable checkpoint is written.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,8 +33,10 @@ from nrdseg.checkpoint.work_dir import (
 )
 from nrdseg.config.run import LoaderConfig, OptimConfig, TrainConfig
 from nrdseg.data.files import worker_errors_as_lines
+from nrdseg.engine.counters import TrainingCounters
 from nrdseg.engine.data_order import BatchOrder, DataPosition, SeededSamples, check_batch_fits
 from nrdseg.engine.distributed import DistInfo, all_gather_objects, mean_over_ranks
+from nrdseg.engine.log_window import LogWindow
 from nrdseg.engine.logger import EventLog
 from nrdseg.engine.optim import PolySchedule, build_optimizer
 from nrdseg.engine.resume import resumed_position, resumed_schedule, warn_about_changes
@@ -157,18 +157,10 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, self.optim_settings)
         self.schedule = PolySchedule.from_config(self.optim_settings, iters=train_cfg.iters)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=train_cfg.amp == "fp16")
-        self.iteration = 0
-        #: Batches read (micro-batches of any size), for the record; the data order
-        #: goes on from ``data_position``, counted in samples.
-        self.consumed_batches = 0
-        self.data_position = DataPosition(dataset_size=len(train_dataset), seed=train_cfg.seed)
-        self.bad_batches = 0
-        #: Training samples served in place of bad ones (on_error: skip), over all ranks.
-        self.skipped_samples = 0
-        #: Seconds spent waiting for batches since the last log line (``data_time``).
-        self.data_seconds = 0.0
-        self.best_metric: float | None = None
-        self.best_iteration: int | None = None
+        #: Where the run stands; a checkpoint saves them, a resume restores them.
+        self.counters = TrainingCounters(
+            data_position=DataPosition(dataset_size=len(train_dataset), seed=train_cfg.seed)
+        )
         self.last_checkpoint: Path | None = None
         seed_everything(train_cfg.seed + self.dist.rank)
 
@@ -196,13 +188,8 @@ class Trainer:
         load_weights(self.model, checkpoint.weights, source=source)
         self.optimizer.load_state_dict(state.optimizer)
         self.scaler.load_state_dict(state.scaler)
-        self.iteration = state.iteration
-        self.consumed_batches = state.consumed_batches
-        self.data_position, self.schedule = position, schedule
-        self.bad_batches = state.bad_batches
-        self.skipped_samples = state.skipped_samples
-        self.best_metric = state.best_metric
-        self.best_iteration = state.best_iteration
+        self.counters = TrainingCounters.from_state(state, data_position=position)
+        self.schedule = schedule
         self.last_checkpoint = checkpoint.directory
         rngs = state.rng
         if len(rngs) != self.dist.world_size:
@@ -218,17 +205,11 @@ class Trainer:
 
     def _training_state(self) -> TrainingState:
         return TrainingState(
-            iteration=self.iteration,
-            consumed_batches=self.consumed_batches,
-            bad_batches=self.bad_batches,
-            skipped_samples=self.skipped_samples,
-            best_metric=self.best_metric,
-            best_iteration=self.best_iteration,
+            **self.counters.state_fields(),
             optimizer=self.optimizer.state_dict(),
             scaler=self.scaler.state_dict(),
             rng=all_gather_objects(self.dist, capture_rng()),
             config=self.config,
-            data_position=dataclasses.asdict(self.data_position),
             schedule=self.schedule.state(),
         )
 
@@ -242,7 +223,7 @@ class Trainer:
             dataset_size=len(self.train_dataset),
             batch_size=self.loader_settings.batch_size,
             seed=self.settings.seed,
-            start=self.data_position,
+            start=self.counters.data_position,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
         )
@@ -260,80 +241,78 @@ class Trainer:
 
     def train(self, *, until: int | None = None) -> Segmentor:
         """Train to ``train.iters`` (or stop after iteration ``until``, with a checkpoint)."""
-        settings = self.settings
+        settings, counters = self.settings, self.counters
         stop = settings.iters if until is None else min(until, settings.iters)
-        events = (
-            EventLog(work_dir=self.work_dir, console=self.console) if self.dist.is_main else None
-        )
         bar = progress_bar(
             total=settings.iters,
-            initial=self.iteration,
+            initial=counters.iteration,
             desc="train",
             unit="it",
             enabled=self.progress,
         )
-        if events is not None and self.iteration > 0:
-            events.write({"event": "resume", "iter": self.iteration})
-        dropped = getattr(self.train_dataset, "skipped", 0)
-        if events is not None and dropped:  # samples whose files were missing at start
-            events.write({"event": "data", "iter": self.iteration, "dropped_samples": dropped})
+        events = self._open_events()
         self.model.train()
-        batches = self._batches()
-        window: dict[str, float] = {}
-        window_start, window_iters = time.perf_counter(), 0
-        self.data_seconds = 0.0
+        window = LogWindow()
+        batches = window.timed(self._batches())
         try:
-            while self.iteration < stop:
-                lr = self.schedule.apply(self.optimizer, self.iteration)
+            while counters.iteration < stop:
+                lr = self.schedule.apply(self.optimizer, counters.iteration)
                 terms = self._step(batches, events)
-                if terms is None:
+                if terms is None:  # a bad batch, skipped
                     continue
-                self.iteration += 1
-                window_iters += 1
-                for key, value in terms.items():
-                    window[key] = window.get(key, 0.0) + value
+                counters.iteration += 1
+                step, done = counters.iteration, counters.iteration == settings.iters
+                window.add(terms)
                 bar.update(1)
                 bar.set_postfix(loss=f"{terms['loss']:.4f}", lr=f"{lr:.2e}")
-                done = self.iteration == settings.iters
-                if self.iteration % settings.log_interval == 0 or done:
-                    seconds = (time.perf_counter() - window_start) / window_iters
-                    event = {"event": "train", "iter": self.iteration, "lr": lr}
-                    event.update({k: v / window_iters for k, v in window.items()})
-                    event["time_per_iter"] = seconds
-                    # mmseg's data_time: the share of an iteration spent waiting for data
-                    event["data_time"] = self.data_seconds / window_iters
-                    event["eta_min"] = seconds * (settings.iters - self.iteration) / 60
-                    if self.skipped_samples:
-                        event["skipped_samples"] = self.skipped_samples
-                    if self.device.type == "cuda":
-                        event["max_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
-                    if events is not None:
-                        events.write(event)
-                    window, window_start, window_iters = {}, time.perf_counter(), 0
-                    self.data_seconds = 0.0
-                paused = time.perf_counter()
-                interval = settings.eval_interval
-                if self.evaluator is not None and (
-                    done or (interval and self.iteration % interval == 0)
-                ):
-                    self._evaluate(events)
-                if self.iteration % settings.ckpt_interval == 0 or self.iteration == stop:
-                    self._save(events)
-                # time_per_iter and the ETA count training only, not evaluation or saving
-                window_start += time.perf_counter() - paused
+                if done or step % settings.log_interval == 0:
+                    self._log(window, lr=lr, events=events)
+                with window.paused():  # time_per_iter and the ETA count training only
+                    if self.evaluator is not None and (done or _due(step, settings.eval_interval)):
+                        self._evaluate(events)
+                    if step == stop or _due(step, settings.ckpt_interval):
+                        self._save(events)
         finally:
             bar.close()
             if events is not None:
                 events.close()
-        noted = self.validation_note is not None and self.best_iteration is not None
-        if noted and self.dist.is_main:
+        self._warn_about_best()
+        return self.model
+
+    def _open_events(self) -> EventLog | None:
+        """The event log (rank 0 only), told of a resume and of samples dropped at start."""
+        if not self.dist.is_main:
+            return None
+        events = EventLog(work_dir=self.work_dir, console=self.console)
+        iteration = self.counters.iteration
+        if iteration > 0:
+            events.write({"event": "resume", "iter": iteration})
+        dropped = getattr(self.train_dataset, "skipped", 0)
+        if dropped:  # samples whose files were missing at start
+            events.write({"event": "data", "iter": iteration, "dropped_samples": dropped})
+        return events
+
+    def _log(self, window: LogWindow, *, lr: float, events: EventLog | None) -> None:
+        """The ``train`` event of the iterations since the last one."""
+        iteration = self.counters.iteration
+        event = window.event(iteration=iteration, lr=lr, remaining=self.settings.iters - iteration)
+        if self.counters.skipped_samples:
+            event["skipped_samples"] = self.counters.skipped_samples
+        if self.device.type == "cuda":
+            event["max_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        if events is not None:
+            events.write(event)
+
+    def _warn_about_best(self) -> None:
+        """Repeat the small validation set's note at the end, beside best/'s score."""
+        best = self.counters.best_iteration
+        if self.validation_note is not None and best is not None and self.dist.is_main:
             logger.warning(
                 "best/ (iteration %d, mIoU %.4f): %s",
-                self.best_iteration,
-                self.best_metric,
+                best,
+                self.counters.best_metric,
                 self.validation_note,
             )
-        return self.model
 
     def _step(
         self, batches: Iterator[dict[str, Any]], events: EventLog | None
@@ -344,12 +323,11 @@ class Trainer:
         saved = self._buffers() if self.settings.max_bad_batches else None
         self.optimizer.zero_grad(set_to_none=True)
         sums, keys, replaced = None, None, 0
+        counters = self.counters
         for micro in range(accum):
-            waited = time.perf_counter()
             batch = next(batches)
-            self.data_seconds += time.perf_counter() - waited
-            self.consumed_batches += 1
-            self.data_position = self.data_position.after_batch(self._global_batch)
+            counters.consumed_batches += 1
+            counters.data_position = counters.data_position.after_batch(self._global_batch)
             replaced += int(batch["replaced"].sum())
             images = batch["image"].to(self.device, non_blocking=True)
             labels = batch["label"].to(self.device, non_blocking=True)
@@ -373,7 +351,7 @@ class Trainer:
         values = mean_over_ranks(
             self.dist, torch.cat([sums, grad_norm.float().reshape(1), replaced_count])
         ).tolist()
-        self.skipped_samples += round(values[-1] * self.dist.world_size)
+        counters.skipped_samples += round(values[-1] * self.dist.world_size)
         terms = dict(zip(keys, values[:-2], strict=True))
         terms["grad_norm"] = values[-2]
         finite = all(math.isfinite(v) for v in values[:-2])
@@ -405,21 +383,19 @@ class Trainer:
         events: EventLog | None,
     ) -> None:
         """Skip a batch with a non-finite loss or gradient, or stop when over the limit."""
-        self.bad_batches += 1
+        self.counters.bad_batches += 1
+        bad, at = self.counters.bad_batches, self.counters.iteration + 1
         limit = self.settings.max_bad_batches
         shown = ", ".join(f"{k} {v:.4g}" for k, v in terms.items())
-        what = f"non-finite loss or gradient at iteration {self.iteration + 1} ({shown})"
+        what = f"non-finite loss or gradient at iteration {at} ({shown})"
         if events is not None:
-            events.write(
-                {"event": "bad_batch", "iter": self.iteration + 1, "count": self.bad_batches}
-                | terms
-            )
-        if self.bad_batches > limit:
+            events.write({"event": "bad_batch", "iter": at, "count": bad} | terms)
+        if bad > limit:
             raise TrainingDiverged(
-                f"training stopped: {what}; {self.bad_batches} bad batch(es), more than "
+                f"training stopped: {what}; {bad} bad batch(es), more than "
                 f"train.max_bad_batches = {limit}; {self._where_to_resume()}"
             )
-        logger.warning("%s: batch skipped (%d of at most %d)", what, self.bad_batches, limit)
+        logger.warning("%s: batch skipped (%d of at most %d)", what, bad, limit)
         self.optimizer.zero_grad(set_to_none=True)
         with torch.no_grad():
             for buffer, value in zip(self.model.buffers(), saved or [], strict=True):
@@ -433,19 +409,23 @@ class Trainer:
         finally:
             self.model.train()
         summary = result_summary(result)
-        miou = summary["mIoU"]
-        improved = miou is not None and (self.best_metric is None or miou > self.best_metric)
+        miou, counters = summary["mIoU"], self.counters
+        improved = miou is not None and (
+            counters.best_metric is None or miou > counters.best_metric
+        )
         if improved:
-            self.best_metric, self.best_iteration = miou, self.iteration
+            counters.best_metric, counters.best_iteration = miou, counters.iteration
         if events is not None:
-            events.write({"event": "eval", "iter": self.iteration, **summary})
+            events.write({"event": "eval", "iter": counters.iteration, **summary})
             if improved:
-                record = {"iter": self.iteration, **summary}
+                record = {"iter": counters.iteration, **summary}
                 if self.validation_note is not None:
                     record["warning"] = self.validation_note
                 with self._writing(self.work_dir / BEST):
                     best = write_best(self.work_dir, model=self.model, result=record)
-                logger.info("new best mIoU %.4f at iteration %d -> %s", miou, self.iteration, best)
+                logger.info(
+                    "new best mIoU %.4f at iteration %d -> %s", miou, counters.iteration, best
+                )
 
     def _save(self, events: EventLog | None) -> None:
         bad = [
@@ -456,16 +436,16 @@ class Trainer:
         if bad:
             raise TrainingDiverged(
                 f"training stopped: non-finite values in {', '.join(bad[:5])} at iteration "
-                f"{self.iteration}; not saved; {self._where_to_resume()}"
+                f"{self.counters.iteration}; not saved; {self._where_to_resume()}"
             )
         state = self._training_state()
-        path = checkpoint_dir(self.work_dir, self.iteration)
+        path = checkpoint_dir(self.work_dir, self.counters.iteration)
         if events is not None:
             with self._writing(path):
                 write_checkpoint(self.work_dir, model=self.model, state=state)
             removed = prune_checkpoints(self.work_dir, keep_last=self.settings.keep_last)
             events.write(
-                {"event": "checkpoint", "iter": self.iteration, "path": str(path)}
+                {"event": "checkpoint", "iter": self.counters.iteration, "path": str(path)}
                 | ({"removed": [p.name for p in removed]} if removed else {})
             )
         self.last_checkpoint = path
@@ -478,7 +458,7 @@ class Trainer:
             yield
         except OSError as err:
             raise TrainingStopped(
-                f"training stopped at iteration {self.iteration}: cannot write {path} "
+                f"training stopped at iteration {self.counters.iteration}: cannot write {path} "
                 f"({err}); {self._where_to_resume()}"
             ) from err
 
@@ -508,6 +488,11 @@ def small_validation_note(images: int, *, selecting: bool) -> str | None:
         f"for a typical per-image IoU spread s of 0.1-0.2; {chosen}. Validate on more "
         "images, or score best/ on images it was not chosen on (nrdseg eval)"
     )
+
+
+def _due(iteration: int, interval: int) -> bool:
+    """Whether ``iteration`` is one of every ``interval``-th (never for ``interval`` 0)."""
+    return interval > 0 and iteration % interval == 0
 
 
 def _check_training_batch(model: nn.Module, batch_size: int) -> None:
