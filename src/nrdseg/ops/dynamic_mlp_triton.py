@@ -131,7 +131,8 @@ def patch_mlp_triton(
     hidden_channels: int,
     num_classes: int,
 ) -> torch.Tensor:
-    """The fused kernel; same contract as :func:`patch_mlp_inference` (inputs normalized)."""
+    """The fused kernel; same contract as
+    :func:`nrdseg.ops.dynamic_mlp_inference.patch_mlp_inference` (inputs normalized)."""
     if not _HAS_TRITON:
         raise RuntimeError("the Triton per-patch MLP needs the 'triton' package")
     batch, _, cells_h, cells_w = params.shape
