@@ -10,8 +10,9 @@ from torch import nn
 from nrdseg.models.blocks import ConvBNReLU, GlobalAvgPool2d, SeparableConvBNReLU
 from nrdseg.ops.sync_batchnorm import check_batch_statistics
 
-#: Dilations of the official NRD encoder (output stride 32).
-NRD_DILATIONS = (1, 3, 6, 9)
+#: ASPP dilations per encoder output stride: (1, 3, 6, 9) at stride 32 is the official NRD
+#: encoder's; 16 and 8 are DeepLabV3's rates (6, 12, 18 at stride 16, doubled at 8).
+DILATIONS_BY_STRIDE = {32: (1, 3, 6, 9), 16: (1, 6, 12, 18), 8: (1, 12, 24, 36)}
 
 
 class SeparableASPP(nn.Module):
@@ -22,7 +23,7 @@ class SeparableASPP(nn.Module):
         *,
         in_channels: int,
         channels: int = 512,
-        dilations: Sequence[int] = NRD_DILATIONS,
+        dilations: Sequence[int] = DILATIONS_BY_STRIDE[32],
     ) -> None:
         super().__init__()
         self.out_channels = channels

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nrdseg.checkpoint.fine_tune import init_from_checkpoint
-from nrdseg.models.aspp import NRD_DILATIONS, SeparableASPP
+from nrdseg.models.aspp import DILATIONS_BY_STRIDE, SeparableASPP
 from nrdseg.models.backbone import TimmBackbone
 from nrdseg.models.heads import (
     BilinearHead,
@@ -34,9 +34,6 @@ from nrdseg.models.segmentor import Segmentor, encoder_shapes
 from nrdseg.models.shapes import LEVELS, ShapeSpec
 from nrdseg.ops.labels import IGNORE_INDEX
 from nrdseg.utils.names import did_you_mean
-
-#: ASPP dilations per encoder output stride (stride 32: official NRD; 8/16: DeepLab's).
-DEFAULT_DILATIONS = {32: NRD_DILATIONS, 16: (1, 6, 12, 18), 8: (1, 12, 24, 36)}
 
 
 @dataclass(frozen=True)
@@ -76,7 +73,7 @@ def build_encoder(
     neck = SeparableASPP(
         in_channels=body.shapes[LEVELS[-1]].channels,
         channels=neck_channels,
-        dilations=tuple(dilations or DEFAULT_DILATIONS[output_stride]),
+        dilations=tuple(dilations or DILATIONS_BY_STRIDE[output_stride]),
     )
     return body, neck
 

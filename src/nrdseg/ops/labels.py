@@ -8,11 +8,11 @@ the loss and the metrics ignore it.
 A model with one output channel (``num_classes=1``) is a binary model, the convention of
 segmentation_models_pytorch (one sigmoid logit) and of mmseg 1.x (``out_channels=1``): its
 labels are 0 (background) and 1 (the class), so it has :func:`label_classes` 2, and it
-predicts 1 where ``sigmoid(logit) > BINARY_THRESHOLD``. mmseg's decode head defaults that
-threshold to 0.3 (with a warning, ``BaseDecodeHead``, mmseg PR #2016); here it is 0.5, i.e.
-``logit > 0``, which is exactly the argmax of the two-class logits ``(0, logit)``: whose
-softmax is ``(1 - sigmoid, sigmoid)``, so sliding windows, test-time augmentation and the
-softmax cross-entropy of a binary model are those of a two-class model.
+predicts 1 where ``sigmoid(logit) > 0.5``. mmseg's decode head defaults that threshold
+to 0.3 (with a warning, ``BaseDecodeHead``, mmseg PR #2016); 0.5 here is ``logit > 0``,
+which is exactly the argmax of the two-class logits ``(0, logit)``: whose softmax is
+``(1 - sigmoid, sigmoid)``, so sliding windows, test-time augmentation and the softmax
+cross-entropy of a binary model are those of a two-class model.
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ import torch
 
 #: The label of pixels that are not trained on and not scored.
 IGNORE_INDEX = 255
-
-#: A binary model predicts class 1 where the sigmoid of its logit exceeds this (logit > 0).
-BINARY_THRESHOLD = 0.5
 
 #: The fix for one-class data: a binary task's data has 2 classes, its model 1 logit.
 BINARY_DATASET_FIX = (
