@@ -3,10 +3,11 @@
 "Learning to Upsample by Learning to Sample" (tiny-smart/dysample, MIT): a 1x1 conv
 predicts, per channel group, where each of the s x s output pixels of a cell reads the
 input; :func:`nrdseg.ops.dysample.dysample` then samples there bilinearly. With zero
-offsets it is bilinear upsampling. Reported on SegFormer-B1, ADE20K (single runs, 41.7
-mIoU with bilinear): about +1.6 to +1.9 mIoU, with a few thousand parameters and a
-fraction of a GFLOP (DESIGN.md section 6); the FreqFusion paper's table puts its best
-variant, DySample-S+, at 43.3 on that setting.
+offsets it is bilinear upsampling. The paper's semantic segmentation experiment
+(SegFormer-B1, ADE20K; its Fig. 1 and upsampler comparison, one run per upsampler, 41.7
+mIoU with bilinear) reports about +1.6 to +1.9 mIoU, with a few thousand parameters and
+a fraction of a GFLOP; the FreqFusion paper's upsampler comparison on that setting puts
+DySample's best variant, DySample-S+, at 43.3.
 """
 
 from __future__ import annotations

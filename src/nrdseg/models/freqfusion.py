@@ -2,8 +2,8 @@
 
 Chen, Fu, Gu, Yan, Harada, Huang, "Frequency-aware Feature Fusion for Dense Image
 Prediction", TPAMI 2024 (Linwei-Chen/FreqFusion, no licence file: written here from
-the paper and DESIGN.md section 6). Standard fusion adds a bilinearly upsampled deep map
-to a shallow one; FreqFusion instead
+the paper's description, not from that code). Standard fusion adds a bilinearly
+upsampled deep map to a shallow one; FreqFusion instead
 
 1. upsamples the deep map ``lr`` x2 with adaptive *low-pass* kernels (5x5, softmax:
    positive, summing to one), CARAFE-style reassembly, to smooth the inconsistent

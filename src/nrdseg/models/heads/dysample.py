@@ -2,9 +2,10 @@
 
 DySample (Liu, Lu, Fu, Cao, ICCV 2023, "Learning to Upsample by Learning to Sample";
 :class:`nrdseg.models.dysample.DySample`) replaces bilinear upsampling with bilinear
-*sampling* at learned points. Its paper reports, on SegFormer-B1 / ADE20K (41.7 mIoU with
-bilinear, single runs), about +1.6 to +1.9 mIoU for a few thousand parameters
-(DESIGN.md section 6). Two rows use it here:
+*sampling* at learned points. Its paper's semantic segmentation experiment (SegFormer-B1
+on ADE20K, its Fig. 1 and upsampler comparison; 41.7 mIoU with bilinear, one run per
+upsampler) reports about +1.6 to +1.9 mIoU for a few thousand parameters. Two rows use
+it here:
 
 - :class:`DySampleHead` (``dysample_r50``): neck -> DySample to stride 4 -> classifier,
   no guidance map: the learned counterpart of the bilinear and coordinate-only NRD rows.

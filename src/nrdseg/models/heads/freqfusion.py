@@ -1,10 +1,10 @@
 """FreqFusion decoder: frequency-aware fusion from the neck (stride 32) down to stride 4.
 
 FreqFusion (Chen et al., TPAMI 2024; :class:`nrdseg.models.freqfusion.FreqFusion`)
-replaces the "upsample the deep map and add" of a top-down pyramid. Its paper reports
-44.5 mIoU on SegFormer-B1 / ADE20K, +2.8 over the bilinear baseline and +1.2 over
-DySample-S+ (single runs; DESIGN.md section 6), and +1.4 mIoU for Mask2Former-R50 on
-Cityscapes.
+replaces the "upsample the deep map and add" of a top-down pyramid. Its paper's
+comparison of upsamplers on SegFormer-B1 / ADE20K reports 44.5 mIoU, +2.8 over the
+bilinear baseline and +1.2 over DySample-S+ (one run per method), and its Mask2Former-R50
+result on Cityscapes +1.4 mIoU.
 
 Here: 1x1 lateral projections (conv + BN + ReLU) bring the neck and the backbone's
 stride-16, -8 and -4 maps to ``channels``; three FreqFusion steps (stride 32 -> 16 ->
