@@ -34,7 +34,6 @@ from nrdseg.config.run import ConfigError, LoaderConfig, TrainConfig, load_confi
 from nrdseg.data import DataError, build_dataset
 from nrdseg.deploy.export import check_export
 from nrdseg.deploy.predict import predict_files
-from nrdseg.engine.distributed import DistInfo
 from nrdseg.engine.optim import parameter_groups
 from nrdseg.engine.sync_bn import convert_sync_batchnorm
 from nrdseg.engine.trainer import Trainer
@@ -43,6 +42,7 @@ from nrdseg.evaluation.inference import infer_logits, slide_logits
 from nrdseg.evaluation.report import result_summary
 from nrdseg.models.load import load_model
 from nrdseg.ops.sync_batchnorm import check_batch_statistics, is_sync_batchnorm
+from nrdseg.utils.distributed import DistInfo
 from tests.conftest import CPU
 from tests.datasets_on_disk import SIZE, make_folder, write_image, write_mask
 from tests.engine.test_ddp import _free_port

@@ -16,9 +16,9 @@ from nrdseg.checkpoint.work_dir import write_best, write_checkpoint
 from nrdseg.cli import main
 from nrdseg.config.run import OptimConfig, TrainConfig, load_config, save_config
 from nrdseg.engine import build
-from nrdseg.engine.distributed import DistInfo
 from nrdseg.engine.trainer import Trainer
 from nrdseg.utils.atomic import atomic_write_bytes, current_umask
+from nrdseg.utils.distributed import DistInfo
 from nrdseg.utils.openmp import openmp_runtime
 from nrdseg.utils.progress import PlainProgress, progress_bar
 from tests import engine_fixtures as fx

@@ -28,7 +28,7 @@ from nrdseg.config.run import Config, DatasetConfig, LossConfig, config_to_dict,
 from nrdseg.config.schema import ConfigError
 from nrdseg.data import DataError, build_dataset, build_transforms
 from nrdseg.data.label_stats import class_pixel_counts, label_statistics
-from nrdseg.engine.distributed import DistInfo, barrier, process_group_from_env
+from nrdseg.engine.distributed import barrier, process_group_from_env
 from nrdseg.engine.rng import seed_everything
 from nrdseg.engine.trainer import Trainer
 from nrdseg.evaluation.evaluate import evaluate
@@ -36,6 +36,7 @@ from nrdseg.models.loss_terms import MEDIAN_FREQUENCY, median_frequency_weights
 from nrdseg.models.segmentor import Segmentor
 from nrdseg.models.zoo import create_model
 from nrdseg.ops.normalize import IMAGENET_MEAN, IMAGENET_STD
+from nrdseg.utils.distributed import DistInfo
 from nrdseg.utils.openmp import WAIT_POLICY, openmp_runtime
 
 logger = logging.getLogger("nrdseg.train")

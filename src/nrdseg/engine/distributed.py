@@ -1,32 +1,19 @@
-"""Process-group set-up from ``torchrun``'s environment, and small collective helpers."""
+"""Process-group set-up from ``torchrun``'s environment, and small collective helpers.
+
+:class:`~nrdseg.utils.distributed.DistInfo` (where a process stands) lives below, in
+``nrdseg.utils.distributed``, for evaluation to read too.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.distributed as dist
 
-
-@dataclass(frozen=True, kw_only=True)
-class DistInfo:
-    """Where this process stands: ``rank`` of ``world_size``, on GPU ``local_rank``."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
+from nrdseg.utils.distributed import DistInfo
 
 
 def _env_int(name: str, default: int) -> int:
@@ -82,15 +69,6 @@ def process_group_from_env(
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
-
-
-def all_gather_objects(info: DistInfo, value: Any) -> list[Any]:
-    """Every rank's ``value`` in rank order (just ``[value]`` in one process)."""
-    if not info.enabled:
-        return [value]
-    gathered: list[Any] = [None] * info.world_size
-    dist.all_gather_object(gathered, value)
-    return gathered
 
 
 def mean_over_ranks(info: DistInfo, tensor: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,7 @@ from nrdseg.config.run import LoaderConfig, OptimConfig, TrainConfig
 from nrdseg.data.files import worker_errors_as_lines
 from nrdseg.engine.counters import TrainingCounters
 from nrdseg.engine.data_order import BatchOrder, DataPosition, SeededSamples, check_batch_fits
-from nrdseg.engine.distributed import DistInfo, all_gather_objects, mean_over_ranks
+from nrdseg.engine.distributed import mean_over_ranks
 from nrdseg.engine.log_window import LogWindow
 from nrdseg.engine.logger import EventLog
 from nrdseg.engine.optim import PolySchedule, build_optimizer
@@ -46,6 +46,7 @@ from nrdseg.evaluation.report import result_summary
 from nrdseg.models.dataset_fit import check_dataset_fits
 from nrdseg.models.segmentor import Segmentor
 from nrdseg.ops.sync_batchnorm import check_batch_statistics
+from nrdseg.utils.distributed import DistInfo, all_gather_objects
 from nrdseg.utils.progress import progress_bar
 
 logger = logging.getLogger("nrdseg.train")
