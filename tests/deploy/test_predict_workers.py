@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from PIL import Image
 from nrdseg.cli import main
 from nrdseg.deploy.predict import predict_files
 from nrdseg.evaluation import runtime
-from nrdseg.evaluation.evaluate import evaluate
+from nrdseg.evaluation.evaluate import PLAIN, InferenceSpeed, evaluate
 from tests.conftest import CPU
 from tests.evaluation.test_evaluate import TinyDataset
 from tests.evaluation.test_evaluate import tiny_model as eval_model
@@ -48,7 +50,7 @@ def test_labels_are_bit_identical_whatever_the_workers_and_writers(model, frames
             out_dir=out,
             overlay=True,
             batch_size=3,
-            workers=workers,
+            speed=InferenceSpeed(workers=workers),
             writers=writers,
             progress=False,
         )
@@ -77,7 +79,9 @@ def test_cli_takes_workers_amp_and_reports_images_per_second(model, frames, tmp_
 
 def test_bad_worker_and_writer_counts_are_refused(model, frames, tmp_path):
     with pytest.raises(ValueError, match="workers must be >= 0"):
-        predict_files(model, [frames], out_dir=tmp_path, workers=-1, progress=False)
+        predict_files(
+            model, [frames], out_dir=tmp_path, speed=InferenceSpeed(workers=-1), progress=False
+        )
     with pytest.raises(ValueError, match="writers >= 1"):
         predict_files(model, [frames], out_dir=tmp_path, writers=0, progress=False)
 
@@ -97,7 +101,12 @@ def test_evaluate_scores_do_not_depend_on_the_workers():
     model, dataset = eval_model(), TinyDataset()
     alone = evaluate(model, dataset, trimap_widths=(2,), progress=False, device="cpu")
     with_workers = evaluate(
-        model, dataset, trimap_widths=(2,), progress=False, device="cpu", workers=2
+        model,
+        dataset,
+        trimap_widths=(2,),
+        progress=False,
+        device="cpu",
+        speed=dataclasses.replace(PLAIN, workers=2),
     )
     np.testing.assert_equal(with_workers, alone)
 
@@ -146,7 +155,12 @@ def test_compiled_predict_writes_the_eager_labels(model, frames, tmp_path):
     for compiled in (False, True):
         outs[compiled] = tmp_path / str(compiled)
         predict_files(
-            model, [frames], out_dir=outs[compiled], batch_size=4, compile=compiled, progress=False
+            model,
+            [frames],
+            out_dir=outs[compiled],
+            batch_size=4,
+            speed=InferenceSpeed(compile=compiled),
+            progress=False,
         )
     eager, compiled = _outputs(outs[False]), _outputs(outs[True])
     assert eager.keys() == compiled.keys()
@@ -168,7 +182,8 @@ def test_compiled_evaluate_matches_eager_with_the_eager_backend(model, monkeypat
 
     monkeypatch.setattr(runtime.CompiledOrEager, "__init__", eager_backend)
     net, dataset = eval_model(), TinyDataset()
-    compiled = evaluate(net, dataset, trimap_widths=(2,), progress=False, compile=True)
+    speed = dataclasses.replace(PLAIN, compile=True)
+    compiled = evaluate(net, dataset, trimap_widths=(2,), progress=False, speed=speed)
     eager = evaluate(net, dataset, trimap_widths=(2,), progress=False)
     assert seen == [net]
     np.testing.assert_equal(compiled, eager)

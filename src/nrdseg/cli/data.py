@@ -6,7 +6,12 @@ import argparse
 import inspect
 import json
 
-from nrdseg.cli.options import add_pixel_limit_argument, parse_assignments
+from nrdseg.cli.options import (
+    add_no_progress_argument,
+    add_pixel_limit_argument,
+    add_set_argument,
+    parse_assignments,
+)
 from nrdseg.cli.status import EXIT_FAILED, EXIT_OK
 from nrdseg.config.signatures import check_dataset_options
 from nrdseg.data import build_dataset, list_datasets
@@ -33,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     prepare.add_argument("dataset", choices=sorted(PREPARERS))
     prepare.add_argument("root", help="dataset root (the folder holding gtFine/)")
-    prepare.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress_argument(prepare, help="no progress bar")
     add_pixel_limit_argument(prepare)
     prepare.set_defaults(func=run_prepare)
     check = actions.add_parser(
@@ -45,9 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "finding is an error.",
     )
     check.add_argument("dataset", choices=list_datasets())
-    check.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="dataset option, e.g. root=PATH"
-    )
+    add_set_argument(check, help="dataset option, e.g. root=PATH")
     check.add_argument(
         "--max-samples",
         type=int,

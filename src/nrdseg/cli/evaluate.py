@@ -9,10 +9,13 @@ import sys
 from nrdseg.checkpoint.resolve import checkpoint_directory
 from nrdseg.checkpoint.work_dir import run_config_file
 from nrdseg.cli.options import (
-    SET_HELP,
+    add_device_argument,
+    add_no_progress_argument,
     add_pixel_limit_argument,
+    add_set_argument,
     add_speed_arguments,
     parse_assignments,
+    speed_from_args,
 )
 from nrdseg.cli.status import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
 from nrdseg.config.run import load_config
@@ -44,16 +47,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--tta", action="store_true", help="flip + scales eval.tta_scales")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    add_no_progress_argument(parser)
+    add_device_argument(parser)
     add_speed_arguments(parser)
     add_pixel_limit_argument(parser)
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
+    add_set_argument(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-
+    speed = speed_from_args(args)  # a bad value is refused before the model loads
     overrides = parse_assignments(args.set)
     if args.tta:
         overrides["eval.tta"] = True
@@ -78,10 +81,7 @@ def run(args: argparse.Namespace) -> int:
             dataset,
             device=device,
             progress=info.is_main and not (args.json or args.no_progress),
-            workers=args.workers,
-            amp=args.amp,
-            channels_last=None,
-            compile=args.compile,
+            speed=speed,
             **config.eval.inference_options(),
         )
         if not info.is_main:

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from nrdseg.analysis.flops import model_flops
-from nrdseg.cli.options import parse_assignments
+from nrdseg.cli.options import add_set_argument, parse_assignments
 from nrdseg.config.signatures import check_model_options
 
 
@@ -20,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("model", help="zoo name, see `nrdseg models`")
     parser.add_argument("--num-classes", type=int, required=True)
     parser.add_argument("--shape", type=int, nargs=2, metavar=("H", "W"), default=(1024, 2048))
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override")
+    add_set_argument(parser, help="model override")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 

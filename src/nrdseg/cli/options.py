@@ -1,5 +1,6 @@
-"""Options shared by the subcommands: ``KEY=VALUE`` overrides, inference speed flags and
-the pixel limit (the exit statuses are in ``nrdseg.cli.status``)."""
+"""Options shared by the subcommands, each declared once here: ``--set KEY=VALUE``
+overrides, ``--device``, ``--no-progress``, the inference speed flags and the pixel limit
+(the exit statuses are in ``nrdseg.cli.status``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import yaml
 
 from nrdseg.data.files import set_max_image_pixels
+from nrdseg.evaluation.evaluate import InferenceSpeed
 from nrdseg.evaluation.runtime import INFERENCE_AMP
 from nrdseg.utils.yaml_read import load_yaml
 
@@ -18,6 +20,31 @@ SET_HELP = (
     "whole list as YAML: 'loss.decode=[{type: dice}]'; null drops an option: "
     "model.options.controller_channels=null"
 )
+
+#: ``--device`` help of the commands that run a model on one device.
+DEVICE_HELP = "cpu, cuda, cuda:1, ... (default: cuda if available)"
+
+#: ``--no-progress`` help of the commands whose progress is their only running output.
+NO_PROGRESS_HELP = "no progress bar or lines"
+
+
+def add_set_argument(parser: argparse.ArgumentParser, *, help: str = SET_HELP) -> None:
+    """``--set KEY=VALUE``, repeatable, into ``args.set`` (a list, or None without one);
+    :func:`parse_assignments` reads it. ``help`` says what the keys are."""
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help=help)
+
+
+def add_device_argument(parser: argparse.ArgumentParser, *, help: str = DEVICE_HELP) -> None:
+    """``--device`` into ``args.device`` (None: CUDA when available), as
+    ``nrdseg.engine.distributed.pick_device`` reads it."""
+    parser.add_argument("--device", help=help)
+
+
+def add_no_progress_argument(
+    parser: argparse.ArgumentParser, *, help: str = NO_PROGRESS_HELP
+) -> None:
+    """``--no-progress`` into ``args.no_progress`` (True: no progress bar)."""
+    parser.add_argument("--no-progress", action="store_true", help=help)
 
 
 def parse_assignments(pairs: list[str] | None) -> dict[str, Any]:
@@ -36,7 +63,8 @@ def parse_assignments(pairs: list[str] | None) -> dict[str, Any]:
 
 
 def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--workers``, ``--amp`` and ``--compile`` of the inference commands (predict, eval)."""
+    """``--workers``, ``--amp`` and ``--compile`` of the inference commands (predict, eval);
+    :func:`speed_from_args` reads them."""
     parser.add_argument(
         "--workers", type=int, default=2, help="DataLoader processes decoding images (default 2)"
     )
@@ -52,6 +80,13 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch.compile the model (slow first batch, faster afterwards; falls back to "
         "eager with a warning where it cannot be used)",
     )
+
+
+def speed_from_args(args: argparse.Namespace) -> InferenceSpeed:
+    """The :class:`~nrdseg.evaluation.evaluate.InferenceSpeed` that the flags of
+    :func:`add_speed_arguments` ask for, channels-last on CUDA; ValueError for a value
+    out of range (``--workers -1``), a usage error."""
+    return InferenceSpeed(workers=args.workers, amp=args.amp, compile=args.compile)
 
 
 class _PixelLimit(argparse.Action):

@@ -6,7 +6,13 @@ import argparse
 import sys
 import time
 
-from nrdseg.cli.options import add_pixel_limit_argument, add_speed_arguments
+from nrdseg.cli.options import (
+    add_device_argument,
+    add_no_progress_argument,
+    add_pixel_limit_argument,
+    add_speed_arguments,
+    speed_from_args,
+)
 from nrdseg.cli.status import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
 from nrdseg.deploy.colors import OVERLAY_ALPHA
 from nrdseg.deploy.predict import FORMATS, LABELS_DIR, OVERLAYS_DIR, predict_files
@@ -62,7 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="--mode slide: step between windows, at most --crop-size",
     )
     add_pixel_limit_argument(parser)
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    add_device_argument(parser)
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
     add_speed_arguments(parser)
     parser.add_argument(
@@ -74,11 +80,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="skip",
         help="an unreadable input is skipped and reported (default) or stops the run",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    add_no_progress_argument(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    speed = speed_from_args(args)  # a bad value is refused before the model loads
     device = pick_device(args.device)
     model = load_model(args.checkpoint, device=device)
     start = time.perf_counter()
@@ -96,10 +103,8 @@ def run(args: argparse.Namespace) -> int:
         on_error=args.on_error,
         progress=not args.no_progress,
         format=args.format,
-        workers=args.workers,
         writers=args.writers,
-        amp=args.amp,
-        compile=args.compile,
+        speed=speed,
     )
     where = f"{args.out}/{LABELS_DIR}" + (f" and {args.out}/{OVERLAYS_DIR}" if args.overlay else "")
     seconds = time.perf_counter() - start

@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 
 from nrdseg.checkpoint.work_dir import BEST, CHECKPOINTS, METRICS_FILE
-from nrdseg.cli.options import SET_HELP, add_pixel_limit_argument, parse_assignments
+from nrdseg.cli.options import (
+    add_device_argument,
+    add_no_progress_argument,
+    add_pixel_limit_argument,
+    add_set_argument,
+    parse_assignments,
+)
 from nrdseg.cli.status import EXIT_FAILED, EXIT_OK
 from nrdseg.config.run import load_config
 from nrdseg.config.schema import ConfigError
@@ -24,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "torchrun --nproc_per_node N -m nrdseg.cli train CONFIG",
     )
     parser.add_argument("config", help="YAML config file")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
+    add_set_argument(parser)
     parser.add_argument(
         "--work-dir", help="where checkpoints and logs go (default work_dirs/<config path>)"
     )
@@ -37,12 +43,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="fine-tune: start from an nrdseg checkpoint or work dir of any class count "
         "(sets model.init_from)",
     )
-    parser.add_argument(
-        "--no-progress",
-        action="store_true",
-        help="no progress bar (log lines stay); a redirected output gets plain lines anyway",
+    add_no_progress_argument(
+        parser, help="no progress bar (log lines stay); a redirected output gets plain lines anyway"
     )
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    add_device_argument(parser)
     add_pixel_limit_argument(parser)
     parser.set_defaults(func=run)
 
