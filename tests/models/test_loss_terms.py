@@ -301,6 +301,20 @@ def test_terms_combine_with_their_weights_and_another_ignore_index():
     assert float(terms["loss_dice_2"]) == pytest.approx(2.0 * reference_dice(logits, standard))
 
 
+def test_ohem_sampler_skips_another_ignore_index_given_to_the_loss():
+    """The model's ignore label reaches the sampler too, not only the terms."""
+    logits, labels = _case()
+    loss = build_decode_loss(
+        [{"type": "cross_entropy", "avg_non_ignore": True}],
+        {"thresh": 0.7, "min_kept": 3},
+        ignore_index=7,
+    )
+    keep = reference_ohem(logits, labels, thresh=0.7, min_kept=3)
+    expected = reference_cross_entropy(logits, labels, keep=keep)
+    seven = labels.masked_fill(labels == IGNORE, 7)
+    assert float(loss(logits, seven)["loss_ce"]) == pytest.approx(expected, rel=1e-5)
+
+
 def test_median_frequency_weights():
     # shares 100/160, 10/160, -, 50/160: median 50/160; the unseen class gets the largest
     assert median_frequency_weights([100, 10, 0, 50]) == pytest.approx([0.5, 5.0, 5.0, 1.0])

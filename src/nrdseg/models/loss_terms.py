@@ -68,26 +68,31 @@ class LossTerm(nn.Module):
     values in ``[0, C)`` (0/1 for a binary model's C = 1) or ``ignore_index``. ``weight``
     (optional, float (B, H, W)) is the OHEM sampler's 0/1 pixel mask; terms without
     per-pixel losses see unkept pixels as ignored. ``avg_non_ignore`` is the model's, for
-    the terms that average over pixels. :meth:`bind` (called by :class:`DecodeLoss`) gives
-    the model's ignore label and whether it is binary.
+    the terms that average over pixels. ``ignore_index`` is the model's ignore label
+    (:func:`build_loss_term` passes it; not a ``loss_decode`` option). A term is built for
+    a multi-class model; :meth:`bind` (called by :class:`DecodeLoss`) gives the model's
+    mode, which a term checked alone (a config at load) does not know.
     """
 
     default_name = "loss"
 
-    def __init__(self, *, loss_weight: float = 1.0, loss_name: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        loss_weight: float = 1.0,
+        loss_name: str | None = None,
+        ignore_index: int = IGNORE_INDEX,
+    ) -> None:
         super().__init__()
         weight = float(loss_weight)
         if not weight >= 0 or weight == float("inf"):
             raise ValueError(f"loss_weight: expected a finite number >= 0, got {loss_weight!r}")
         self.loss_weight = weight
         self.loss_name = loss_name or self.default_name
-        self.ignore_index = IGNORE_INDEX
-        self.binary = False
-
-    def bind(self, *, ignore_index: int, binary: bool) -> None:
-        """Take the model's ignore label and mode; ValueError for an option the mode lacks."""
         self.ignore_index = ignore_index
-        self.binary = binary
+
+    def bind(self, *, binary: bool) -> None:
+        """Take the model's mode (one logit or not); ValueError for an option it lacks."""
 
     def forward(
         self,
@@ -131,14 +136,14 @@ class CrossEntropyLoss(LossTerm):
         class_weight: Sequence[float] | None = None,
         avg_non_ignore: bool | None = None,
         use_sigmoid: bool | None = None,
+        ignore_index: int = IGNORE_INDEX,
     ) -> None:
-        super().__init__(loss_weight=loss_weight, loss_name=loss_name)
+        super().__init__(loss_weight=loss_weight, loss_name=loss_name, ignore_index=ignore_index)
         self.class_weight = _class_weight_tensor(class_weight)
         self.avg_non_ignore = avg_non_ignore
         self.use_sigmoid = use_sigmoid
 
-    def bind(self, *, ignore_index: int, binary: bool) -> None:
-        super().bind(ignore_index=ignore_index, binary=binary)
+    def bind(self, *, binary: bool) -> None:
         if binary and self.use_sigmoid is False:
             raise ValueError(
                 "use_sigmoid: false asks for a softmax over the one logit of this binary "
@@ -181,8 +186,10 @@ class _SmpTerm(LossTerm):
 
     smp_name = ""
 
-    def __init__(self, *, loss_weight: float, loss_name: str | None, **options: Any) -> None:
-        super().__init__(loss_weight=loss_weight, loss_name=loss_name)
+    def __init__(
+        self, *, loss_weight: float, loss_name: str | None, ignore_index: int, **options: Any
+    ) -> None:
+        super().__init__(loss_weight=loss_weight, loss_name=loss_name, ignore_index=ignore_index)
         if "class_weights" in options:  # given only where smp has them
             weights = _class_weight_tensor(options["class_weights"])
             options["class_weights"] = None if weights is None else weights.tolist()
@@ -193,8 +200,7 @@ class _SmpTerm(LossTerm):
         loss_class = getattr(_smp_losses(), self.smp_name)
         return loss_class(mode, ignore_index=self.ignore_index, **self.options)
 
-    def bind(self, *, ignore_index: int, binary: bool) -> None:
-        super().bind(ignore_index=ignore_index, binary=binary)
+    def bind(self, *, binary: bool) -> None:
         if binary and self.options.get("class_weights") is not None:
             raise ValueError(
                 f"class_weight: smp's binary {self.smp_name} takes no class weights; drop "
@@ -238,10 +244,12 @@ class DiceLoss(_SmpTerm):
         class_weight: Sequence[float] | None = None,
         smooth: float = 0.0,
         log_loss: bool = False,
+        ignore_index: int = IGNORE_INDEX,
     ) -> None:
         super().__init__(
             loss_weight=loss_weight,
             loss_name=loss_name,
+            ignore_index=ignore_index,
             class_weights=class_weight,
             smooth=smooth,
             log_loss=log_loss,
@@ -266,10 +274,12 @@ class FocalLoss(_SmpTerm):
         class_weight: Sequence[float] | None = None,
         gamma: float = 2.0,
         alpha: float | None = None,
+        ignore_index: int = IGNORE_INDEX,
     ) -> None:
         super().__init__(
             loss_weight=loss_weight,
             loss_name=loss_name,
+            ignore_index=ignore_index,
             class_weights=class_weight,
             gamma=gamma,
             alpha=alpha,
@@ -283,9 +293,19 @@ class LovaszLoss(_SmpTerm):
     smp_name = "LovaszLoss"
 
     def __init__(
-        self, *, loss_weight: float = 1.0, loss_name: str | None = None, per_image: bool = False
+        self,
+        *,
+        loss_weight: float = 1.0,
+        loss_name: str | None = None,
+        per_image: bool = False,
+        ignore_index: int = IGNORE_INDEX,
     ) -> None:
-        super().__init__(loss_weight=loss_weight, loss_name=loss_name, per_image=per_image)
+        super().__init__(
+            loss_weight=loss_weight,
+            loss_name=loss_name,
+            ignore_index=ignore_index,
+            per_image=per_image,
+        )
 
 
 LOSS_TYPES: dict[str, type[LossTerm]] = {
@@ -304,9 +324,16 @@ class OHEMPixelSampler:
     and ``k = min_kept x batch size``, so at least ``k`` pixels stay when that many are
     labelled. Without ``thresh``, exactly the ``k`` pixels with the largest cross-entropy.
     A binary model's probability of its label is the sigmoid's (1 - sigmoid for label 0).
+    ``ignore_index`` is the model's ignore label (:func:`build_decode_loss` passes it).
     """
 
-    def __init__(self, *, thresh: float | None = None, min_kept: int = 100000) -> None:
+    def __init__(
+        self,
+        *,
+        thresh: float | None = None,
+        min_kept: int = 100000,
+        ignore_index: int = IGNORE_INDEX,
+    ) -> None:
         if thresh is not None and not 0.0 < thresh <= 1.0:
             raise ValueError(f"thresh: must be in (0, 1] or null, got {thresh}")
         if min_kept < 0:
@@ -318,7 +345,7 @@ class OHEMPixelSampler:
             )
         self.thresh = thresh
         self.min_kept = min_kept
-        self.ignore_index = IGNORE_INDEX
+        self.ignore_index = ignore_index
 
     @torch.no_grad()
     def sample(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -349,9 +376,10 @@ class OHEMPixelSampler:
 class DecodeLoss(nn.Module):
     """The sum of ``terms`` on the decoder's logits, after the optional OHEM ``sampler``.
 
-    ``ignore_index`` and ``binary`` (a one-logit model: each term's binary form) reach
-    every term; ``forward``'s ``avg_non_ignore`` (default: the one given here) every term
-    that does not set its own.
+    The terms and the sampler hold the ignore label they were built with
+    (:func:`build_decode_loss` gives them the model's); ``binary`` (a one-logit model:
+    each term's binary form) reaches every term; ``forward``'s ``avg_non_ignore``
+    (default: the one given here) every term that does not set its own.
 
     ``forward(logits, target)`` returns each term's weighted value by its ``loss_name``.
     ValueError, naming ``key[i]`` (``loss_decode``: create_model's option), for no term,
@@ -363,7 +391,6 @@ class DecodeLoss(nn.Module):
         terms: Sequence[LossTerm],
         *,
         sampler: OHEMPixelSampler | None = None,
-        ignore_index: int = IGNORE_INDEX,
         avg_non_ignore: bool = False,
         binary: bool = False,
         key: str = "loss_decode",
@@ -384,16 +411,13 @@ class DecodeLoss(nn.Module):
             )
         self.terms = nn.ModuleList(terms)
         self.sampler = sampler
-        self.ignore_index = ignore_index
         self.avg_non_ignore = avg_non_ignore
         self.binary = binary
         for index, term in enumerate(self.terms):
             try:
-                term.bind(ignore_index=ignore_index, binary=binary)
+                term.bind(binary=binary)
             except ValueError as err:
                 raise ValueError(f"{key}[{index}].{err}") from err
-        if sampler is not None:
-            sampler.ignore_index = ignore_index
 
     def forward(
         self, logits: torch.Tensor, target: torch.Tensor, avg_non_ignore: bool | None = None
@@ -405,18 +429,24 @@ class DecodeLoss(nn.Module):
 
 
 def term_parameters(kind: str) -> dict[str, inspect.Parameter]:
-    """The options of loss ``kind`` (a key of ``LOSS_TYPES``) with their annotations."""
+    """The ``loss_decode`` options of loss ``kind`` (a key of ``LOSS_TYPES``) with their
+    annotations: the constructor's keywords but ``ignore_index``, which is the model's."""
     parameters = inspect.signature(LOSS_TYPES[kind].__init__, eval_str=True).parameters
-    return {name: p for name, p in parameters.items() if name != "self"}
+    return {name: p for name, p in parameters.items() if name not in ("self", "ignore_index")}
 
 
 def build_loss_term(
-    spec: Mapping[str, Any], *, num_classes: int | None = None, where: str = "loss_decode"
+    spec: Mapping[str, Any],
+    *,
+    num_classes: int | None = None,
+    ignore_index: int = IGNORE_INDEX,
+    where: str = "loss_decode",
 ) -> LossTerm:
     """A term from ``{"type": "dice", "loss_weight": 0.5, ...}``; errors name the key.
 
     ``class_weight`` must hold one number per class when ``num_classes`` (the model's
     output channels) is given: 2 for a binary model's 1 (background, class 1).
+    ``ignore_index`` is the model's ignore label.
     """
     if not isinstance(spec, Mapping) or "type" not in spec:
         raise ValueError(f"{where}: expected a mapping with a 'type', got {spec!r}")
@@ -444,7 +474,7 @@ def build_loss_term(
             f"class{binary}), got {len(class_weight)}"
         )
     try:
-        return cls(**options)
+        return cls(**options, ignore_index=ignore_index)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{where}: {err}") from err
 
@@ -468,7 +498,9 @@ def build_decode_loss(
     if isinstance(specs, Mapping):
         specs = [specs]
     terms = [
-        build_loss_term(spec, num_classes=num_classes, where=f"{key}[{i}]")
+        build_loss_term(
+            spec, num_classes=num_classes, ignore_index=ignore_index, where=f"{key}[{i}]"
+        )
         for i, spec in enumerate(specs)
     ]
     pixel_sampler = None
@@ -477,7 +509,7 @@ def build_decode_loss(
         if options.pop("type", "ohem") != "ohem":
             raise ValueError(f"sampler.type: only 'ohem' is available, got {sampler['type']!r}")
         try:
-            pixel_sampler = OHEMPixelSampler(**options)
+            pixel_sampler = OHEMPixelSampler(**options, ignore_index=ignore_index)
         except TypeError as err:
             raise ValueError(f"sampler: {err}; valid keys: type, thresh, min_kept") from err
         except ValueError as err:
@@ -485,7 +517,6 @@ def build_decode_loss(
     return DecodeLoss(
         terms,
         sampler=pixel_sampler,
-        ignore_index=ignore_index,
         avg_non_ignore=avg_non_ignore,
         binary=num_classes == 1,
         key=key,
