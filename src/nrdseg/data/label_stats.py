@@ -86,92 +86,105 @@ class LabelStats:
         reads these labels (``label_map`` for ``nrdseg data check``; the config keys of every
         split, e.g. ``data.train.options.label_map``, for ``nrdseg train``).
         """
-        found: list[Finding] = []
-        total = self.labelled + self.ignored
-        if total == 0:
-            return found
-        missing = [i for i in range(self.num_classes) if self.pixels[i] == 0]
-        ignored_share = self.ignored / total
-        where = self.scope() + ("" if not self.sampled else "; count all with `nrdseg data check`")
+        if self.labelled + self.ignored == 0:
+            return []
         if self.num_classes == 1:
             return [self._one_class()]
+        where = self.scope() + ("" if not self.sampled else "; count all with `nrdseg data check`")
         if self.labelled == 0:
-            return [
-                Finding(
-                    "error",
-                    "all_ignored",
-                    f"every pixel in {where} is ignore ({self.ignore_index}): the loss has no "
-                    "labelled pixel to learn from and the metrics none to score. Fix: check "
-                    f"reduce_zero_label (it makes 0 ignore) and label_map (values mapped to "
-                    f"{self.ignore_index}); a 0/255 export of one class needs "
-                    f"label_map={{{self.ignore_index}: 1}} and 2 classes",
-                )
-            ]
-        # With more classes, 0 + ignore alone is left to the warnings below: a sample of a
-        # big set may hold background only, and an error stops training.
-        if self.num_classes == 2 and self.pixels[0] > 0 and self.ignored > 0 and missing == [1]:
-            cli = " ".join(f"--set '{key}={{{self.ignore_index}: 1}}'" for key in label_map_keys)
-            found.append(
-                Finding(
-                    "error",
-                    "zero_255_masks",
-                    f"the masks hold only 0 and {self.ignore_index} for this "
-                    f"2-class set: {self.ignore_index} means 'ignore', so "
-                    f"{self._name(1)} is never learned (the usual 0/255 mask export). Fix: map "
-                    f"{self.ignore_index} to class 1 with the folder option "
-                    f"label_map={{{self.ignore_index}: 1}} (CLI: {cli}), or rewrite the masks as "
-                    "0/1 (mask // 255)",
-                )
+            return [self._all_ignored(where)]
+        missing = [i for i in range(self.num_classes) if self.pixels[i] == 0]
+        zero_255 = self._zero_255_masks(missing, label_map_keys)
+        return [
+            *zero_255,
+            *([] if zero_255 else [self._never_occurs(i, where) for i in missing]),
+            *self._mostly_ignored(where),
+            *self._void_classes(),
+            *self._scaled_values(),
+        ]
+
+    def _all_ignored(self, where: str) -> Finding:
+        return Finding(
+            "error",
+            "all_ignored",
+            f"every pixel in {where} is ignore ({self.ignore_index}): the loss has no "
+            "labelled pixel to learn from and the metrics none to score. Fix: check "
+            f"reduce_zero_label (it makes 0 ignore) and label_map (values mapped to "
+            f"{self.ignore_index}); a 0/255 export of one class needs "
+            f"label_map={{{self.ignore_index}: 1}} and 2 classes",
+        )
+
+    def _zero_255_masks(self, missing: list[int], label_map_keys: Sequence[str]) -> list[Finding]:
+        """The usual 0/255 export of a 2-class set (it also covers class 1 never occurring).
+
+        With more classes, 0 + ignore alone is left to the other warnings: a sample of a
+        big set may hold background only, and an error stops training.
+        """
+        if not (
+            self.num_classes == 2 and self.pixels[0] > 0 and self.ignored > 0 and missing == [1]
+        ):
+            return []
+        cli = " ".join(f"--set '{key}={{{self.ignore_index}: 1}}'" for key in label_map_keys)
+        message = (
+            f"the masks hold only 0 and {self.ignore_index} for this "
+            f"2-class set: {self.ignore_index} means 'ignore', so "
+            f"{self._name(1)} is never learned (the usual 0/255 mask export). Fix: map "
+            f"{self.ignore_index} to class 1 with the folder option "
+            f"label_map={{{self.ignore_index}: 1}} (CLI: {cli}), or rewrite the masks as "
+            "0/1 (mask // 255)"
+        )
+        return [Finding("error", "zero_255_masks", message)]
+
+    def _never_occurs(self, index: int, where: str) -> Finding:
+        return Finding(
+            "warning",
+            "class_never_occurs",
+            f"{self._name(index)} never occurs in {where}: the model cannot learn it "
+            "and its IoU shows as '-'. Fix: check which values the masks hold (the "
+            "table), list the classes they use (classes.yaml or num_classes), or "
+            "remap values with label_map",
+        )
+
+    def _mostly_ignored(self, where: str) -> list[Finding]:
+        share = self.ignored / (self.labelled + self.ignored)
+        if share <= MOSTLY_IGNORED:
+            return []
+        message = (
+            f"ignore ({self.ignore_index}) covers {share:.0%} of the pixels "
+            f"in {where}: only {1 - share:.0%} train the model. Fix: if "
+            f"{self.ignore_index} marks real objects, map it to a class with label_map "
+            "(e.g. label_map={255: 1}); check reduce_zero_label is not set by mistake"
+        )
+        return [Finding("warning", "mostly_ignored", message)]
+
+    def _void_classes(self) -> list[Finding]:
+        """Classes named like "void" or "unlabeled" that hold pixels, so are trained."""
+        return [
+            Finding(
+                "warning",
+                "void_class_trained",
+                f"{self._name(index)} is trained as a class ({self.frequencies[index]:.1%}"
+                " of the labelled pixels). Fix: if it marks unlabelled pixels, map it to "
+                f"ignore with label_map={{{index}: {self.ignore_index}}} and drop it "
+                "from the classes",
             )
-            missing = []  # the finding above covers them
-        for index in missing:
-            found.append(
-                Finding(
-                    "warning",
-                    "class_never_occurs",
-                    f"{self._name(index)} never occurs in {where}: the model cannot learn it "
-                    "and its IoU shows as '-'. Fix: check which values the masks hold (the "
-                    "table), list the classes they use (classes.yaml or num_classes), or "
-                    "remap values with label_map",
-                )
-            )
-        if ignored_share > MOSTLY_IGNORED:
-            found.append(
-                Finding(
-                    "warning",
-                    "mostly_ignored",
-                    f"ignore ({self.ignore_index}) covers {ignored_share:.0%} of the pixels "
-                    f"in {where}: only {1 - ignored_share:.0%} train the model. Fix: if "
-                    f"{self.ignore_index} marks real objects, map it to a class with label_map "
-                    "(e.g. label_map={255: 1}); check reduce_zero_label is not set by mistake",
-                )
-            )
-        for index, name in enumerate(self.classes):
-            if name.strip().lower() in VOID_NAMES and self.pixels[index] > 0:
-                found.append(
-                    Finding(
-                        "warning",
-                        "void_class_trained",
-                        f"{self._name(index)} is trained as a class ({self.frequencies[index]:.1%}"
-                        " of the labelled pixels). Fix: if it marks unlabelled pixels, map it to "
-                        f"ignore with label_map={{{index}: {self.ignore_index}}} and drop it "
-                        "from the classes",
-                    )
-                )
+            for index, name in enumerate(self.classes)
+            if name.strip().lower() in VOID_NAMES and self.pixels[index] > 0
+        ]
+
+    def _scaled_values(self) -> list[Finding]:
+        """Class ids that are all multiples of one step >= 2 (masks scaled to be visible)."""
         present = [i for i in range(1, self.num_classes) if self.pixels[i] > 0]
         step = math.gcd(*present) if len(present) >= 2 else 1
-        if step >= 2:
-            shown = ", ".join(str(i) for i in ([0] if self.pixels[0] else []) + present[:6])
-            found.append(
-                Finding(
-                    "warning",
-                    "scaled_values",
-                    f"every class id in the masks is a multiple of {step} ({shown}), as in masks "
-                    f"scaled up to be visible: classes between them never occur. Fix: divide "
-                    f"the mask values by {step}, or give label_map",
-                )
-            )
-        return found
+        if step < 2:
+            return []
+        shown = ", ".join(str(i) for i in ([0] if self.pixels[0] else []) + present[:6])
+        message = (
+            f"every class id in the masks is a multiple of {step} ({shown}), as in masks "
+            f"scaled up to be visible: classes between them never occur. Fix: divide "
+            f"the mask values by {step}, or give label_map"
+        )
+        return [Finding("warning", "scaled_values", message)]
 
     def _one_class(self) -> Finding:
         """A one-class set: nothing to tell apart, whatever the masks hold."""

@@ -1,8 +1,7 @@
 """From a :class:`Config` to objects: model, datasets, evaluator, and a whole training run.
 
 The only module that reads config sections to build things; ``Trainer`` and the parts
-it uses take typed arguments. ``nrdseg.data`` and ``nrdseg.evaluation.evaluate`` are imported
-when needed.
+it uses take typed arguments.
 """
 
 from __future__ import annotations
@@ -310,55 +309,14 @@ def train_from_config(
         created_work_dir(Path(work_dir), create=info.is_main) as work_dir,
     ):
         latest = _prepare_work_dir(work_dir, resume=resume, info=info)
-        _set_determinism(config.train.deterministic)
-        if device.type == "cpu":
-            share_cpu_threads(workers=config.loader.num_workers, info=info)
-        seed_everything(config.train.seed)
-        train_set = build_split(config.data.train, train=True, config=config)
-        val_set = None if config.data.val is None else build_val_dataset(config)
-        if config.data.check_labels:
-            sets = {"training": train_set, "validation": val_set}
-            keys = [f"data.{key}.options.label_map" for key in ("train", "val")]
-            keys = keys[: 1 + (val_set is not None)]
-            for split, dataset in sets.items():
-                if dataset is not None:
-                    check_labels(
-                        dataset,
-                        split=split,
-                        max_samples=config.data.label_stats_samples,
-                        log=info.is_main,
-                        label_map_keys=keys,
-                    )
-        if not info.is_main:  # rank 0 fetches pretrained weights first, the others reuse them
-            barrier(info)
-        # A resumed run takes every weight from its checkpoint: no backbone file or download.
-        model = build_model(
-            config,
-            num_classes=getattr(train_set, "num_classes", None),
-            train_set=train_set,
-            resuming=latest is not None,
-        )
-        if info.is_main:
-            barrier(info)
+        _prepare_process(config, device=device, info=info)
+        train_set, val_set = _checked_datasets(config, log=info.is_main)
+        model = _shared_model(config, train_set, resuming=latest is not None, info=info)
         if model_hook is not None:
             model_hook(model)
-        evaluator, val_images = None, None
-        if val_set is not None:
-            # Checked now, not at the first evaluation, eval_interval iterations later.
-            if val_set.num_classes != model.label_classes:
-                raise ValueError(
-                    f"data.val has {val_set.num_classes} classes but the model predicts "
-                    f"{model.label_classes}; data.train and data.val must share their classes"
-                )
-            if list(val_set.classes) != list(train_set.classes):
-                raise ValueError(
-                    f"data.val lists the classes {list(val_set.classes)} but data.train "
-                    f"{list(train_set.classes)}; data.train and data.val must share their "
-                    "classes (the same classes file or num_classes)"
-                )
-            evaluator = build_evaluator(config, val_set, device=device, progress=progress)
-            limit = config.eval.max_samples
-            val_images = len(val_set) if limit is None else min(limit, len(val_set))
+        evaluator, val_images = _validation(
+            config, val_set, train_set, model, device=device, progress=progress
+        )
         trainer = Trainer(
             model=model,
             train_dataset=train_set,
@@ -379,3 +337,79 @@ def train_from_config(
         if info.is_main:  # only now: a config that cannot resume this run must not replace its own
             save_config(config, work_dir / RUN_CONFIG_FILE)
         return trainer.train()
+
+
+def _prepare_process(config: Config, *, device: torch.device, info: DistInfo) -> None:
+    """Kernel determinism, CPU threads and the seed of this process, before anything is built."""
+    _set_determinism(config.train.deterministic)
+    if device.type == "cpu":
+        share_cpu_threads(workers=config.loader.num_workers, info=info)
+    seed_everything(config.train.seed)
+
+
+def _checked_datasets(config: Config, *, log: bool) -> tuple[Any, Any]:
+    """``data.train`` and ``data.val`` (None when unset), their labels counted and checked
+    when ``data.check_labels`` (``log``: this process logs the tables)."""
+    train_set = build_split(config.data.train, train=True, config=config)
+    val_set = None if config.data.val is None else build_val_dataset(config)
+    if config.data.check_labels:
+        sets = {"training": train_set, "validation": val_set}
+        keys = [f"data.{key}.options.label_map" for key in ("train", "val")]
+        keys = keys[: 1 + (val_set is not None)]
+        for split, dataset in sets.items():
+            if dataset is not None:
+                check_labels(
+                    dataset,
+                    split=split,
+                    max_samples=config.data.label_stats_samples,
+                    log=log,
+                    label_map_keys=keys,
+                )
+    return train_set, val_set
+
+
+def _shared_model(config: Config, train_set: Any, *, resuming: bool, info: DistInfo) -> Segmentor:
+    """:func:`build_model` in every process, rank 0 first: it fetches pretrained weights,
+    the others reuse them. A resumed run takes every weight from its checkpoint: no
+    backbone file or download."""
+    if not info.is_main:
+        barrier(info)
+    model = build_model(
+        config,
+        num_classes=getattr(train_set, "num_classes", None),
+        train_set=train_set,
+        resuming=resuming,
+    )
+    if info.is_main:
+        barrier(info)
+    return model
+
+
+def _validation(
+    config: Config,
+    val_set: Any,
+    train_set: Any,
+    model: Segmentor,
+    *,
+    device: torch.device,
+    progress: bool,
+) -> tuple[Callable[[Segmentor], dict[str, Any]] | None, int | None]:
+    """The trainer's evaluator and the number of images it scores (None, None without
+    ``data.val``). ValueError, now rather than at the first evaluation ``eval_interval``
+    iterations later, when ``data.val`` has other classes than the model and ``data.train``."""
+    if val_set is None:
+        return None, None
+    if val_set.num_classes != model.label_classes:
+        raise ValueError(
+            f"data.val has {val_set.num_classes} classes but the model predicts "
+            f"{model.label_classes}; data.train and data.val must share their classes"
+        )
+    if list(val_set.classes) != list(train_set.classes):
+        raise ValueError(
+            f"data.val lists the classes {list(val_set.classes)} but data.train "
+            f"{list(train_set.classes)}; data.train and data.val must share their "
+            "classes (the same classes file or num_classes)"
+        )
+    evaluator = build_evaluator(config, val_set, device=device, progress=progress)
+    limit = config.eval.max_samples
+    return evaluator, len(val_set) if limit is None else min(limit, len(val_set))
