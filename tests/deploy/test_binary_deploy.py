@@ -30,7 +30,7 @@ def model():
     model = tiny_model("nrd_r50", num_classes=1)
     with torch.no_grad():
         middle = model(torch.randn(2, 3, 64, 64)).median()
-        model.decoder.controller[1].bias[-1] -= middle  # b2, the last MLP layer's bias
+        model.decoder.controller_out.bias[-1] -= middle  # b2, the last MLP layer's bias
     model.meta = {"classes": CLASSES, "palette": PALETTE}
     return model
 

@@ -178,4 +178,4 @@ def test_binary_model_trains_bce_on_both_heads():
         assert value == pytest.approx(reference_bce(logits, labels), rel=1e-4), key
         assert value > 0.1
     losses["loss"].backward()
-    assert model.decoder.controller[1].weight.grad.abs().max() > 0
+    assert model.decoder.controller_out.weight.grad.abs().max() > 0

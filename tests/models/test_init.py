@@ -109,7 +109,7 @@ def test_nrd_guidance_convs_are_conv_modules_at_the_paper_widths():
     head = nrdseg.models.heads.NRDHead(
         in_channels=64, low_level_channels=256, num_classes=19, controller_channels=64
     )
-    hidden, last = head.guidance[0][0], head.guidance[1]
+    hidden, last = head.guidance_conv.conv, head.guidance_out
     assert hidden.weight.std().item() == pytest.approx(math.sqrt(2 / (48 * 9)), rel=0.05)
     assert last.weight.std().item() == pytest.approx(math.sqrt(2 / 16), rel=0.1)
     assert torch.all(last.bias == 0)

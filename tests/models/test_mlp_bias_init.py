@@ -28,7 +28,7 @@ def _start(name: str, init: str) -> tuple[float, float, list[float]]:
     within = cells.var(dim=(3, 5)).mean().item()
     between = cells.mean(dim=(3, 5)).var().item()
     model.loss(images, labels)["loss"].backward()
-    grad = head.controller[-1].weight.grad.abs().reshape(head.num_params, -1).mean(1)
+    grad = head.controller_out.weight.grad.abs().reshape(head.num_params, -1).mean(1)
     parts = split_params(
         grad[None], in_channels=head.mlp_in_channels, hidden_channels=head.rep_channels,
         num_classes=5,
@@ -51,7 +51,7 @@ def test_template_is_a_kaiming_draw_in_the_bias_and_zoo_defaults():
         "nrd_r50", num_classes=5, backbone="test_resnet", mlp_bias_init="template"
     ).decoder
     w0, b0, w1, b1, w2, b2 = split_params(
-        head.controller[-1].bias.detach()[None], in_channels=18, hidden_channels=16, num_classes=5
+        head.controller_out.bias.detach()[None], in_channels=18, hidden_channels=16, num_classes=5
     )
     assert w0.std().item() == pytest.approx((2 / 18) ** 0.5, rel=0.35)
     assert w1.std().item() == pytest.approx((2 / 16) ** 0.5, rel=0.35)

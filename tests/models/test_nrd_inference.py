@@ -43,8 +43,8 @@ def _head(num_classes: int = 5, **options) -> NRDHead:
     )
     randomize_norms(head)
     with torch.no_grad():
-        head.controller[-1].weight.normal_(0.0, 0.2)
-        head.controller[-1].bias.normal_(0.0, 0.2)
+        head.controller_out.weight.normal_(0.0, 0.2)
+        head.controller_out.bias.normal_(0.0, 0.2)
     return head.eval()
 
 

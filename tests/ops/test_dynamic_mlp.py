@@ -80,7 +80,7 @@ def test_fast_mlp_gradients_match_reference():
 def test_generated_parameters_per_location(classes, expected):
     head = NRDHead(in_channels=8, low_level_channels=4, num_classes=classes, controller_channels=8)
     assert head.num_params == expected
-    assert head.controller[-1].out_channels == expected
+    assert head.controller_out.out_channels == expected
     params = head.controller(torch.randn(1, 8, 2, 2))
     assert params.shape == (1, expected, 2, 2)
 
@@ -108,7 +108,7 @@ def test_patch_coordinates_are_local_x_then_y():
 
 def test_controller_init_is_scaled_xavier_with_zero_bias():
     head = NRDHead(in_channels=512, low_level_channels=256, num_classes=19)
-    last = head.controller[-1]
+    last = head.controller_out
     assert torch.count_nonzero(last.bias) == 0
     xavier_std = (2.0 / (512 + 899)) ** 0.5
     assert last.weight.std().item() == pytest.approx(xavier_std / 899, rel=0.05)
@@ -124,7 +124,7 @@ def test_nrd_head_matches_a_handwritten_decoder():
             module.running_mean.uniform_(-0.5, 0.5)
             module.running_var.uniform_(0.5, 2.0)
     with torch.no_grad():
-        head.controller[-1].weight.normal_(0, 0.1)
+        head.controller_out.weight.normal_(0, 0.1)
     head.eval()
     x = torch.randn(2, 6, 3, 2)
     low = torch.randn(2, 5, 12, 8)

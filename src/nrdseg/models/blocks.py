@@ -45,7 +45,9 @@ def init_classifier(conv: nn.Conv2d) -> nn.Conv2d:
 class ConvBNReLU(nn.Sequential):
     """Conv (no bias) + BatchNorm + ReLU, the unit every head and the ASPP are made of.
 
-    Initialised as mmcv's ``ConvModule``: see :func:`init_conv_module`.
+    Initialised as mmcv's ``ConvModule``: see :func:`init_conv_module`. A Sequential, so
+    checkpoints keep the keys ``0.weight`` (conv) and ``1.*`` (norm); :attr:`conv` and
+    :attr:`norm` name those parts for code that reads them.
     """
 
     def __init__(
@@ -71,7 +73,17 @@ class ConvBNReLU(nn.Sequential):
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
         )
-        init_conv_module(self[0])  # PyTorch's BatchNorm already starts at 1 / 0, as mmcv's
+        init_conv_module(self.conv)  # PyTorch's BatchNorm already starts at 1 / 0, as mmcv's
+
+    @property
+    def conv(self) -> nn.Conv2d:
+        """The convolution (no bias)."""
+        return self[0]
+
+    @property
+    def norm(self) -> nn.Module:
+        """The BatchNorm after the conv (a SyncBatchNorm once converted for DDP)."""
+        return self[1]
 
 
 class SeparableConvBNReLU(nn.Sequential):

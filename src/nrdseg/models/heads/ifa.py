@@ -94,7 +94,7 @@ class IFAHead(DecodeHead):
         """The first MLP layer's conv output (before its BatchNorm), (B, hidden, H/4, W/4)."""
         height, width = features[0].shape[-2:]
         rows_y, rows_x = code_rows(self.frequencies.shape[-1])
-        weight = self.mlp[0][0].weight.flatten(1)
+        weight = self.mlp[0].conv.weight.flatten(1)
         blocks = weight.split(self.code_channels + self.channels, dim=1)
         grid = {"device": weight.device, "dtype": self.frequencies.dtype}
         out = term_y = term_x = None

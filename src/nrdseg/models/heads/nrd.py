@@ -82,6 +82,28 @@ class NRDHead(DecodeHead):
         self.input_norm = nn.BatchNorm2d(self.mlp_in_channels)
         self._init_controller()
 
+    # The parts by name, for the folded inference path; the Sequentials stay, since their
+    # positions are the checkpoint keys (``controller.0.0.weight``, ``controller.1.bias``).
+    @property
+    def controller_conv(self) -> ConvBNReLU:
+        """The controller's 3x3 conv + BN + ReLU on the encoder output."""
+        return self.controller[0]
+
+    @property
+    def controller_out(self) -> nn.Conv2d:
+        """The controller's 1x1 conv to the N parameters of each cell's MLP."""
+        return self.controller[1]
+
+    @property
+    def guidance_conv(self) -> ConvBNReLU:
+        """The guidance branch's 3x3 conv + BN + ReLU on the stride-4 map (``use_guidance``)."""
+        return self.guidance[0]
+
+    @property
+    def guidance_out(self) -> nn.Conv2d:
+        """The guidance branch's 1x1 conv to C_m channels, with bias (``use_guidance``)."""
+        return self.guidance[1]
+
     def _init_controller(self) -> None:
         """Xavier-normal scaled by 1/N so that the generated MLPs start near zero (official).
 
@@ -89,7 +111,7 @@ class NRDHead(DecodeHead):
         w1) to one kaiming-normal draw, so every cell's MLP starts as the same live random
         network of its inputs instead of a near-zero product of three near-zero layers.
         """
-        last = self.controller[-1]
+        last = self.controller_out
         nn.init.xavier_normal_(last.weight)
         with torch.no_grad():
             last.weight.div_(self.num_params)

@@ -18,19 +18,19 @@ from nrdseg.ops.dynamic_mlp_inference import patch_mlp_inference
 from nrdseg.ops.resize import resize
 
 
-def _folded_conv_relu(block: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+def _folded_conv_relu(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """A ConvBNReLU block as one conv with the BatchNorm folded in, then ReLU."""
-    conv, norm = block[0], block[1]
-    weight, bias = fold_conv_bn(conv, norm)
+    conv = block.conv
+    weight, bias = fold_conv_bn(conv, block.norm)
     out = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
     return out.relu_()
 
 
 def supports_folding(head: nn.Module) -> bool:
     """True when every BatchNorm of ``head`` is in eval mode with running statistics."""
-    norms = [head.controller[0][1], head.input_norm]
+    norms = [head.controller_conv.norm, head.input_norm]
     if head.guidance is not None:
-        norms.append(head.guidance[0][1])
+        norms.append(head.guidance_conv.norm)
     convs = [m for m in head.modules() if isinstance(m, nn.Conv2d)]
     return all(can_fold(n) for n in norms) and all(c.padding_mode == "zeros" for c in convs)
 
@@ -43,7 +43,7 @@ def controller_params(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
     needing a transpose of the larger N-channel map afterwards.
     """
     x = x.contiguous(memory_format=torch.channels_last)
-    return head.controller[1](_folded_conv_relu(head.controller[0], x))
+    return head.controller_out(_folded_conv_relu(head.controller_conv, x))
 
 
 def normalized_inputs(
@@ -58,8 +58,8 @@ def normalized_inputs(
         coords = patch_coordinates(s, device=low_level.device, dtype=dtype)
         coords = coords * scale[:2, None, None] + shift[:2, None, None]
     if head.guidance is not None:
-        hidden = _folded_conv_relu(head.guidance[0], low_level)
-        last = head.guidance[1]
+        hidden = _folded_conv_relu(head.guidance_conv, low_level)
+        last = head.guidance_out
         weight, bias = scale_conv(last, scale=scale[n_coords:], shift=shift[n_coords:])
         guidance = resize(F.conv2d(hidden, weight, bias, last.stride, last.padding), size)
     return coords, guidance
