@@ -319,10 +319,39 @@ class Trainer:
         self, batches: Iterator[dict[str, Any]], events: EventLog | None
     ) -> dict[str, float] | None:
         """One optimizer step over ``grad_accum`` micro-batches; None for a skipped batch."""
-        accum = self.optim_settings.grad_accum
-        amp = self.settings.amp
         saved = self._buffers() if self.settings.max_bad_batches else None
         self.optimizer.zero_grad(set_to_none=True)
+        keys, sums, replaced = self._accumulate(batches)
+        if self.scaler.is_enabled():
+            self.scaler.unscale_(self.optimizer)
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.get_total_norm(grads)
+        replaced_count = torch.tensor([float(replaced)], device=sums.device)
+        values = mean_over_ranks(
+            self.dist, torch.cat([sums, grad_norm.float().reshape(1), replaced_count])
+        ).tolist()
+        self.counters.skipped_samples += round(values[-1] * self.dist.world_size)
+        terms = dict(zip(keys, values[:-2], strict=True))
+        terms["grad_norm"] = values[-2]
+        finite = all(math.isfinite(v) for v in values[:-2])
+        # Under fp16 an overflowing gradient is the GradScaler's to skip, not a bad batch.
+        if not finite or not (math.isfinite(terms["grad_norm"]) or self.scaler.is_enabled()):
+            self._bad_batch(terms, saved, events)
+            return None
+        if self.optim_settings.grad_clip is not None:
+            torch.nn.utils.clip_grads_with_norm_(
+                self.model.parameters(), self.optim_settings.grad_clip, grad_norm
+            )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return terms
+
+    def _accumulate(self, batches: Iterator[dict[str, Any]]) -> tuple[list[str], torch.Tensor, int]:
+        """Forward and backward over ``grad_accum`` micro-batches (DDP syncs gradients on
+        the last only): the loss terms' names, their sums (each term / ``grad_accum``)
+        and the samples served in place of unreadable ones."""
+        accum = self.optim_settings.grad_accum
+        amp = self.settings.amp
         sums, keys, replaced = None, None, 0
         counters = self.counters
         for micro in range(accum):
@@ -344,29 +373,7 @@ class Trainer:
             keys = sorted(losses)
             terms = torch.stack([losses[k].detach().float() for k in keys]) / accum
             sums = terms if sums is None else sums + terms
-        if self.scaler.is_enabled():
-            self.scaler.unscale_(self.optimizer)
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        grad_norm = torch.nn.utils.get_total_norm(grads)
-        replaced_count = torch.tensor([float(replaced)], device=sums.device)
-        values = mean_over_ranks(
-            self.dist, torch.cat([sums, grad_norm.float().reshape(1), replaced_count])
-        ).tolist()
-        counters.skipped_samples += round(values[-1] * self.dist.world_size)
-        terms = dict(zip(keys, values[:-2], strict=True))
-        terms["grad_norm"] = values[-2]
-        finite = all(math.isfinite(v) for v in values[:-2])
-        # Under fp16 an overflowing gradient is the GradScaler's to skip, not a bad batch.
-        if not finite or not (math.isfinite(terms["grad_norm"]) or self.scaler.is_enabled()):
-            self._bad_batch(terms, saved, events)
-            return None
-        if self.optim_settings.grad_clip is not None:
-            torch.nn.utils.clip_grads_with_norm_(
-                self.model.parameters(), self.optim_settings.grad_clip, grad_norm
-            )
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return terms
+        return keys, sums, replaced
 
     # -- bad batches -------------------------------------------------------------------
     def _buffers(self) -> list[torch.Tensor]:
