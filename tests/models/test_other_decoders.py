@@ -1,8 +1,11 @@
-"""DUC, CARAFE and DUpsampling in the zoo: sizes, gradients, GMACs, ONNX export."""
+"""DUC, CARAFE and DUpsampling in the zoo: native sizes, gradients, GMACs.
+
+Their ONNX export (dynamic batch and size, down to one encoder cell) is the contract
+battery's (``test_zoo_contract.py``).
+"""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -54,34 +57,3 @@ def test_decoder_gmacs_are_analytic(name, classes, height, width):
     expected = _analytic_decoder_macs(name, classes, (height // 32) * (width // 32))
     assert report.decoder == pytest.approx(expected / 1e9, rel=1e-9)
     assert report.backbone + report.neck + report.decoder == pytest.approx(report.total)
-
-
-@pytest.mark.parametrize("name", HEADS)
-def test_onnx_export_with_dynamic_batch_and_size(name, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-    model = nrdseg.create_model(name, num_classes=3, **tiny_options(name)).eval()
-    head = model.decoder
-    dims = {
-        0: torch.export.Dim("batch", min=1, max=16),
-        2: torch.export.Dim("cells_h", min=1, max=64),
-        3: torch.export.Dim("cells_w", min=1, max=64),
-    }
-    path = tmp_path / f"{name}.onnx"
-    torch.onnx.export(
-        head,
-        (torch.randn(1, 32, 2, 3),),
-        path,
-        input_names=["features"],
-        output_names=["logits"],
-        dynamic_shapes=(dims,),
-        dynamo=True,
-        verbose=False,
-    )
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for shape in ((2, 32, 3, 4), (1, 32, 1, 1)):
-        features = torch.randn(*shape)
-        with torch.no_grad():
-            expected = head(features).numpy()
-        (logits,) = session.run(None, {"features": features.numpy()})
-        assert logits.shape == expected.shape
-        assert np.abs(logits - expected).max() <= 1e-4

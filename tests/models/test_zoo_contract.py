@@ -7,12 +7,14 @@ zoo line alone, with no new test code. Each case builds the model with
 model on the meta device) and uses the public API only:
 
 1. ``test_train_forward_backward`` / ``test_eval_forward_backward_batch_one``: logits
-   (B, C, H, W) at odd input sizes, finite gradients on every trainable parameter the
-   forward uses, none on frozen ones, and none on the auxiliary head in eval mode.
+   (B, C, H, W) at odd input sizes (in eval mode also one cell and a multiple of it), the
+   loss terms, finite gradients on every trainable parameter the forward uses, none on
+   frozen ones, and none on the auxiliary head in eval mode.
 2. ``test_save_load_bit_exact``: ``save_pretrained`` + ``load_model`` give equal tensors
    and identical eval logits.
 3. ``test_onnx_parity``: ``deploy.export.export_model`` to ONNX, run through
-   ``load_exported`` (onnxruntime) at sizes and a batch other than the export example's.
+   ``load_exported`` (onnxruntime) at sizes and batches other than the export example's,
+   down to an image smaller than one encoder cell.
 4. ``test_compile_parity``: ``torch.compile(backend="aot_eager")`` against eager.
 5. ``test_state_dict_snapshot``: the paper model's state_dict keys and shapes against
    ``zoo_state_dict_keys.json``; they are the checkpoint format. After an intended change
@@ -48,9 +50,12 @@ NUM_CLASSES = 3
 #: Odd sizes: neither is a multiple of the 32-pixel cell, and 29 is below one cell.
 TRAIN_SIZES = [(37, 53), (29, 70)]
 EVAL_SIZE = (45, 70)
+#: Eval-mode sizes besides: odd ones, one 32-pixel cell exactly (no padding to crop).
+ANY_SIZES = [(70, 101), (32, 32), (33, 65)]
 #: Traced through by the ONNX exporter; parity is checked at other sizes and batches.
 ONNX_EXAMPLE = (64, 96)
-ONNX_CHECKS = [(1, 45, 70), (3, 33, 97)]
+#: (2, 17, 5) is below one encoder cell: every map of the graph has size 1 at stride 32.
+ONNX_CHECKS = [(1, 45, 70), (3, 33, 97), (2, 17, 5)]
 #: Parity tolerances relative to the largest logit: freshly initialised zoo models give
 #: logits of 1e-4..0.5 (mmseg's small-std classifier init), so an absolute tolerance would
 #: pass anything. Float32 reordering across ~40 layers measured <= 3e-6 (dlv3p, ONNX and
@@ -147,6 +152,8 @@ def test_train_forward_backward(name, size):
 
     losses = model.loss(images, _labels(2, *size))
     assert "loss_aux" in losses, f"{name}: the auxiliary head did not run in train mode"
+    assert set(losses) == {"loss", "loss_main", "loss_aux"}, f"{name}: terms {sorted(losses)}"
+    assert torch.isfinite(losses["loss"]), f"{name}: non-finite loss at {size}"
     losses["loss"].backward()
     # In train mode every part runs (the aux head too), so the only parameters without a
     # gradient may be the frozen ones (requires_grad=False: nrd_x101's stem and layer1).
@@ -177,6 +184,11 @@ def test_eval_forward_backward_batch_one(name):
     logits = model(images)
     assert logits.shape == (1, NUM_CLASSES, *EVAL_SIZE), f"{name}: logits {tuple(logits.shape)}"
     assert torch.isfinite(logits).all(), f"{name}: non-finite eval logits"
+    with torch.no_grad():
+        for size in ANY_SIZES:
+            logits = model(torch.randn(1, 3, *size))
+            assert logits.shape == (1, NUM_CLASSES, *size), f"{name}: {tuple(logits.shape)}"
+            assert torch.isfinite(logits).all(), f"{name}: non-finite eval logits at {size}"
 
     losses = model.loss(images, _labels(1, *EVAL_SIZE))
     assert "loss_aux" not in losses, f"{name}: the auxiliary head ran in eval mode"
