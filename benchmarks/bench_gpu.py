@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import tempfile
@@ -46,6 +47,7 @@ import harness
 import nrdseg
 from nrdseg.deploy.predict import predict_files
 from nrdseg.evaluation import runtime
+from nrdseg.evaluation.evaluate import InferenceSpeed
 from nrdseg.models.heads import DeepLabV3PlusHead, NRDHead
 from nrdseg.ops.dynamic_mlp_triton import triton_usable
 
@@ -156,8 +158,9 @@ def predict_section(args, device, sizes: Sizes, model, tmp: Path) -> dict[str, f
             net, [frames], out_dir=out, batch_size=sizes.batch, progress=False, **options
         )
 
-    plain = {"workers": 0, "writers": 1, "amp": "none", "channels_last": False}
-    fast = {"workers": args.workers, "writers": 8, "amp": "bf16", "channels_last": True}
+    plain = {"writers": 1, "speed": InferenceSpeed(channels_last=False)}
+    fast_speed = InferenceSpeed(workers=args.workers, amp="bf16", channels_last=True)
+    fast = {"writers": 8, "speed": fast_speed}
     cases = [
         Case(
             "predict: plain (no workers, 1 writer, fp32 NCHW)",
@@ -171,7 +174,7 @@ def predict_section(args, device, sizes: Sizes, model, tmp: Path) -> dict[str, f
         ),
     ]
     if not args.no_compile:
-        compiled = run(fast_model, **fast, compile=True)
+        compiled = run(fast_model, writers=8, speed=dataclasses.replace(fast_speed, compile=True))
         cases.append(Case("predict: same, --compile", compiled, sizes.frames))
     times = print_rows(
         f"1. predict on {sizes.frames} PNG frames {sizes.full[0]}x{sizes.full[1]}, "

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from nrdseg.analysis.demo import FULL, QUICK, camvid_settings, next_steps, run_demo
+from nrdseg.cli.options import add_device_argument
 from nrdseg.cli.study import add_data_arguments
 
 
@@ -24,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="output folder (default nrdseg_demo; nrdseg_demo_quick with --quick, so that "
         "the two never meet)",
     )
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    add_device_argument(parser)
     parser.add_argument(
         "--quick", action="store_true", help="a few iterations of a tiny model (a smoke test)"
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 
 from nrdseg.analysis.flops import model_flops
-from nrdseg.config.packaged import CONFIG_ROOT, config_names
 from nrdseg.models.zoo import list_models, model_spec
 
 
@@ -27,6 +26,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.configs:
+        # here, not at the top: listing the zoo imports nothing of the config layer
+        from nrdseg.config.packaged import CONFIG_ROOT, config_names
+
         print(f"# packaged configs in {CONFIG_ROOT}: nrdseg train NAME [--set KEY=VALUE ...]")
         print("\n".join(config_names()))
         return 0

@@ -25,6 +25,7 @@ from nrdseg.analysis.experiments import (
     with_root,
 )
 from nrdseg.analysis.patch_study import patch_table, run_patch_study, write_report
+from nrdseg.cli.options import add_device_argument
 from nrdseg.cli.status import EXIT_USAGE
 from nrdseg.data import build_dataset
 from nrdseg.utils.optional import is_installed, missing_message
@@ -138,8 +139,8 @@ def add_decoders_parser(studies: argparse._SubParsersAction) -> None:
     decoders.add_argument(
         "--image-size", type=int, help="square synthetic scenes / CamVid training crops"
     )
-    decoders.add_argument(
-        "--device", help="where the runs train: cpu, cuda, ... (default: cuda if available)"
+    add_device_argument(
+        decoders, help="where the runs train: cpu, cuda, ... (default: cuda if available)"
     )
     decoders.add_argument(
         "--print-commands",
