@@ -11,6 +11,7 @@ import torch
 import yaml
 
 import nrdseg
+from nrdseg.checkpoint.counters import TrainingCounters
 from nrdseg.checkpoint.work_dir import TrainingState
 from nrdseg.config.run import LoaderConfig, OptimConfig, TrainConfig
 from nrdseg.engine.trainer import Trainer
@@ -152,13 +153,5 @@ def assert_no_leftovers(work_dir):
 
 def training_state(iteration: int) -> TrainingState:
     """A minimal complete training state, for tests that write checkpoints by hand."""
-    return TrainingState(
-        iteration=iteration,
-        consumed_batches=iteration,
-        bad_batches=0,
-        best_metric=None,
-        best_iteration=None,
-        optimizer={},
-        scaler={},
-        rng=[],
-    )
+    counters = TrainingCounters(iteration=iteration, consumed_batches=iteration)
+    return TrainingState(counters=counters, optimizer={}, scaler={}, rng=[])

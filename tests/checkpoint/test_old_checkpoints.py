@@ -41,7 +41,11 @@ def test_an_old_training_state_reads_as_the_typed_state():
     checkpoint = read_checkpoint(latest_checkpoint(WORK_DIR))
     state = checkpoint.state
     assert isinstance(state, TrainingState)
-    assert (state.iteration, state.consumed_batches, state.bad_batches) == (2, 2, 0)
+    assert (
+        state.counters.iteration,
+        state.counters.consumed_batches,
+        state.counters.bad_batches,
+    ) == (2, 2, 0)
     assert state.optimizer["state"] and len(state.rng) == 1
     assert state.config["model"]["options"]["backbone"] == "test_efficientnet"
     assert checkpoint.record["model"]["name"] == "nrd_r50"
@@ -56,7 +60,7 @@ def test_an_old_work_dir_resumes_with_today_s_trainer(tmp_path, capsys):
     code = main(["train", str(config), "--work-dir", str(work), *options])
     assert code == 0, capsys.readouterr().err
     state = read_checkpoint(latest_checkpoint(work)).state
-    assert state.iteration == 4 and state.consumed_batches == 4
+    assert state.counters.iteration == 4 and state.counters.consumed_batches == 4
     events = (work / "metrics.jsonl").read_text()
     assert '"event": "resume"' in events and '"iter": 2' in events
 
@@ -74,5 +78,10 @@ def test_an_old_work_dir_resumed_with_another_batch_size_counts_its_batches_in_i
     code = main(["train", str(config), "--work-dir", str(work), *options])
     assert code == 0, capsys.readouterr().err
     state = read_checkpoint(latest_checkpoint(work)).state
-    assert state.iteration == 3
-    assert state.data_position == {"epoch": 0, "offset": 8, "dataset_size": 8, "seed": 0}
+    assert state.counters.iteration == 3
+    assert vars(state.counters.data_position) == {
+        "epoch": 0,
+        "offset": 8,
+        "dataset_size": 8,
+        "seed": 0,
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nrdseg.checkpoint.counters import DataPosition, TrainingCounters
 from nrdseg.checkpoint.work_dir import (
     BEST,
     EVAL_FILE,
@@ -21,16 +22,20 @@ from tests.engine_fixtures import tiny_model
 
 
 def _state() -> TrainingState:
-    return TrainingState(
+    counters = TrainingCounters(
         iteration=7,
         consumed_batches=9,
         bad_batches=1,
         best_metric=0.25,
         best_iteration=5,
+        skipped_samples=2,
+        data_position=DataPosition(epoch=1, offset=3, dataset_size=8, seed=0),
+    )
+    return TrainingState(
+        counters=counters,
         optimizer={"state": {0: {"momentum_buffer": torch.arange(4.0)}}, "param_groups": []},
         scaler={"scale": 1.0},
         rng=[{"torch": torch.ByteTensor([1, 2, 3])}],
-        skipped_samples=2,
         config={"train": {"iters": 10}},
     )
 
@@ -44,9 +49,7 @@ def test_read_checkpoint_returns_what_write_checkpoint_wrote(tmp_path):
     assert checkpoint.weights.keys() == model.state_dict().keys()
     assert all(torch.equal(checkpoint.weights[k], v) for k, v in model.state_dict().items())
     state, expected = checkpoint.state, _state()
-    for field in ("iteration", "consumed_batches", "bad_batches", "best_metric"):
-        assert getattr(state, field) == getattr(expected, field), field
-    assert (state.best_iteration, state.skipped_samples, state.config) == (5, 2, expected.config)
+    assert state.counters == expected.counters and state.config == expected.config
     momentum = state.optimizer["state"][0]["momentum_buffer"]
     assert torch.equal(momentum, torch.arange(4.0))
     assert torch.equal(state.rng[0]["torch"], torch.ByteTensor([1, 2, 3]))
@@ -62,7 +65,7 @@ def test_a_training_state_without_a_required_key_is_named(tmp_path):
     older = {k: v for k, v in _state().to_dict().items() if k not in ("skipped_samples", "config")}
     torch.save(older, written / STATE_FILE)
     state = read_training_state(written)
-    assert (state.iteration, state.skipped_samples, state.config) == (7, 0, None)
+    assert (state.counters.iteration, state.counters.skipped_samples, state.config) == (7, 0, None)
 
 
 def test_read_best_result_returns_what_write_best_stored(tmp_path):

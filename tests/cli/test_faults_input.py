@@ -290,7 +290,7 @@ def test_resume_needs_neither_the_pretrained_file_nor_the_network(tmp_path, monk
         _train(config, work, "--resume", "--set", "train.iters=3", "--set", "model.pretrained=true")
         == 0
     )
-    assert read_training_state(latest_checkpoint(work)).iteration == 3
+    assert read_training_state(latest_checkpoint(work)).counters.iteration == 3
 
 
 def test_resume_before_the_first_checkpoint_starts_from_scratch(tmp_path, caplog):
@@ -298,7 +298,7 @@ def test_resume_before_the_first_checkpoint_starts_from_scratch(tmp_path, caplog
     (work / "checkpoints" / ".iter_000002.tmp-dead").mkdir(parents=True)  # a kill -9 mid-write
     assert _train(config, work, "--resume") == 0
     assert f"--resume: {work} has no checkpoint yet; starting from iteration 0" in caplog.text
-    assert read_training_state(latest_checkpoint(work)).iteration == 2
+    assert read_training_state(latest_checkpoint(work)).counters.iteration == 2
     assert not (work / "checkpoints" / ".iter_000002.tmp-dead").exists()
 
 

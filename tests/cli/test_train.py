@@ -66,7 +66,7 @@ def test_existing_runs_are_never_overwritten_and_resume_continues(config_file, t
     args = ["train", *CPU, str(config_file), "--work-dir", str(work), "--resume"]
     assert main([*args, "--set", "train.iters=6"]) == 0
     state = read_training_state(latest_checkpoint(work))
-    assert (state.iteration, state.config["train"]["iters"]) == (6, 6)
+    assert (state.counters.iteration, state.config["train"]["iters"]) == (6, 6)
     assert not [p for p in (work / "checkpoints").iterdir() if p.name.startswith(".")]
     lines = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
     assert [e["iter"] for e in lines if e["event"] == "resume"] == [4]

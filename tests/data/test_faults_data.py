@@ -302,7 +302,7 @@ def test_training_skips_bad_files_when_asked_and_counts_them_with_any_workers(
         assert trains[-1]["skipped_samples"] == expected, workers
     # The count is part of the training state: resuming the last run (without workers)
     # goes on from it.
-    assert read_training_state(latest_checkpoint(work)).skipped_samples == expected
+    assert read_training_state(latest_checkpoint(work)).counters.skipped_samples == expected
     assert main([*args, "--resume", "--set", f"train.iters={ITERS + 4}"]) == 0
     lines = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
     longer = _requests_for_bad_samples(kept, iters=ITERS + 4)

@@ -1,5 +1,6 @@
-"""A run's counters travel into and out of its training state as one object, and a
-checkpoint in the layout ``training_state.pt`` has today resumes to the same counters."""
+"""A run's counters travel into and out of its training state as one object, which the
+state embeds, and a checkpoint in the layout ``training_state.pt`` has always had (the
+counters as top-level keys) resumes to the same counters."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ import dataclasses
 import pytest
 import torch
 
+from nrdseg.checkpoint.counters import DataPosition, TrainingCounters
 from nrdseg.checkpoint.work_dir import STATE_FILE, TrainingState, read_training_state
-from nrdseg.engine.counters import TrainingCounters
-from nrdseg.engine.data_order import DataPosition
 from nrdseg.engine.rng import capture_rng
 from tests.engine_fixtures import make_trainer, one_thread, tiny_model
 
@@ -27,17 +27,24 @@ COUNTERS = TrainingCounters(
 )
 
 
-def test_the_counters_fill_the_training_state_and_come_back_unchanged():
-    fields = COUNTERS.state_fields()
-    assert fields["data_position"] == {"epoch": 0, "offset": 10, "dataset_size": 16, "seed": 0}
-    state = TrainingState(**fields, optimizer={}, scaler={}, rng=[])
-    assert (state.iteration, state.consumed_batches, state.bad_batches) == (4, 5, 1)
-    assert (state.skipped_samples, state.best_metric, state.best_iteration) == (2, 0.6, 4)
-    back = TrainingCounters.from_state(state, data_position=COUNTERS.data_position)
-    assert back == COUNTERS
-    # every counter is a field of the training state: none is left behind on a save
-    names = {field.name for field in dataclasses.fields(TrainingState)}
-    assert {field.name for field in dataclasses.fields(TrainingCounters)} <= names
+def test_the_training_state_embeds_the_counters_and_writes_them_flat():
+    state = TrainingState(counters=COUNTERS, optimizer={}, scaler={}, rng=[])
+    flat = state.to_dict()
+    assert flat["data_position"] == {"epoch": 0, "offset": 10, "dataset_size": 16, "seed": 0}
+    assert (flat["iteration"], flat["consumed_batches"], flat["bad_batches"]) == (4, 5, 1)
+    assert (flat["skipped_samples"], flat["best_metric"], flat["best_iteration"]) == (2, 0.6, 4)
+    counter_names = {field.name for field in dataclasses.fields(TrainingCounters)}
+    assert "counters" not in flat and counter_names <= set(flat)
+    back = TrainingState.from_dict(flat, source="test")
+    assert back.counters == COUNTERS and back.counters is not COUNTERS
+
+
+def test_a_position_that_is_not_one_names_the_file():
+    flat = TrainingState(counters=COUNTERS, optimizer={}, scaler={}, rng=[]).to_dict()
+    with pytest.raises(ValueError, match=r"^x/training_state.pt: data_position \{'epoch': 0\}"):
+        TrainingState.from_dict(
+            {**flat, "data_position": {"epoch": 0}}, source="x/training_state.pt"
+        )
 
 
 def _today_s_state(trainer) -> dict:
@@ -70,6 +77,9 @@ def test_a_checkpoint_in_today_s_layout_resumes_to_its_counters(tmp_path):
     trainer.train()
     saved = read_training_state(tmp_path / "checkpoints" / "iter_000008")
     # 4 more iterations of one batch of 2: epoch 0 ends at sample 16, epoch 1 is at 2
-    assert (saved.iteration, saved.consumed_batches, saved.bad_batches) == (8, 9, 1)
-    assert (saved.skipped_samples, saved.best_metric, saved.best_iteration) == (2, 0.6, 4)
-    assert saved.data_position == {"epoch": 1, "offset": 2, "dataset_size": 16, "seed": 0}
+    assert saved.counters == dataclasses.replace(
+        COUNTERS,
+        iteration=8,
+        consumed_batches=9,
+        data_position=DataPosition(epoch=1, offset=2, dataset_size=16, seed=0),
+    )

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from nrdseg.engine.data_order import BatchOrder, DataPosition, SeededSamples
+from nrdseg.checkpoint.counters import DataPosition
+from nrdseg.engine.data_order import BatchOrder, SeededSamples
 from nrdseg.engine.rng import capture_rng, restore_rng, seeded_rng
 from tests.engine_fixtures import Scenes
 

@@ -133,7 +133,7 @@ def test_replicas_are_identical_and_use_sync_bn(ddp_run):
         assert torch.equal(first[key], second[key]), key
     # Rank 0 alone wrote the checkpoint, with both ranks' random states.
     state = read_training_state(latest_checkpoint(out_dir / "work"))
-    assert state.iteration == ITERS and len(state.rng) == WORLD
+    assert state.counters.iteration == ITERS and len(state.rng) == WORLD
 
 
 def test_two_processes_train_like_one_with_the_whole_batch(ddp_run, tmp_path):
@@ -187,5 +187,5 @@ def test_torchrun_trains_from_the_command_line(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("checkpoints in") == 1  # rank 0 alone talks
     state = read_training_state(latest_checkpoint(work))
-    assert state.iteration == 4 and len(state.rng) == WORLD
+    assert state.counters.iteration == 4 and len(state.rng) == WORLD
     assert (work / "best" / "eval.json").is_file()

@@ -132,7 +132,7 @@ def test_a_full_disk_stops_cleanly_and_the_run_resumes(tmp_path, monkeypatch, fu
     )
     assert_no_leftovers(tmp_path)
     assert latest_checkpoint(tmp_path) == previous
-    assert read_training_state(previous).iteration == 2
+    assert read_training_state(previous).counters.iteration == 2
     nrdseg.load_model(previous)
     best = json.loads((tmp_path / "best" / work_dir.EVAL_FILE).read_text())
     assert best["iter"] == (2 if full.what == "best" else 4)

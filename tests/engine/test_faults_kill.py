@@ -136,7 +136,7 @@ def test_a_killed_run_keeps_a_loadable_checkpoint_and_resumes_exactly(
     if latest is not None:
         model = nrdseg.load_model(latest)
         assert model.meta["classes"][0] == "background"
-        assert read_training_state(latest).iteration == int(latest.name[len("iter_") :])
+        assert read_training_state(latest).counters.iteration == int(latest.name[len("iter_") :])
         assert_same_weights(latest, straight / "checkpoints" / latest.name)
 
     # Always --resume, as a scheduler requeueing the job does: with no checkpoint yet it

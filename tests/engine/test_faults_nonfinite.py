@@ -105,13 +105,13 @@ def test_max_bad_batches_skips_them_and_counts_them(tmp_path, how):
     assert [e["iter"] for e in events(tmp_path, "train")] == [1, 2, 3, 4, 5, 6]
     assert all(math.isfinite(e["loss"]) for e in events(tmp_path, "train"))
     assert all(torch.isfinite(p).all() for p in trained.parameters())
-    assert read_training_state(latest_checkpoint(tmp_path)).bad_batches == 2
+    assert read_training_state(latest_checkpoint(tmp_path)).counters.bad_batches == 2
 
 
 def test_the_bad_batch_limit_holds_for_the_whole_run_across_a_resume(tmp_path):
     model = poisoned(tiny_model(), calls={2}, how="inf loss")
     make_trainer(tmp_path, model=model, max_bad_batches=1).train(until=3)
-    assert read_training_state(latest_checkpoint(tmp_path)).bad_batches == 1
+    assert read_training_state(latest_checkpoint(tmp_path)).counters.bad_batches == 1
     # A new process: its model's second batch is bad too, the run's second in all.
     second = make_trainer(
         tmp_path, model=poisoned(tiny_model(), calls={2}, how="NaN gradient"), max_bad_batches=1

@@ -13,9 +13,10 @@ import math
 import pytest
 import torch
 
+from nrdseg.checkpoint.counters import DataPosition, TrainingCounters
 from nrdseg.checkpoint.work_dir import TrainingState, latest_checkpoint, read_training_state
 from nrdseg.config.run import LoaderConfig, OptimConfig
-from nrdseg.engine.data_order import BatchOrder, DataPosition
+from nrdseg.engine.data_order import BatchOrder
 from nrdseg.engine.resume import resumed_position, resumed_schedule
 from tests.engine_fixtures import (
     RecordingScenes,
@@ -67,7 +68,7 @@ def test_a_larger_batch_size_on_resume_reads_the_rest_of_the_epoch_once(tmp_path
     assert trainer.counters.data_position == DataPosition(
         epoch=1, offset=4, dataset_size=16, seed=0
     )
-    assert read_training_state(latest_checkpoint(tmp_path)).data_position == {
+    assert vars(read_training_state(latest_checkpoint(tmp_path)).counters.data_position) == {
         "epoch": 1,
         "offset": 4,
         "dataset_size": 16,
@@ -163,24 +164,18 @@ def test_fewer_bad_batches_allowed_on_resume_still_trains_to_the_end(tmp_path):
     assert (trainer.counters.iteration, trainer.counters.bad_batches) == (6, 1)
 
 
-def _state(**fields) -> TrainingState:
-    base = dict(
-        iteration=4,
-        consumed_batches=4,
-        bad_batches=0,
-        best_metric=None,
-        best_iteration=None,
-        optimizer={},
-        scaler={},
-        rng=[{}],
+def _state(*, rng: list | None = None, config: dict | None = None, **counted) -> TrainingState:
+    """A training state at iteration 4 (``counted`` changes its counters)."""
+    counters = TrainingCounters(**{"iteration": 4, "consumed_batches": 4, **counted})
+    return TrainingState(
+        counters=counters, optimizer={}, scaler={}, rng=[{}] if rng is None else rng, config=config
     )
-    return TrainingState(**{**base, **fields})
 
 
 @pytest.mark.parametrize(("size", "seed"), [(12, 0), (10, 5)])
 def test_another_training_set_or_seed_on_resume_starts_a_new_epoch(size, seed, caplog, tmp_path):
     saved = DataPosition(epoch=2, offset=6, dataset_size=10, seed=0)
-    state = _state(data_position=vars(saved))
+    state = _state(data_position=saved)
     with caplog.at_level(logging.WARNING, logger="nrdseg.train"):
         position = resumed_position(
             state, dataset_size=size, seed=seed, batch_size=2, world_size=1, directory=tmp_path

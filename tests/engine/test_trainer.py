@@ -88,7 +88,11 @@ def test_checkpoints_load_as_models_and_hold_the_training_state(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), trained.eval()(x), rtol=0, atol=0)
     state = read_training_state(latest)  # weights_only=True
-    assert (state.iteration, state.consumed_batches, state.bad_batches) == (6, 6, 0)
+    assert (
+        state.counters.iteration,
+        state.counters.consumed_batches,
+        state.counters.bad_batches,
+    ) == (6, 6, 0)
     assert len(state.rng) == 1 and state.optimizer["state"]
     assert_no_leftovers(tmp_path)
 
@@ -165,7 +169,7 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     ]
     loaded = nrdseg.load_model(tmp_path / "checkpoints" / "iter_000004")
     assert all(torch.isfinite(t).all() for t in loaded.state_dict().values())
-    assert read_training_state(latest_checkpoint(tmp_path)).iteration == 4
+    assert read_training_state(latest_checkpoint(tmp_path)).counters.iteration == 4
     assert [e["iter"] for e in events(tmp_path, "bad_batch")] == [5]
     assert_no_leftovers(tmp_path)
 
@@ -186,7 +190,7 @@ def test_bad_batches_are_skipped_up_to_the_limit(tmp_path):
     assert (counters.iteration, counters.bad_batches, counters.consumed_batches) == (6, 1, 7)
     (bad,) = events(tmp_path, "bad_batch")
     assert (bad["iter"], bad["count"], bad["loss"]) == (3, 1, None)  # NaN logged as null
-    assert read_training_state(latest_checkpoint(tmp_path)).bad_batches == 1
+    assert read_training_state(latest_checkpoint(tmp_path)).counters.bad_batches == 1
 
 
 def test_more_bad_batches_than_allowed_stop_training(tmp_path):
@@ -236,7 +240,7 @@ def test_the_best_evaluation_is_kept_in_best(tmp_path):
     assert (record["iter"], record["mIoU"], record["IoU"]["stripe"]) == (4, 0.6, 0.6)
     assert (trainer.counters.best_metric, trainer.counters.best_iteration) == (0.6, 4)
     assert nrdseg.load_model(tmp_path / "best").meta["classes"] == CLASSES
-    assert read_training_state(latest_checkpoint(tmp_path)).best_metric == 0.6
+    assert read_training_state(latest_checkpoint(tmp_path)).counters.best_metric == 0.6
 
 
 def _constant_evaluator(model):

@@ -39,6 +39,7 @@ import torch
 import yaml
 from torch import nn
 
+from nrdseg.checkpoint.counters import DataPosition, TrainingCounters
 from nrdseg.checkpoint.format import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -62,6 +63,14 @@ STATE_FILE = "training_state.pt"
 EVAL_FILE = "eval.json"
 #: A study run's summary (``nrdseg.analysis.experiments``).
 RESULT_FILE = "result.json"
+#: The counters every training state holds (the others came later, with defaults).
+_REQUIRED_COUNTERS = (
+    "iteration",
+    "consumed_batches",
+    "bad_batches",
+    "best_metric",
+    "best_iteration",
+)
 _NAME = re.compile(r"iter_(\d+)")
 _LEFTOVER = re.compile(r"\.(.+)\.(tmp|old|del)-[^.]+")
 
@@ -70,49 +79,63 @@ _LEFTOVER = re.compile(r"\.(.+)\.(tmp|old|del)-[^.]+")
 class TrainingState:
     """Everything a resumed run needs besides the weights, as ``training_state.pt`` holds it.
 
-    ``optimizer`` and ``scaler`` are the state dicts of the optimizer and GradScaler;
-    ``rng`` holds one random-state capture per process (rank order); ``config`` is the
-    run's resolved config tree, so a resume can say what changed.
+    ``counters``: where the run stands (:class:`nrdseg.checkpoint.counters.TrainingCounters`:
+    iterations, batches and samples read, bad batches, the best score); ``optimizer`` and
+    ``scaler`` are the state dicts of the optimizer and GradScaler; ``rng`` holds one
+    random-state capture per process (rank order); ``config`` is the run's resolved config
+    tree, so a resume can say what changed; ``schedule`` the poly schedule's ``iters``,
+    ``anchor_step`` and ``anchor_progress``. Positions are kept in units no setting
+    changes: the data order's in samples, the schedule's as progress.
 
-    Positions are kept in units no setting changes: ``data_position`` in samples
-    (``epoch``, ``offset``: samples of that epoch's permutation read by all processes,
-    and the ``dataset_size`` and ``seed`` of that permutation), ``schedule`` as the poly
-    schedule's ``iters``, ``anchor_step`` and ``anchor_progress``. ``consumed_batches``
-    (batches of any size, all micro-batches counted) is kept for the record: older
-    checkpoints (0.1.0, say) hold only it, and a resume converts it with their own config.
+    On disk the counters are top-level keys beside the others, as every version wrote
+    them (0.1.0's checkpoints lack ``skipped_samples``, ``data_position``, ``config`` and
+    ``schedule``).
     """
 
-    iteration: int
-    consumed_batches: int
-    bad_batches: int
-    best_metric: float | None
-    best_iteration: int | None
+    counters: TrainingCounters
     optimizer: dict[str, Any]
     scaler: dict[str, Any]
     rng: list[Any]
-    #: Samples served in place of unreadable ones; checkpoints of 0.1.0 may lack it.
-    skipped_samples: int = 0
     config: dict[str, Any] | None = None
-    #: ``engine.data_order.DataPosition`` as a dict; None in older checkpoints.
-    data_position: dict[str, int] | None = None
     #: ``engine.optim.PolySchedule.state()``; None in older checkpoints.
     schedule: dict[str, int | float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The plain dict written to ``training_state.pt`` (no copy of the tensors)."""
-        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        fields = [field.name for field in dataclasses.fields(self) if field.name != "counters"]
+        return {
+            **dataclasses.asdict(self.counters),  # data_position as a plain dict
+            **{name: getattr(self, name) for name in fields},
+        }
 
     @classmethod
     def from_dict(cls, state: Any, *, source: str) -> TrainingState:
-        """The typed state of a dict read from ``source``; ValueError naming the missing keys."""
-        fields = dataclasses.fields(cls)
-        required = [f.name for f in fields if f.default is dataclasses.MISSING]
-        missing = [key for key in required if not isinstance(state, dict) or key not in state]
+        """The typed state of a dict read from ``source``; ValueError naming the missing
+        keys, or a ``data_position`` that is not one."""
+        missing = [
+            key
+            for key in (*_REQUIRED_COUNTERS, "optimizer", "scaler", "rng")
+            if not isinstance(state, dict) or key not in state
+        ]
         if missing:
             raise ValueError(
                 f"{source}: not an nrdseg training state; missing {', '.join(missing)}"
             )
-        return cls(**{f.name: state[f.name] for f in fields if f.name in state})
+        names = [field.name for field in dataclasses.fields(TrainingCounters)]
+        counted = {name: state[name] for name in names if name in state}
+        position = counted.get("data_position")
+        if position is not None:
+            try:
+                counted["data_position"] = DataPosition(**position)
+            except TypeError as err:
+                raise ValueError(
+                    f"{source}: data_position {position!r} is not one ({err})"
+                ) from None
+        others = [f.name for f in dataclasses.fields(cls) if f.name != "counters"]
+        return cls(
+            counters=TrainingCounters(**counted),
+            **{name: state[name] for name in others if name in state},
+        )
 
 
 @dataclass(frozen=True)
@@ -131,11 +154,11 @@ def checkpoint_dir(work_dir: Path, iteration: int) -> Path:
 
 
 def write_checkpoint(work_dir: Path, *, model: nn.Module, state: TrainingState) -> Path:
-    """Write ``checkpoints/iter_NNNNNN/`` for ``state.iteration``, then point ``latest`` at it.
+    """Write ``checkpoints/iter_NNNNNN/`` for ``state.counters.iteration``, then point ``latest`` at it.
 
     :func:`read_checkpoint` reads it back. Returns the checkpoint directory.
     """
-    final = checkpoint_dir(work_dir, state.iteration)
+    final = checkpoint_dir(work_dir, state.counters.iteration)
     buffer = io.BytesIO()
     torch.save(state.to_dict(), buffer)
     with atomic_directory(final) as tmp:

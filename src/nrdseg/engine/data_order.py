@@ -7,7 +7,7 @@ one global batch. Each sample is also given a seed from (seed, epoch, position),
 augmentation runs under that seed, so a batch is the same whether it is loaded in the
 main process or a worker, in a straight run or after a resume.
 
-Where a run is stands in a :class:`DataPosition`, counted in samples (an epoch and the
+Where a run stands is a :class:`nrdseg.checkpoint.counters.DataPosition`, counted in samples (an epoch and the
 samples of its permutation consumed by all ranks together), not in batches: a run resumed
 with another ``loader.batch_size``, world size or ``optim.grad_accum`` goes on with the
 very next sample, neither skipping nor repeating any of the epoch.
@@ -16,13 +16,13 @@ very next sample, neither skipping nor repeating any of the epoch.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from nrdseg.checkpoint.counters import DataPosition
 from nrdseg.engine.rng import seeded_rng
 
 
@@ -32,48 +32,6 @@ def check_batch_fits(dataset_size: int, *, batch_size: int, world_size: int) -> 
         raise ValueError(
             f"the training set has {dataset_size} samples, fewer than one batch of "
             f"{batch_size} x {world_size} process(es); lower loader.batch_size"
-        )
-
-
-@dataclass(frozen=True, kw_only=True)
-class DataPosition:
-    """How far a run has read: ``offset`` samples of epoch ``epoch``'s permutation, over
-    all ranks. ``dataset_size`` and ``seed`` name the permutation the offset counts in."""
-
-    epoch: int = 0
-    offset: int = 0
-    dataset_size: int
-    seed: int
-
-    @classmethod
-    def from_batches(
-        cls, batches: int, *, global_batch: int, dataset_size: int, seed: int
-    ) -> DataPosition:
-        """The position after ``batches`` global batches of ``global_batch`` samples (how
-        checkpoints written before positions were kept in samples count it)."""
-        per_epoch = dataset_size // global_batch
-        return cls(
-            epoch=batches // per_epoch,
-            offset=(batches % per_epoch) * global_batch,
-            dataset_size=dataset_size,
-            seed=seed,
-        )
-
-    def next_batch_start(self, global_batch: int) -> DataPosition:
-        """Where the next batch of ``global_batch`` samples starts: here, or at the next
-        epoch when the rest of this one is shorter than a batch."""
-        if self.offset + global_batch <= self.dataset_size:
-            return self
-        return DataPosition(epoch=self.epoch + 1, dataset_size=self.dataset_size, seed=self.seed)
-
-    def after_batch(self, global_batch: int) -> DataPosition:
-        """The position once the next batch of ``global_batch`` samples is consumed."""
-        start = self.next_batch_start(global_batch)
-        return DataPosition(
-            epoch=start.epoch,
-            offset=start.offset + global_batch,
-            dataset_size=self.dataset_size,
-            seed=self.seed,
         )
 
 

@@ -13,9 +13,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from nrdseg.checkpoint.counters import DataPosition
 from nrdseg.checkpoint.work_dir import TrainingState
 from nrdseg.config.run import OptimConfig
-from nrdseg.engine.data_order import DataPosition
 from nrdseg.engine.optim import PolySchedule
 
 logger = logging.getLogger("nrdseg.train")
@@ -49,11 +49,10 @@ def resumed_position(
     """
     saved_batch = _saved_setting(state, "loader", "batch_size", batch_size)
     saved_world = len(state.rng) or world_size
-    if state.data_position is not None:
-        position = DataPosition(**state.data_position)
-    else:
+    position = state.counters.data_position
+    if position is None:
         position = DataPosition.from_batches(
-            state.consumed_batches,
+            state.counters.consumed_batches,
             global_batch=saved_batch * saved_world,
             dataset_size=dataset_size,
             seed=_saved_setting(state, "train", "seed", seed),
@@ -93,7 +92,7 @@ def resumed_position(
 def resumed_schedule(
     state: TrainingState, *, optim: OptimConfig, iters: int, directory: Path
 ) -> PolySchedule:
-    """The poly schedule from ``state.iteration`` on, for ``train.iters`` = ``iters``.
+    """The poly schedule from ``state.counters.iteration`` on, for ``train.iters`` = ``iters``.
 
     With ``iters`` changed the schedule keeps the progress it had made and spreads the
     rest over the iterations left (:meth:`PolySchedule.rebased`), so the rate goes on
@@ -101,7 +100,7 @@ def resumed_schedule(
     A rate that still jumps (``optim.lr``, ``min_lr``, ``power`` or the warm-up changed)
     is logged with its two values.
     """
-    step = state.iteration
+    step = state.counters.iteration
     if iters < step:
         raise ValueError(
             f"train.iters: {iters} is below iteration {step} of {directory}; set "

@@ -10,6 +10,7 @@ in ``best/``; every ``ckpt_interval`` a resumable checkpoint is written.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
+from nrdseg.checkpoint.counters import DataPosition, TrainingCounters
 from nrdseg.checkpoint.format import load_weights
 from nrdseg.checkpoint.work_dir import (
     BEST,
@@ -33,8 +35,7 @@ from nrdseg.checkpoint.work_dir import (
 )
 from nrdseg.config.run import LoaderConfig, OptimConfig, TrainConfig
 from nrdseg.data.files import worker_errors_as_lines
-from nrdseg.engine.counters import TrainingCounters
-from nrdseg.engine.data_order import BatchOrder, DataPosition, SeededSamples, check_batch_fits
+from nrdseg.engine.data_order import BatchOrder, SeededSamples, check_batch_fits
 from nrdseg.engine.distributed import mean_over_ranks
 from nrdseg.engine.log_window import LogWindow
 from nrdseg.engine.logger import EventLog
@@ -189,7 +190,7 @@ class Trainer:
         load_weights(self.model, checkpoint.weights, source=source)
         self.optimizer.load_state_dict(state.optimizer)
         self.scaler.load_state_dict(state.scaler)
-        self.counters = TrainingCounters.from_state(state, data_position=position)
+        self.counters = dataclasses.replace(state.counters, data_position=position)
         self.schedule = schedule
         self.last_checkpoint = checkpoint.directory
         rngs = state.rng
@@ -206,7 +207,7 @@ class Trainer:
 
     def _training_state(self) -> TrainingState:
         return TrainingState(
-            **self.counters.state_fields(),
+            counters=self.counters,
             optimizer=self.optimizer.state_dict(),
             scaler=self.scaler.state_dict(),
             rng=all_gather_objects(self.dist, capture_rng()),
