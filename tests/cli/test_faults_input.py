@@ -34,14 +34,15 @@ from nrdseg.config.run import ConfigError, LoaderConfig, TrainConfig, load_confi
 from nrdseg.data import DataError, build_dataset
 from nrdseg.deploy.export import check_export
 from nrdseg.deploy.predict import predict_files
+from nrdseg.engine.convert_sync_batchnorm import convert_sync_batchnorm
 from nrdseg.engine.optim import parameter_groups
-from nrdseg.engine.sync_bn import convert_sync_batchnorm
 from nrdseg.engine.trainer import Trainer
 from nrdseg.evaluation.evaluate import evaluate
 from nrdseg.evaluation.inference import infer_logits, slide_logits
 from nrdseg.evaluation.report import result_summary
 from nrdseg.models.load import load_model
-from nrdseg.ops.sync_batchnorm import check_batch_statistics, is_sync_batchnorm
+from nrdseg.ops.batchnorm_checks import check_batch_statistics
+from nrdseg.ops.cpu_sync_batchnorm import is_sync_batchnorm
 from nrdseg.utils.distributed import DistInfo
 from tests.conftest import CPU
 from tests.datasets_on_disk import SIZE, make_folder, write_image, write_mask

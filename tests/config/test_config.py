@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from nrdseg.cli.options import parse_assignments
-from nrdseg.config.run import Config, config_to_dict, load_config, save_config
+from nrdseg.config.run import RunConfig, config_to_dict, load_config, save_config
 from nrdseg.config.schema import ConfigError
 from nrdseg.engine.build import default_work_dir
 from nrdseg.models.zoo import create_model
@@ -168,7 +168,7 @@ def test_the_shipped_configs_are_all_there():
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_every_shipped_config_validates_and_builds_its_model(path):
     config = load_config(path)
-    assert isinstance(config, Config)
+    assert isinstance(config, RunConfig)
     options = {**config.model.options, "pretrained": False}
     with torch.device("meta"):
         model = create_model(

@@ -17,9 +17,9 @@ from torch import nn
 
 from nrdseg.checkpoint.work_dir import latest_checkpoint, read_training_state
 from nrdseg.config.run import LoaderConfig, OptimConfig, TrainConfig
-from nrdseg.engine.sync_bn import convert_sync_batchnorm
+from nrdseg.engine.convert_sync_batchnorm import convert_sync_batchnorm
 from nrdseg.engine.trainer import Trainer
-from nrdseg.ops.sync_batchnorm import CPUSyncBatchNorm
+from nrdseg.ops.cpu_sync_batchnorm import CPUSyncBatchNorm
 from nrdseg.utils.distributed import DistInfo
 from tests.conftest import CPU
 from tests.engine_fixtures import (

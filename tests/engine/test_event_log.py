@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from nrdseg.engine.logger import EventLog
+from nrdseg.engine.event_log import EventLog
 
 
 def test_events_are_json_lines_appended_across_runs(tmp_path):

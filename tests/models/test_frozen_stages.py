@@ -11,7 +11,7 @@ from torch import nn
 
 import nrdseg
 from nrdseg.config.run import load_config
-from nrdseg.engine.sync_bn import convert_sync_batchnorm
+from nrdseg.engine.convert_sync_batchnorm import convert_sync_batchnorm
 from nrdseg.models.backbone import TimmBackbone, load_backbone_checkpoint
 from tests.conftest import TINY
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from nrdseg.models.heads import NRDHead
-from nrdseg.ops.batchnorm import batchnorm_affine, fold_conv_bn
+from nrdseg.ops.batchnorm_folding import batchnorm_affine, fold_conv_bn
 from nrdseg.ops.dynamic_mlp import mlp_param_count
 from nrdseg.ops.dynamic_mlp_inference import patch_mlp_inference
 from tests.conftest import randomize_norms

@@ -30,7 +30,7 @@ from nrdseg.checkpoint.work_dir import (
     latest_checkpoint,
     read_best_result,
 )
-from nrdseg.config.run import Config, config_from_dict, config_to_dict, load_config
+from nrdseg.config.run import RunConfig, config_from_dict, config_to_dict, load_config
 from nrdseg.engine.build import train_from_config
 from nrdseg.engine.resume import config_changes
 from nrdseg.models.zoo import scaled_widths
@@ -60,7 +60,7 @@ class Budget:
     thin_classes: tuple[str, ...] = ("line", "ring", "dot")
     cache_backbone: bool = False
 
-    def base_config(self) -> Config:
+    def base_config(self) -> RunConfig:
         """The NRD row's resolved config under these overrides."""
         return load_config(self.config, dict(self.overrides))
 
@@ -163,7 +163,7 @@ def run_overrides(run: Run, budget: Budget) -> dict[str, Any]:
     return changes
 
 
-def run_config(run: Run, budget: Budget) -> Config:
+def run_config(run: Run, budget: Budget) -> RunConfig:
     """The engine config of ``run`` under ``budget``: the budget's config with
     :func:`run_overrides`, exactly what :func:`run_command` trains."""
     return load_config(budget.config, run_overrides(run, budget))

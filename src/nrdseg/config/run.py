@@ -368,7 +368,17 @@ class LossConfig:
 
 
 @dataclass(kw_only=True)
-class Config:
+class RunConfig:
+    """A run configuration: what ``nrdseg train`` trains, evaluates and saves, one section
+    per top-level key of a config YAML (``data``, ``model``, ``loader``, ``optim``,
+    ``train``, ``eval``, ``loss``). Read one with :func:`load_config`; the work dir keeps
+    the resolved one as ``config.yaml`` (:func:`save_config`).
+
+    Raises:
+        ValueError: a loss that does not fit the model's class count (a term that would
+            be 0, a binary form it lacks), naming ``loss.decode``.
+    """
+
     data: DataConfig
     model: ModelConfig = field(default_factory=ModelConfig)
     loader: LoaderConfig = field(default_factory=LoaderConfig)
@@ -404,15 +414,15 @@ def _check_dataset_options(options: dict[str, Any], *, key: str) -> None:
         )
 
 
-def config_from_dict(tree: dict[str, Any], *, source: str = "config") -> Config:
+def config_from_dict(tree: dict[str, Any], *, source: str = "config") -> RunConfig:
     """Validate a plain tree; errors read ``SOURCE: optim.lrr: unknown key; valid keys: ...``."""
     try:
-        return from_dict(Config, tree)
+        return from_dict(RunConfig, tree)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from err
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Read ``path`` with its ``_base_`` files, apply dotted ``overrides``, validate.
 
     ``path``: a YAML file, or where none exists, a packaged config's name
@@ -425,16 +435,16 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
     path = find_config(path)
     tree = load_tree(path)
     for key, value in (overrides or {}).items():
-        set_dotted(tree, key, value, default=lambda parts: field_default(Config, parts))
+        set_dotted(tree, key, value, default=lambda parts: field_default(RunConfig, parts))
     return config_from_dict(tree, source=str(path))
 
 
-def config_to_dict(config: Config) -> dict[str, Any]:
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
     """The plain YAML-safe tree (tuples as lists) that :func:`config_from_dict` reads back."""
     return plain(dataclasses.asdict(config))
 
 
-def save_config(config: Config, path: str | Path) -> Path:
+def save_config(config: RunConfig, path: str | Path) -> Path:
     """Write the resolved config as YAML, atomically."""
     text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
     atomic_write_bytes(path, text.encode())

@@ -1,4 +1,4 @@
-"""From a :class:`Config` to objects: model, datasets, evaluator, and a whole training run.
+"""From a :class:`RunConfig` to objects: model, datasets, evaluator, and a whole training run.
 
 The only module that reads config sections to build things; ``Trainer`` and the parts
 it uses take typed arguments.
@@ -23,7 +23,7 @@ from nrdseg.checkpoint.work_dir import (
     list_checkpoints,
     remove_stale_temporaries,
 )
-from nrdseg.config.run import Config, DatasetConfig, LossConfig, config_to_dict, save_config
+from nrdseg.config.run import DatasetConfig, LossConfig, RunConfig, config_to_dict, save_config
 from nrdseg.config.schema import ConfigError
 from nrdseg.data import DataError, build_dataset, build_transforms
 from nrdseg.data.label_stats import class_pixel_counts, label_statistics
@@ -41,7 +41,7 @@ from nrdseg.utils.openmp import WAIT_POLICY, openmp_runtime
 logger = logging.getLogger("nrdseg.train")
 
 
-def _normalization(config: Config, model: Segmentor | None = None) -> dict[str, Any]:
+def _normalization(config: RunConfig, model: Segmentor | None = None) -> dict[str, Any]:
     """The mean/std of ``model`` (one owner: predict and export read the model's), else the
     ones the config's model will be built with, for the transforms to match."""
     if model is not None:
@@ -51,7 +51,7 @@ def _normalization(config: Config, model: Segmentor | None = None) -> dict[str, 
 
 
 def build_split(
-    spec: DatasetConfig, *, train: bool, config: Config, model: Segmentor | None = None
+    spec: DatasetConfig, *, train: bool, config: RunConfig, model: Segmentor | None = None
 ) -> Any:
     """``nrdseg.data.build_dataset`` for ``data.train`` / ``data.val`` with its transforms,
     which normalize with ``model``'s mean and std when given (see :func:`_normalization`)."""
@@ -109,7 +109,7 @@ def check_labels(
 
 
 def build_val_dataset(
-    config: Config, *, source: str = "config", model: Segmentor | None = None
+    config: RunConfig, *, source: str = "config", model: Segmentor | None = None
 ) -> Any:
     """``data.val`` with the test transforms; normalized with ``model``'s mean and std when
     given (evaluating a checkpoint: its own, whatever the config says)."""
@@ -118,7 +118,7 @@ def build_val_dataset(
     return build_split(config.data.val, train=False, config=config, model=model)
 
 
-def loss_options(config: Config, train_set: Any = None) -> dict[str, Any]:
+def loss_options(config: RunConfig, train_set: Any = None) -> dict[str, Any]:
     """``create_model``'s ``loss_decode`` / ``sampler`` from the ``loss`` section ({} when
     it is the default), with ``class_weight: median_frequency`` counted on ``train_set``."""
     section = config.loss
@@ -146,7 +146,7 @@ def loss_options(config: Config, train_set: Any = None) -> dict[str, Any]:
 
 
 def build_model(
-    config: Config, *, num_classes: int | None, train_set: Any = None, resuming: bool = False
+    config: RunConfig, *, num_classes: int | None, train_set: Any = None, resuming: bool = False
 ) -> Segmentor:
     """The zoo model of ``model`` with the ``loss`` section's loss; ``num_classes`` fills in
     ``model.num_classes: null``; ``train_set`` is counted for median frequency weights.
@@ -172,7 +172,7 @@ def build_model(
 
 
 def build_evaluator(
-    config: Config, dataset: Any, *, device: torch.device, progress: bool
+    config: RunConfig, dataset: Any, *, device: torch.device, progress: bool
 ) -> Callable[[Segmentor], dict[str, Any]]:
     """``evaluate`` bound to ``dataset`` and the ``eval`` section."""
 
@@ -268,7 +268,7 @@ def share_cpu_threads(*, workers: int, info: DistInfo) -> int:
     return threads
 
 
-def check_model_builds(config: Config) -> None:
+def check_model_builds(config: RunConfig) -> None:
     """Build ``config``'s model on the meta device (no weights, no memory, no download), so
     that an option value its constructor refuses (``num_frequencies: 0``, an odd
     ``up_kernel``, ``frozen_stages`` past the last stage...) fails before the work dir,
@@ -287,7 +287,7 @@ def check_model_builds(config: Config) -> None:
 
 
 def train_from_config(
-    config: Config,
+    config: RunConfig,
     work_dir: str | Path,
     *,
     resume: bool = False,
@@ -339,7 +339,7 @@ def train_from_config(
         return trainer.train()
 
 
-def _prepare_process(config: Config, *, device: torch.device, info: DistInfo) -> None:
+def _prepare_process(config: RunConfig, *, device: torch.device, info: DistInfo) -> None:
     """Kernel determinism, CPU threads and the seed of this process, before anything is built."""
     _set_determinism(config.train.deterministic)
     if device.type == "cpu":
@@ -347,7 +347,7 @@ def _prepare_process(config: Config, *, device: torch.device, info: DistInfo) ->
     seed_everything(config.train.seed)
 
 
-def _checked_datasets(config: Config, *, log: bool) -> tuple[Any, Any]:
+def _checked_datasets(config: RunConfig, *, log: bool) -> tuple[Any, Any]:
     """``data.train`` and ``data.val`` (None when unset), their labels counted and checked
     when ``data.check_labels`` (``log``: this process logs the tables)."""
     train_set = build_split(config.data.train, train=True, config=config)
@@ -368,7 +368,9 @@ def _checked_datasets(config: Config, *, log: bool) -> tuple[Any, Any]:
     return train_set, val_set
 
 
-def _shared_model(config: Config, train_set: Any, *, resuming: bool, info: DistInfo) -> Segmentor:
+def _shared_model(
+    config: RunConfig, train_set: Any, *, resuming: bool, info: DistInfo
+) -> Segmentor:
     """:func:`build_model` in every process, rank 0 first: it fetches pretrained weights,
     the others reuse them. A resumed run takes every weight from its checkpoint: no
     backbone file or download."""
@@ -386,7 +388,7 @@ def _shared_model(config: Config, train_set: Any, *, resuming: bool, info: DistI
 
 
 def _validation(
-    config: Config,
+    config: RunConfig,
     val_set: Any,
     train_set: Any,
     model: Segmentor,

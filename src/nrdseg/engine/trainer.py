@@ -35,18 +35,18 @@ from nrdseg.checkpoint.work_dir import (
 )
 from nrdseg.config.run import LoaderConfig, OptimConfig, TrainConfig
 from nrdseg.data.files import worker_errors_as_lines
+from nrdseg.engine.convert_sync_batchnorm import convert_sync_batchnorm
 from nrdseg.engine.data_order import BatchOrder, SeededSamples, check_batch_fits
 from nrdseg.engine.distributed import mean_over_ranks
+from nrdseg.engine.event_log import EventLog
 from nrdseg.engine.log_window import LogWindow
-from nrdseg.engine.logger import EventLog
 from nrdseg.engine.optim import PolySchedule, build_optimizer
 from nrdseg.engine.resume import resumed_position, resumed_schedule, warn_about_changes
 from nrdseg.engine.rng import capture_rng, restore_rng, seed_everything
-from nrdseg.engine.sync_bn import convert_sync_batchnorm
 from nrdseg.evaluation.report import result_summary
 from nrdseg.models.dataset_fit import check_dataset_fits
 from nrdseg.models.segmentor import Segmentor
-from nrdseg.ops.sync_batchnorm import check_batch_statistics
+from nrdseg.ops.batchnorm_checks import check_batch_statistics
 from nrdseg.utils.distributed import DistInfo, all_gather_objects
 from nrdseg.utils.progress import progress_bar
 

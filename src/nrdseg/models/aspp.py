@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from nrdseg.models.blocks import ConvBNReLU, GlobalAvgPool2d, SeparableConvBNReLU
-from nrdseg.ops.sync_batchnorm import check_batch_statistics
+from nrdseg.ops.batchnorm_checks import check_batch_statistics
 
 #: ASPP dilations per encoder output stride: (1, 3, 6, 9) at stride 32 is the official NRD
 #: encoder's; 16 and 8 are DeepLabV3's rates (6, 12, 18 at stride 16, doubled at 8).

@@ -16,11 +16,11 @@ from nrdseg.models.heads.base import DecodeHead
 from nrdseg.models.inputs import ImageLike, to_batch
 from nrdseg.models.loss_terms import DecodeLoss, build_decode_loss
 from nrdseg.models.shapes import LEVELS, NECK, ShapeSpec
+from nrdseg.ops.batchnorm_checks import check_batch_statistics
 from nrdseg.ops.cross_entropy import cross_entropy
 from nrdseg.ops.labels import IGNORE_INDEX, check_ignore_index, label_classes
 from nrdseg.ops.normalize import IMAGENET_MEAN, IMAGENET_STD
 from nrdseg.ops.resize import resize
-from nrdseg.ops.sync_batchnorm import check_batch_statistics
 from nrdseg.ops.upsample_argmax import upsample_argmax
 
 

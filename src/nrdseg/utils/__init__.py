@@ -1,2 +1,3 @@
 """The bottom layer: atomic file writing, YAML-safe values, optional packages, progress
-reports and model wrappers. Imports nothing else from nrdseg."""
+reports, model wrappers and the process group's rank and size (``distributed``). Imports
+nothing else from nrdseg."""

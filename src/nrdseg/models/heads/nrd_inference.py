@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nrdseg.ops.batchnorm import batchnorm_affine, can_fold, fold_conv_bn, scale_conv
+from nrdseg.ops.batchnorm_folding import batchnorm_affine, can_fold, fold_conv_bn, scale_conv
 from nrdseg.ops.dynamic_mlp import patch_coordinates
 from nrdseg.ops.dynamic_mlp_inference import patch_mlp_inference
 from nrdseg.ops.resize import resize

@@ -1,4 +1,4 @@
-"""BatchNorm whose statistics span processes, and what batch BatchNorm needs to train.
+"""BatchNorm whose statistics span processes, on CPUs.
 
 :class:`CPUSyncBatchNorm` is nrdseg's CPU substitute for ``torch.nn.SyncBatchNorm`` (which
 refuses CPU tensors): it computes the batch statistics from sums all-reduced by an
@@ -91,31 +91,3 @@ SYNC_BATCHNORMS = (nn.SyncBatchNorm, CPUSyncBatchNorm)
 def is_sync_batchnorm(module: nn.Module) -> bool:
     """True for torch's SyncBatchNorm, nrdseg's CPU substitute and their subclasses."""
     return isinstance(module, SYNC_BATCHNORMS)
-
-
-def _processes_sharing_statistics(module: nn.Module) -> int:
-    if is_sync_batchnorm(module) and dist.is_available() and dist.is_initialized():
-        return dist.get_world_size()
-    return 1
-
-
-def check_batch_statistics(model: nn.Module, batch_size: int) -> None:
-    """Refuse a training batch that leaves a BatchNorm one value per channel.
-
-    Every training-mode BatchNorm of ``model`` normalizes over the batch; the ASPP
-    image-pooling branch has a single value per image, so a batch of one image (per
-    process, unless the norm is synchronised across processes) cannot be normalized.
-    Checked before the model runs, so the user sees this and not PyTorch's error from
-    whichever layer first meets a 1x1 map (the backbone's, for small crops).
-    """
-    if batch_size > 1:
-        return
-    norms = [
-        m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
-    ]
-    if any(_processes_sharing_statistics(m) * batch_size < 2 for m in norms):
-        raise ValueError(
-            f"training needs at least 2 images per batch, got {batch_size}: BatchNorm "
-            "normalizes over the batch and the ASPP image-pooling branch has one value per "
-            "image (use loader.batch_size >= 2, or SyncBN across several processes)"
-        )

@@ -2,7 +2,7 @@
 
 On CUDA this is ``torch.nn.SyncBatchNorm``. Torch's version refuses CPU tensors (and
 DistributedDataParallel refuses it in CPU modules), so on CPU BatchNorm becomes
-:class:`nrdseg.ops.sync_batchnorm.CPUSyncBatchNorm`.
+:class:`nrdseg.ops.cpu_sync_batchnorm.CPUSyncBatchNorm`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from timm.layers import BatchNormAct2d
 from timm.layers import convert_sync_batchnorm as convert_sync_batchnorm_with_act
 from torch import nn
 
-from nrdseg.ops.sync_batchnorm import CPUSyncBatchNorm, CPUSyncBatchNormAct
+from nrdseg.ops.cpu_sync_batchnorm import CPUSyncBatchNorm, CPUSyncBatchNormAct
 
 
 def _to_cpu_sync(module: nn.Module) -> nn.Module:
