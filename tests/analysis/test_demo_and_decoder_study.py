@@ -68,10 +68,15 @@ def test_demo_quick_writes_table_figure_and_loadable_checkpoints(tmp_path, capsy
         (["demo", "--quick"], "nrdseg_demo_quick"),
         (["study", "decoders"], "decoder_study"),
         (["study", "decoders", "--quick"], "decoder_study_quick"),
+        (["demo", "--data", "camvid", "--root", "."], "nrdseg_demo_camvid"),
+        (["demo", "--quick", "--data", "camvid", "--root", "."], "nrdseg_demo_camvid_quick"),
+        (["study", "decoders", "--data", "camvid", "--root", "."], "camvid_study"),
+        (["study", "decoders", "--quick", "--data", "camvid", "--root", "."], "camvid_study_quick"),
     ],
 )
 def test_quick_runs_have_their_own_default_folder(argv, default, tmp_path, monkeypatch):
-    # `nrdseg demo --quick` then `nrdseg demo` (or the study's) must not meet in one folder.
+    # `nrdseg demo --quick` then `nrdseg demo` (or the study's, or the CamVid ones) must
+    # not meet in one folder.
     monkeypatch.chdir(tmp_path)
     seen = []
 

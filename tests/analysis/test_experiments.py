@@ -135,3 +135,19 @@ def test_a_quick_run_and_its_command_train_the_same_model(tmp_path):
     study_dir = run_dir(tmp_path / "study", RUN)
     assert (again / "config.yaml").read_text() == (study_dir / "config.yaml").read_text()
     assert read_best_result(again)["mIoU"] == record["mIoU"]
+
+
+def test_a_work_dir_left_by_a_command_with_other_settings_is_refused(tmp_path, monkeypatch):
+    """The printed command leaves a work dir but no result.json; another study with the
+    same --out (the quick CamVid one, say) must not take its scores as its own."""
+    argv = shlex.split(run_command(RUN, BUDGET, work_dir=run_dir(tmp_path, RUN)))[1:]
+    assert main([*argv, "--no-progress", "--device", "cpu"]) == 0
+    monkeypatch.setattr(experiments, "train_from_config", lambda *a, **k: pytest.fail("trained"))
+    other = BUDGET.with_overrides(**{"data.train.options.length": 12})
+    with pytest.raises(
+        ValueError, match=r"config\.yaml was run with other settings (?s:.*)length: 16 -> 12"
+    ):
+        execute(RUN, other, out=tmp_path, progress=False, device="cpu")
+    assert not (run_dir(tmp_path, RUN) / experiments.RESULT_FILE).exists()
+    record = execute(RUN, BUDGET, out=tmp_path, progress=False, device="cpu")  # the same run
+    assert record["command"] == run_command(RUN, BUDGET, work_dir=run_dir(tmp_path, RUN))

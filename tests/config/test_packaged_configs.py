@@ -74,3 +74,19 @@ def test_every_packaged_file_is_package_data_and_the_clone_path_still_works():
     assert '"configs/**/*.yaml"' in package_data[2].partition("\n[")[0]
     if (REPO / "configs").exists():
         assert (REPO / "configs").resolve() == CONFIG_ROOT.resolve()
+
+
+def test_a_config_of_one_s_own_builds_on_a_packaged_one(tmp_path, monkeypatch):
+    """After a pip install there is no configs/ folder beside one's own config."""
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "my_data.yaml"
+    mine.write_text("_base_: configs/folder/nrd_lite0_cpu.yaml\ntrain: {iters: 5}\n")
+    config = load_config(mine)
+    packaged = load_config(CONFIG_ROOT / "folder" / "nrd_lite0_cpu.yaml")
+    assert config.train.iters == 5 and config.model == packaged.model
+    mine.write_text("_base_: folder/nrd_lite0_cpu.yml\n")
+    with pytest.raises(
+        FileNotFoundError, match=r"_base_ 'folder/nrd_lite0_cpu.yml': no file"
+    ) as err:
+        load_config(mine)
+    assert "did you mean folder/nrd_lite0_cpu.yaml?" in str(err.value)

@@ -27,6 +27,7 @@ from nrdseg.analysis.feature_cache import FrozenBackboneCache
 from nrdseg.checkpoint.work_dir import (
     METRICS_FILE,
     RESULT_FILE,
+    RUN_CONFIG_FILE,
     latest_checkpoint,
     read_best_result,
 )
@@ -35,6 +36,7 @@ from nrdseg.engine.build import train_from_config
 from nrdseg.engine.resume import config_changes
 from nrdseg.models.zoo import scaled_widths
 from nrdseg.utils.atomic import atomic_write_bytes
+from nrdseg.utils.yaml_read import load_yaml
 
 logger = logging.getLogger("nrdseg.study")
 
@@ -248,6 +250,23 @@ def _same_settings(stored: Any, tree: dict[str, Any]) -> bool:
     return not settings_changes(stored, tree)
 
 
+def _refuse_other_settings(stored: Any, tree: dict[str, Any], *, source: Path, run: Run) -> None:
+    """ValueError listing each setting ``source`` (a run's result or config) has other
+    than ``tree``: a work dir is reused or resumed only for the very same run."""
+    changes = settings_changes(stored, tree)
+    if not changes:
+        return
+    shown = changes[:_SHOWN_CHANGES]
+    if len(changes) > _SHOWN_CHANGES:
+        shown.append(f"... and {len(changes) - _SHOWN_CHANGES} more")
+    raise ValueError(
+        f"{source} was run with other settings than this {run.key} (then -> now):\n"
+        + "".join(f"  {line}\n" for line in shown)
+        + f"choose another --out for these settings, or delete {source.parent} to redo that "
+        "run with them"
+    )
+
+
 def execute(
     run: Run,
     budget: Budget,
@@ -263,8 +282,9 @@ def execute(
     available); ``cache``: serves the frozen backbone's maps (shared by a study's runs).
 
     The record holds the evaluation summary (``mIoU``, ``IoU`` by class, ``trimap`` by
-    width, fractions), ``train_seconds``, and the config; a finished run whose config
-    differs from this one is an error rather than silently reused.
+    width, fractions), ``train_seconds``, the command and the config; a work dir whose
+    result or ``config.yaml`` holds other settings (another study's run in the same
+    ``out``, say) is an error rather than silently reused or resumed.
     """
     config = run_config(run, budget)
     tree = config_to_dict(config)
@@ -272,18 +292,14 @@ def execute(
     result_path = work_dir / RESULT_FILE
     if result_path.is_file():
         record = json.loads(result_path.read_text())
-        changes = settings_changes(record.get("config"), tree)
-        if changes:
-            shown = changes[:_SHOWN_CHANGES]
-            if len(changes) > _SHOWN_CHANGES:
-                shown.append(f"... and {len(changes) - _SHOWN_CHANGES} more")
-            raise ValueError(
-                f"{result_path} was run with other settings than this {run.key} "
-                "(then -> now):\n" + "".join(f"  {line}\n" for line in shown) + "choose another "
-                f"--out for these settings, or delete {work_dir} to redo that run with them"
-            )
+        _refuse_other_settings(record.get("config"), tree, source=result_path, run=run)
         logger.info("%s: finished earlier, read %s", run.key, result_path)
         return record
+    stored = work_dir / RUN_CONFIG_FILE
+    if stored.is_file():  # trained or begun without the study (its printed command, say)
+        _refuse_other_settings(
+            load_yaml(stored.read_text(), name=str(stored)), tree, source=stored, run=run
+        )
     latest = latest_checkpoint(work_dir) if work_dir.is_dir() else None
     summary = read_best_result(work_dir)
     if latest is None or summary is None or latest.name != f"iter_{config.train.iters:06d}":

@@ -22,8 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out",
         type=Path,
-        help="output folder (default nrdseg_demo; nrdseg_demo_quick with --quick, so that "
-        "the two never meet)",
+        help="output folder (default nrdseg_demo, nrdseg_demo_camvid with --data camvid; a "
+        "_quick suffix with --quick, so that no two kinds of run meet)",
     )
     add_device_argument(parser)
     parser.add_argument(
@@ -34,7 +34,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    args.out = args.out or Path("nrdseg_demo_quick" if args.quick else "nrdseg_demo")
+    name = "nrdseg_demo_camvid" if args.data == "camvid" else "nrdseg_demo"
+    args.out = args.out or Path(f"{name}_quick" if args.quick else name)
     if args.data == "camvid":
         if args.root is None:
             raise ValueError("--data camvid needs --root DIR")  # exit 2, as a usage error

@@ -115,7 +115,8 @@ def add_decoders_parser(studies: argparse._SubParsersAction) -> None:
     decoders.add_argument(
         "--out",
         type=Path,
-        help="output folder (default decoder_study; decoder_study_quick with --quick)",
+        help="output folder (default decoder_study, camvid_study with --data camvid; a "
+        "_quick suffix with --quick, so that no two kinds of run meet)",
     )
     decoders.add_argument("--quick", action="store_true", help="a smoke run: tiny model, 4 its")
     decoders.add_argument("--seeds", type=int, help="seeds 0..N-1 (default 3)")
@@ -188,7 +189,8 @@ def data_budget(args: argparse.Namespace) -> Budget:
 
 
 def run_decoders(args: argparse.Namespace) -> int:
-    args.out = args.out or Path("decoder_study_quick" if args.quick else "decoder_study")
+    name = "camvid_study" if args.data == "camvid" else "decoder_study"
+    args.out = args.out or Path(f"{name}_quick" if args.quick else name)
     budget = with_changes(
         data_budget(args), iters=args.iters, backbone=args.backbone, image_size=args.image_size
     )

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from nrdseg.config.packaged import get_config_file
 from nrdseg.config.schema import ConfigError
 from nrdseg.utils.yaml_read import load_yaml
 
@@ -51,6 +52,23 @@ def _read(path: Path) -> dict[str, Any]:
     return tree
 
 
+def _base_path(path: Path, base: str) -> Path:
+    """``base`` relative to the config ``path`` that names it, or where no such file
+    exists, the packaged config of that name (so a config of one's own can build on
+    ``folder/nrd_lite0_cpu.yaml`` after a pip install)."""
+    beside = path.parent / base
+    if beside.is_file() or Path(base).is_absolute():
+        return beside
+    try:
+        return get_config_file(base)
+    except FileNotFoundError as err:
+        hint = str(err).partition(f"no packaged config {base!r}")[2]
+        raise FileNotFoundError(
+            f"{path}: _base_ {base!r}: no file {beside} (relative to the config that names "
+            f"it) nor a packaged config of that name{hint}"
+        ) from None
+
+
 def load_tree(path: str | Path, *, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The merged tree of ``path`` and all its bases, without the ``_base_`` keys."""
     path = Path(path).resolve()
@@ -65,7 +83,7 @@ def load_tree(path: str | Path, *, _chain: tuple[Path, ...] = ()) -> dict[str, A
         raise ConfigError(f"{path}: {BASE_KEY} must be a path or a list of paths, got {bases!r}")
     merged: dict[str, Any] = {}
     for base in bases:
-        merged = deep_merge(merged, load_tree(path.parent / base, _chain=(*_chain, path)))
+        merged = deep_merge(merged, load_tree(_base_path(path, base), _chain=(*_chain, path)))
     return deep_merge(merged, tree)
 
 
