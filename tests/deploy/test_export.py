@@ -15,7 +15,7 @@ import torch
 
 from nrdseg.cli import main
 from nrdseg.deploy.export import META_FILE, export_model, load_exported
-from nrdseg.deploy.verify import verify_export
+from nrdseg.deploy.verify import ParityReport, ParityRow, verify_export
 from tests.tiny_checkpoints import PALETTE, tiny_model
 
 EXAMPLE = (64, 96)
@@ -117,3 +117,18 @@ def test_loaded_onnx_runner_labels_match_predict(model, exported):
     images = ((rgb / 255.0 - mean) / std).astype(np.float32).transpose(2, 0, 1)[None]
     labels = load_exported(path, format="onnx")(images).argmax(1)[0]
     np.testing.assert_array_equal(labels, model.predict(rgb).numpy())
+
+
+def test_the_logit_bound_grows_with_the_logits_and_a_fail_names_what_missed():
+    """A trained model's logits of ~100 differ by ~1e-4 in float32 (a fresh user's own-data
+    export failed --verify at 100.000% agreement with a fixed 1e-4)."""
+    trained = ParityRow(shape=(1, 64, 96), max_abs_logit=98.5, max_abs_diff=1.3e-4,
+                        agreeing=6144, pixels=6144)  # fmt: skip
+    assert ParityReport(rows=[trained], atol=1e-4, rtol=1e-5, min_agreement=0.9999).ok
+    fixed = ParityReport(rows=[trained], atol=1e-4, rtol=0.0, min_agreement=0.9999)
+    assert not fixed.ok
+    assert "got max |diff| 1.30e-04 > 1.00e-04 at 1 x 64 x 96" in fixed.table()
+    assert "agreement 100.000%" not in fixed.table().splitlines()[-1]  # that part passed
+    small = ParityRow(shape=(1, 8, 8), max_abs_logit=0.03, max_abs_diff=1.3e-4,
+                      agreeing=64, pixels=64)  # fmt: skip
+    assert not ParityReport(rows=[small], atol=1e-4, rtol=1e-5, min_agreement=0.9999).ok

@@ -188,6 +188,11 @@ def data_budget(args: argparse.Namespace) -> Budget:
     return with_root(CAMVID_QUICK if args.quick else CAMVID, args.root)
 
 
+def _duration(seconds: float) -> str:
+    """``"12 s"`` under a minute, ``"3.4 min"`` above."""
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
 def run_decoders(args: argparse.Namespace) -> int:
     name = "camvid_study" if args.data == "camvid" else "decoder_study"
     args.out = args.out or Path(f"{name}_quick" if args.quick else name)
@@ -222,7 +227,7 @@ def run_decoders(args: argparse.Namespace) -> int:
         f"Decoder study on {describe(budget)} per run, mean ± std over {seeds} seed(s). "
         "GMACs and parameters: the decoder at 1024 x 2048, 19 classes, ResNet-50 widths; "
         f"ms: decoder to labels at {latency_size[0]} x {latency_size[1]}. "
-        f"Machine: {machine_line()}; this invocation {(time.perf_counter() - start) / 60:.1f} min."
+        f"Machine: {machine_line()}; this invocation {_duration(time.perf_counter() - start)}."
     )
     config = budget.base_config()
     source = "CamVid" if config.data.train.name == "camvid" else "Synthetic scenes"
