@@ -104,14 +104,14 @@ def with_changes(
     is the square crop, and on the synthetic scenes the scene size too (CamVid frames keep
     the config's ``scale``).
     """
+    base = budget.base_config()
     changes: dict[str, Any] = {}
     if iters is not None:
-        base = budget.base_config().train
         changes.update(
             {
                 "train.iters": iters,
                 "train.log_interval": iters,
-                "train.ckpt_interval": min(base.ckpt_interval, iters),
+                "train.ckpt_interval": min(base.train.ckpt_interval, iters),
             }
         )
     if backbone is not None:
@@ -119,7 +119,7 @@ def with_changes(
     if image_size is not None:
         size = [image_size, image_size]
         changes["data.transforms.crop_size"] = size
-        if budget.base_config().data.train.name == "synthetic":
+        if base.data.train.name == "synthetic":
             changes.update(
                 {
                     "data.transforms.scale": size,

@@ -26,6 +26,17 @@ def config_names() -> list[str]:
     )
 
 
+def _normalized(name: str) -> str:
+    """``name`` as a path under :data:`CONFIG_ROOT`: no ``configs/`` prefix, a suffix."""
+    relative = name.removeprefix(_PREFIX)
+    return relative if relative.endswith((".yaml", ".yml")) else f"{relative}.yaml"
+
+
+def closest_name(name: str) -> str:
+    """``" (did you mean X?)"`` for the packaged config closest to ``name``, or ``""``."""
+    return did_you_mean(_normalized(name), config_names())
+
+
 def get_config_file(name: str) -> Path:
     """The path of packaged config ``name`` (``"camvid/nrd_lite0.yaml"``; a leading
     ``configs/`` and a missing ``.yaml`` are accepted).
@@ -34,15 +45,11 @@ def get_config_file(name: str) -> Path:
         FileNotFoundError: no packaged config has that name; the message lists the
             closest names.
     """
-    relative = name.removeprefix(_PREFIX)
-    if not relative.endswith((".yaml", ".yml")):
-        relative += ".yaml"
-    path = CONFIG_ROOT / relative
+    path = CONFIG_ROOT / _normalized(name)
     if path.is_file() and path.resolve().is_relative_to(CONFIG_ROOT):
         return path
     raise FileNotFoundError(
-        f"no packaged config {name!r}{did_you_mean(relative, config_names())}; "
-        "`nrdseg models --configs` lists them"
+        f"no packaged config {name!r}{closest_name(name)}; `nrdseg models --configs` lists them"
     )
 
 
@@ -58,8 +65,8 @@ def find_config(path: str | Path) -> Path:
         return path
     try:
         return get_config_file(path.as_posix())
-    except FileNotFoundError as err:
-        hint = str(err).partition(f"no packaged config {path.as_posix()!r}")[2]
+    except FileNotFoundError:
         raise FileNotFoundError(
-            f"config file not found: {path} (nor as a packaged config{hint})"
+            f"config file not found: {path} (nor as a packaged config"
+            f"{closest_name(path.as_posix())}; `nrdseg models --configs` lists them)"
         ) from None

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from nrdseg.config.packaged import get_config_file
+from nrdseg.config.packaged import closest_name, get_config_file
 from nrdseg.config.schema import ConfigError
 from nrdseg.utils.yaml_read import load_yaml
 
@@ -61,11 +61,10 @@ def _base_path(path: Path, base: str) -> Path:
         return beside
     try:
         return get_config_file(base)
-    except FileNotFoundError as err:
-        hint = str(err).partition(f"no packaged config {base!r}")[2]
+    except FileNotFoundError:
         raise FileNotFoundError(
             f"{path}: _base_ {base!r}: no file {beside} (relative to the config that names "
-            f"it) nor a packaged config of that name{hint}"
+            f"it) nor a packaged config of that name{closest_name(base)}"
         ) from None
 
 
